@@ -1,0 +1,187 @@
+"""Command line: `extractor` and the `streaming-extractor-*` commands.
+
+Expected failures print one line and exit non-zero (1: an input could not be analysed,
+2: a profile or usage problem); anything else says to rerun with --debug for a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from runner import __version__
+from runner.errors import AudioError, ExtractorError, OutputError, ProfileError
+
+EXIT_FAILED = 1
+EXIT_PROFILE = 2
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _guard(action: Callable[[], int], debug: bool) -> int:
+    """Run ``action``; turn expected failures into one line, unexpected ones into a pointer."""
+    try:
+        return action()
+    except ProfileError as exc:
+        if debug:
+            raise
+        return _fail(str(exc), EXIT_PROFILE)
+    except (AudioError, OutputError, ExtractorError) as exc:
+        if debug:
+            raise
+        return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        if debug:
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+                     "for the traceback)", EXIT_FAILED)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override a profile value, e.g. options.lowlevel.frameSize=4096")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def _run(profile: str, input_path: str, output: str, overrides: list[str],
+         legacy_base: str = "music") -> int:
+    from runner.extract import Extractor
+
+    extractor = Extractor(profile, overrides, legacy_base=legacy_base)
+    extractor.extract(input_path, output)
+    return 0
+
+
+# -- streaming-extractor-<profile> ---------------------------------------------------------------
+def _extractor_command(builtin: str, argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"streaming-extractor-{builtin}",
+        description=f"Run the built-in '{builtin}' profile on an audio file and write JSON.",
+    )
+    parser.add_argument("input", help="audio file (wav, flac, mp3, ogg, m4a, aiff, ...)")
+    parser.add_argument("output", help="output file (JSON, or YAML if the profile says so)")
+    parser.add_argument("profile", nargs="?", default=None,
+                        help="Essentia profile file (applied as overrides) or a profile of ours")
+    parser.add_argument("--profile", dest="profile_option", default=None,
+                        help="run this profile (built-in name or path) instead")
+    _common(parser)
+    args = parser.parse_args(argv)
+    profile = args.profile_option or args.profile or builtin
+    return _guard(lambda: _run(profile, args.input, args.output, args.overrides,
+                               legacy_base=builtin), args.debug)
+
+
+def music(argv: Sequence[str] | None = None) -> int:
+    return _extractor_command("music", argv)
+
+
+def lowlevel(argv: Sequence[str] | None = None) -> int:
+    return _extractor_command("lowlevel", argv)
+
+
+def tonal(argv: Sequence[str] | None = None) -> int:
+    return _extractor_command("tonal", argv)
+
+
+def rhythm(argv: Sequence[str] | None = None) -> int:
+    return _extractor_command("rhythm", argv)
+
+
+def beats(argv: Sequence[str] | None = None) -> int:
+    return _extractor_command("beats", argv)
+
+
+# -- extractor ----------------------------------------------------------------------------------
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _run(args.profile, args.input, args.output, args.overrides)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from runner import compile, load
+
+    profile = load.load_profile(args.profile, args.overrides)
+    plan = compile.compile_profile(profile)
+    compile.check_instantiation(plan)
+    for line in compile.describe(plan):
+        print(line)
+    print("ok")
+    return 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from runner import load
+
+    table = Table("profile", "description", title="built-in profiles")
+    for name in load.builtin_names():
+        data, _ = load.read_yaml(load.builtin_dir() / f"{name}.yaml")
+        text = str((data or {}).get("description", "")).strip().splitlines()
+        table.add_row(name, text[0] if text else "")
+    Console().print(table)
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from runner import compile, load, write
+
+    if args.profile == "profile":
+        from runner.validate import load_schema
+
+        schema = load_schema("profile.schema.json")
+    else:
+        plan = compile.compile_profile(load.load_profile(args.profile, args.overrides))
+        schema = write.output_schema(plan)
+    text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    if args.output:
+        write.write_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="extractor", description="Declarative music-analysis extractor profiles."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a profile on an audio file")
+    p.add_argument("profile", help="built-in profile name or path to a YAML profile")
+    p.add_argument("input")
+    p.add_argument("output")
+    _common(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("validate", help="check a profile and show its compiled graph")
+    p.add_argument("profile")
+    _common(p)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("profiles", help="list the built-in profiles")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(func=_cmd_profiles)
+
+    p = sub.add_parser("schema", help="print the output JSON Schema of a profile "
+                       "('profile' prints the profile format's schema)")
+    p.add_argument("profile")
+    p.add_argument("--output", "-o", default=None, help="write to this file")
+    _common(p)
+    p.set_defaults(func=_cmd_schema)
+
+    args = parser.parse_args(argv)
+    return _guard(lambda: args.func(args), getattr(args, "debug", False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

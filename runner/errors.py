@@ -1,0 +1,54 @@
+"""One small exception tree: every expected failure becomes one line for a person."""
+
+from __future__ import annotations
+
+
+class ExtractorError(Exception):
+    """Base of every failure the command line reports as one line (no traceback)."""
+
+
+class ProfileError(ExtractorError):
+    """A profile that cannot be used: YAML syntax, schema, unknown algorithm, bad wiring.
+
+    Rendered as ``file:line: key.path: message`` (then an optional hint), like a compiler.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        path: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.path = path
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = self.source or "<profile>"
+        if self.line is not None:
+            where += f":{self.line}"
+        text = f"{where}: "
+        if self.path:
+            text += f"{self.path}: "
+        text += self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class AudioError(ExtractorError):
+    """An input file that cannot be analysed: missing, unreadable, empty, corrupt, unsupported."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.audio_path = path
+        super().__init__(f"{path}: {message}")
+
+
+class OutputError(ExtractorError):
+    """A result that cannot be written, or that does not match its output schema."""

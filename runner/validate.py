@@ -1,0 +1,84 @@
+"""Check a profile against schemas/profile.schema.json before anything is compiled or run."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from runner.errors import ProfileError
+from runner.load import KeyPath, Profile
+
+
+def schema_dir() -> Path:
+    return Path(__file__).resolve().parent / "schemas"
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict[str, Any]:
+    """A schema from schemas/ by file name, or from a path."""
+    path = Path(name)
+    if not path.exists():
+        path = schema_dir() / name
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _describe(error: ValidationError) -> str:
+    """A short sentence for a schema error (jsonschema's own text repeats whole documents)."""
+    kind = error.validator
+    if kind == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown key '{extra[0]}'" + (f" (allowed: {allowed})" if allowed else "")
+    if kind == "required":
+        return error.message.replace("is a required property", "is required")
+    if kind == "enum":
+        choices = ", ".join(json.dumps(c) for c in error.validator_value)
+        return f"{json.dumps(error.instance)} is not one of {choices}"
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"expected {expected}, got {type(error.instance).__name__} {error.instance!r}"
+    if kind == "pattern":
+        return f"{error.instance!r} is not a valid name here (pattern {error.validator_value})"
+    if kind == "oneOf" and isinstance(error.instance, dict) and "required" in str(error.schema):
+        return "a node needs exactly one of 'algorithm' or 'function'"
+    return error.message
+
+
+def validate_document(profile: Profile) -> None:
+    """Validate one file's own content (before merging), so errors point into that file."""
+    data = profile.data
+    if not isinstance(data, dict):
+        raise ProfileError("a profile must be a YAML mapping", source=profile.source, line=1)
+    schema = dict(load_schema("profile.schema.json"))
+    schema = {**schema, "required": []}  # a fragment may rely on what it extends for 'name'
+    _raise_first(profile, _validator(schema).iter_errors(data))
+
+
+def validate_profile(profile: Profile) -> None:
+    """Validate the merged profile (all fragments together)."""
+    _raise_first(profile, _validator(load_schema("profile.schema.json")).iter_errors(profile.data))
+
+
+def _raise_first(profile: Profile, errors: Any) -> None:
+    error = best_match(errors)
+    if error is None:
+        return
+    path: KeyPath = tuple(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        if extra:
+            path = path + (extra[0],)
+    raise profile.error(path, _describe(error))

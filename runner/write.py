@@ -1,0 +1,232 @@
+"""The result document: metadata, output schema (generated from the plan), atomic writing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from runner import __version__, registry
+from runner.aggregate import nest, to_plain
+from runner.compile import AUDIO, AUDIO_OUTPUTS, Plan
+from runner.errors import OutputError
+from runner.run import Analysis
+
+LOSSLESS_CODECS = {"flac", "alac", "wavpack", "ape", "tta", "shorten", "mlp", "truehd"}
+MATRIX_STATS = {"cov", "icov"}
+
+
+def metadata(plan: Plan, analysis: Analysis, input_path: str) -> dict[str, Any]:
+    """What was analysed and how: profile, versions, the input's audio properties."""
+    essentia = registry.quiet_essentia()
+    audio = analysis.audio
+    cfg = plan.audio
+    codec = str(audio.get("codec", ""))
+    analysis_length = audio.get("analysis_length")
+    untrimmed = cfg.start_time == 0 and cfg.end_time is None
+    props: dict[str, Any] = {
+        "analysis": {
+            "sample_rate": cfg.sample_rate,
+            "downmix": cfg.downmix,
+            "start_time": cfg.start_time,
+            "end_time": cfg.end_time,
+            "equal_loudness": False,
+        },
+        "sample_rate": audio.get("sample_rate"),
+        "number_channels": audio.get("channels"),
+        "bit_rate": audio.get("bit_rate"),
+        "codec": codec or None,
+        "lossless": codec.startswith("pcm_") or codec in LOSSLESS_CODECS,
+        "length": analysis_length if untrimmed else float(audio.get("duration", 0)),
+    }
+    if analysis_length is not None:
+        props["analysis"]["length"] = analysis_length
+    if "md5" in audio:
+        props["md5_encoded"] = audio["md5"]
+    tags = {"file_name": os.path.basename(input_path)}
+    for name, value in (audio.get("tags") or {}).items():
+        tags[name.split(".")[-1]] = to_plain(value)
+    return {
+        "version": {
+            "essentia": essentia.__version__,
+            "essentia_git_sha": getattr(essentia, "__version_git_sha__", "unknown"),
+            "extractor": f"extractor-profiles {__version__}",
+            "runner": __version__,
+        },
+        "profile": {"name": plan.name, "hash": plan.digest},
+        "audio_properties": props,
+        "tags": tags,
+    }
+
+
+def document(plan: Plan, analysis: Analysis, flat: dict[str, Any], input_path: str
+             ) -> dict[str, Any]:
+    doc = nest(flat)
+    _merge(doc.setdefault("metadata", {}), metadata(plan, analysis, input_path))
+    return _finite(doc)
+
+
+def frames_document(plan: Plan, analysis: Analysis) -> dict[str, Any]:
+    """The frame-level pool, as Essentia's ``outputFrames`` writes it."""
+    flat = {n: to_plain(analysis.frames[n]) for n in analysis.frames.descriptorNames()}
+    flat.update({n: to_plain(v) for n, v in analysis.singles.items()})
+    return _finite(nest(flat))
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into.setdefault(key, value)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no spelling for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+# -- output schema -------------------------------------------------------------------------------
+_NUMBER = {"type": ["number", "null"]}
+
+
+def _json_type(essentia_type: str) -> dict[str, Any]:
+    if essentia_type in ("real", "integer"):
+        return _NUMBER
+    if essentia_type == "string":
+        return {"type": "string"}
+    if essentia_type == "bool":
+        return {"type": "boolean"}
+    if essentia_type.startswith("vector_"):
+        return {"type": "array", "items": _json_type(essentia_type[len("vector_"):])}
+    if essentia_type.startswith("matrix_"):
+        return {"type": "array", "items": {"type": "array", "items": _NUMBER}}
+    return {}
+
+
+def output_schema(plan: Plan) -> dict[str, Any]:
+    """The JSON Schema every output of this plan must match, derived from the graph."""
+    flat: dict[str, dict[str, Any]] = {}
+    for desc in plan.descriptors:
+        node = plan.nodes.get(desc.ref.node)
+        if desc.ref.node == AUDIO:
+            kind = AUDIO_OUTPUTS[desc.ref.output]
+        elif node is not None and node.algorithm:
+            kind = registry.info(node.algorithm).outputs[desc.ref.output]
+        else:
+            kind = "any"
+        if desc.single:
+            flat[desc.name] = _json_type(kind) if kind != "any" else {}
+            continue
+        for stat in desc.stats:
+            if stat in MATRIX_STATS:
+                flat[f"{desc.name}.{stat}"] = {"type": "array", "items": {"type": "array"}}
+            elif stat in ("copy", "value"):
+                flat[f"{desc.name}.{stat}" if stat == "value" else desc.name] = {}
+            elif stat == "last":
+                flat[desc.name] = {"type": ["number", "array", "null"]}
+            else:
+                # A vector descriptor gives a vector per statistic; a 1-frame input may too.
+                flat[f"{desc.name}.{stat}"] = {"type": ["number", "array", "null"]}
+    tree = _schema_tree(flat)
+    meta = {
+        "type": "object",
+        "required": ["version", "profile", "audio_properties", "tags"],
+        "properties": {
+            "profile": {
+                "type": "object",
+                "required": ["name", "hash"],
+                "properties": {"name": {"const": plan.name}, "hash": {"type": "string"}},
+            },
+            "version": {"type": "object", "required": ["essentia", "runner"]},
+            "audio_properties": {
+                "type": "object",
+                "required": ["analysis", "sample_rate", "number_channels", "length"],
+            },
+            "tags": {"type": "object", "required": ["file_name"]},
+        },
+    }
+    tree.setdefault("properties", {}).setdefault("metadata", {"type": "object"})
+    _deep_schema_merge(tree["properties"]["metadata"], meta)
+    tree["properties"]["metadata"].setdefault("required", [])
+    for key in meta["required"]:
+        if key not in tree["properties"]["metadata"]["required"]:
+            tree["properties"]["metadata"]["required"].append(key)
+    tree["required"] = sorted(set(tree.get("required", [])) | {"metadata"})
+    tree["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    tree["title"] = f"output of the {plan.name} profile"
+    return tree
+
+
+def _schema_tree(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    root: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
+    for name in sorted(flat):
+        node = root
+        parts = name.split(".")
+        for part in parts[:-1]:
+            if part not in node["required"]:
+                node["required"].append(part)
+            node = node["properties"].setdefault(
+                part, {"type": "object", "properties": {}, "required": []}
+            )
+        node["properties"][parts[-1]] = flat[name]
+        if parts[-1] not in node["required"]:
+            node["required"].append(parts[-1])
+    return root
+
+
+def _deep_schema_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_schema_merge(into[key], value)
+        elif key == "required" and isinstance(into.get(key), list):
+            into[key] = sorted(set(into[key]) | set(value))
+        else:
+            into[key] = value
+
+
+def validate_output(doc: dict[str, Any], schema: dict[str, Any], label: str) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+        raise OutputError(f"{label}: output does not match its schema at {where}: "
+                          f"{error.message[:200]}")
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def render(doc: dict[str, Any], fmt: str, indent: int) -> str:
+    if fmt == "yaml":
+        return yaml.safe_dump(doc, sort_keys=True, default_flow_style=None, width=100)
+    return json.dumps(doc, indent=indent or None, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside the target, then rename: never a half-written output."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
