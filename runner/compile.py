@@ -157,6 +157,7 @@ def compile_profile(profile: Profile) -> Plan:
     order = _single_replay_per_network(profile, nodes, order, descriptors)
     stages = _assign_stages(nodes, order)
     recorded = {d.ref.key for d in descriptors}
+    recorded |= {f"{AUDIO}.{name}" for name in AUDIO_OUTPUTS if name != "signal"}  # metadata
     for node in nodes.values():
         for ref in node.dependencies():
             if not node.streaming or ref.take is not None or ref.node == AUDIO:

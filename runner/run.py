@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from runner import derive, registry
-from runner.compile import AUDIO, Node, Plan, Ref, replay_sources, stream_components
+from runner.compile import AUDIO, AUDIO_OUTPUTS, Node, Plan, Ref, replay_sources, stream_components
 from runner.errors import AudioError
 
 # Essentia's loader outputs behind the built-in `audio` node.
@@ -58,7 +58,10 @@ def probe(path: str) -> dict[str, Any]:
     try:
         result = std.MetadataReader(filename=path, failOnError=True)()
     except Exception as exc:
-        raise AudioError(path, f"cannot read audio: {_reason(exc)}") from None
+        reason = _reason(exc)
+        if reason != "not a supported audio file":
+            reason = f"cannot read audio: {reason}"
+        raise AudioError(path, reason) from None
     tags_pool = result[7]
     tags = {name: tags_pool[name] for name in tags_pool.descriptorNames()}
     del essentia
@@ -72,7 +75,10 @@ def probe(path: str) -> dict[str, Any]:
 
 
 def _reason(exc: BaseException) -> str:
+    """Essentia's exception text, shortened to the part a person can act on."""
     text = str(exc).strip()
+    if "does not seem to be of a supported filetype" in text:
+        return "not a supported audio file"
     for prefix in ("Error while configuring MetadataReader:", "AudioLoader:"):
         text = text.replace(prefix, "").strip()
     lines = [line for line in text.splitlines() if line.strip()]
@@ -122,11 +128,15 @@ class Executor:
         audio = dict(header)
         for name in _LOADER_PORTS:
             key = f"{AUDIO}.{name}"
-            if key in values:
-                audio[name] = _scalar(values[key])
+            if key in values and len(values[key]):
+                audio[name] = values[key][-1]
         if signal_len is not None:
             audio["analysis_length"] = len(signal_len) / self.plan.audio.sample_rate
-        singles = {name: _scalar(singles_pool[name]) for name in singles_pool.descriptorNames()}
+        singles = {}
+        for desc in self.plan.descriptors:
+            if desc.single and desc.name in singles_pool.descriptorNames():
+                tokens = _tokens(singles_pool[desc.name], self._type(desc.ref.key))
+                singles[desc.name] = tokens[-1] if len(tokens) == 1 else tokens
         return Analysis(frames=frames, singles=singles, values=values, audio=audio)
 
     # -- stage 0: the loader chain and everything that streams from it -----------------------
@@ -282,17 +292,31 @@ class Executor:
             port >> None
 
     def _read_recorded(self, work: Any, stage: int) -> dict[str, Any]:
-        return {name: work[name] for name in work.descriptorNames()}
+        """Recorded streams as token sequences (Essentia's Pool collapses a single token)."""
+        return {name: _tokens(work[name], self._type(name)) for name in work.descriptorNames()}
+
+    def _type(self, key: str) -> str:
+        node_id, _, output = key.partition(".")
+        if node_id == AUDIO:
+            return AUDIO_OUTPUTS[output]
+        node = self.plan.nodes[node_id]
+        return registry.info(node.algorithm).outputs[output] if node.algorithm else "any"
 
 
-def _scalar(value: Any) -> Any:
-    """A one-token pool entry as its single value (a vector stays a vector)."""
-    if isinstance(value, np.ndarray):
-        if value.ndim >= 1 and value.shape[0] == 1:
-            return value[0]
+def _tokens(value: Any, kind: str) -> Any:
+    """A pool entry as the sequence of tokens the stream carried.
+
+    Essentia's Pool returns one token of a vector stream as that vector, and one token of a
+    scalar stream as a scalar; the port type tells which it was.
+    """
+    if kind.startswith(("vector_", "matrix_")):
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            return [value]
+        if isinstance(value, list) and value and not isinstance(value[0], (list, np.ndarray)):
+            return [value]
         return value
-    if isinstance(value, list) and len(value) == 1:
-        return value[0]
+    if isinstance(value, (str, int, float, np.floating, np.integer)):
+        return [value]
     return value
 
 

@@ -38,9 +38,9 @@ def metadata(plan: Plan, analysis: Analysis, input_path: str) -> dict[str, Any]:
             "end_time": cfg.end_time,
             "equal_loudness": False,
         },
-        "sample_rate": audio.get("sample_rate"),
-        "number_channels": audio.get("channels"),
-        "bit_rate": audio.get("bit_rate"),
+        "sample_rate": _int(audio.get("sample_rate")),
+        "number_channels": _int(audio.get("channels")),
+        "bit_rate": _int(audio.get("bit_rate")),
         "codec": codec or None,
         "lossless": codec.startswith("pcm_") or codec in LOSSLESS_CODECS,
         "length": analysis_length if untrimmed else float(audio.get("duration", 0)),
@@ -63,6 +63,10 @@ def metadata(plan: Plan, analysis: Analysis, input_path: str) -> dict[str, Any]:
         "audio_properties": props,
         "tags": tags,
     }
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def document(plan: Plan, analysis: Analysis, flat: dict[str, Any], input_path: str

@@ -1,0 +1,171 @@
+"""The compiler: checks against Essentia's registry, wiring, cycles, merging, stages."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.compile import check_instantiation, compile_profile
+from runner.errors import ProfileError
+from runner.load import load_profile
+
+HEAD = """
+name: t
+stats:
+  lowlevel: [mean, var]
+graph:
+  fc: {algorithm: FrameCutter, params: {frameSize: 2048, hopSize: 1024}, inputs: {signal: audio.signal}}
+  win: {algorithm: Windowing, params: {type: hann}, inputs: {frame: fc.frame}}
+  spec: {algorithm: Spectrum, inputs: {frame: win.frame}}
+"""
+
+
+def compile_text(write_profile, text: str):
+    path = write_profile(text)
+    return path, compile_profile(load_profile(str(path)))
+
+
+def compile_error(write_profile, text: str) -> tuple[str, str]:
+    path = write_profile(text)
+    with pytest.raises(ProfileError) as exc:
+        plan = compile_profile(load_profile(str(path)))
+        check_instantiation(plan)
+    return str(path), str(exc.value)
+
+
+def test_unknown_algorithm_suggests_close_match(write_profile):
+    path, text = compile_error(write_profile, HEAD + """
+  c: {algorithm: Centriod, inputs: {array: spec.spectrum}}
+descriptors:
+  lowlevel.c: c.centroid
+""")
+    assert text == (f"{path}:9: graph.c.algorithm: unknown Essentia streaming algorithm "
+                    "'Centriod' (did you mean 'Centroid'?)")
+
+
+def test_parameter_typo_suggests(write_profile):
+    path, text = compile_error(write_profile, HEAD.replace("hopSize: 1024", "hopsize: 1024")
+                               + "descriptors:\n  lowlevel.s: spec.spectrum\n")
+    assert text == (f"{path}:5: graph.fc.params.hopsize: FrameCutter has no parameter "
+                    "'hopsize' (did you mean 'hopSize'?)")
+
+
+def test_parameter_type_and_range(write_profile):
+    path, text = compile_error(write_profile, HEAD.replace("frameSize: 2048", "frameSize: big")
+                               + "descriptors:\n  lowlevel.s: spec.spectrum\n")
+    assert text == f"{path}:5: graph.fc.params.frameSize: expected an integer, got 'big'"
+    path, text = compile_error(write_profile, HEAD.replace("frameSize: 2048", "frameSize: 0")
+                               + "descriptors:\n  lowlevel.s: spec.spectrum\n")
+    assert text == f"{path}:5: graph.fc.params.frameSize: 0 is not within [1,inf)"
+    path, text = compile_error(write_profile, HEAD.replace("type: hann", "type: hanning")
+                               + "descriptors:\n  lowlevel.s: spec.spectrum\n")
+    assert "graph.win.params.type: 'hanning' is not one of {" in text
+
+
+def test_dangling_wire(write_profile):
+    path, text = compile_error(write_profile, HEAD + """
+  c: {algorithm: Centroid, inputs: {array: spectrum.spectrum}}
+descriptors:
+  lowlevel.c: c.centroid
+""")
+    assert text == (f"{path}:9: graph.c.inputs.array: no node named 'spectrum' "
+                    "(did you mean 'spec'?)")
+
+
+def test_unknown_output_and_input_port(write_profile):
+    path, text = compile_error(write_profile, HEAD + """
+  c: {algorithm: Centroid, inputs: {array: spec.spectrm}}
+descriptors:
+  lowlevel.c: c.centroid
+""")
+    assert text == (f"{path}:9: graph.c.inputs.array: 'spec' (Spectrum) has no output "
+                    "'spectrm' (did you mean 'spectrum'?)")
+    path, text = compile_error(write_profile, HEAD + """
+  c: {algorithm: Centroid, inputs: {arr: spec.spectrum}}
+descriptors:
+  lowlevel.c: c.centroid
+""")
+    assert "graph.c.inputs.arr: Centroid has no input 'arr' (did you mean 'array'?)" in text
+
+
+def test_required_input_must_be_connected(write_profile):
+    path, text = compile_error(write_profile, HEAD + """
+  c: {algorithm: Centroid}
+descriptors:
+  lowlevel.c: c.centroid
+""")
+    assert f"{path}:9: graph.c.inputs: Centroid input 'array' is not connected" in text
+
+
+def test_port_type_mismatch(write_profile):
+    path, text = compile_error(write_profile, HEAD + """
+  c: {algorithm: Centroid, inputs: {array: audio.signal}}
+descriptors:
+  lowlevel.c: c.centroid
+""")
+    assert text == (f"{path}:9: graph.c.inputs.array: type mismatch: audio.signal gives real, "
+                    "Centroid.array takes vector_real")
+
+
+def test_cycle_is_rejected(write_profile):
+    path, text = compile_error(write_profile, """
+name: t
+stats: {lowlevel: [mean]}
+graph:
+  a: {algorithm: Windowing, inputs: {frame: b.frame}}
+  b: {algorithm: Windowing, inputs: {frame: a.frame}}
+descriptors:
+  lowlevel.a: a.frame
+""")
+    assert "the graph has a cycle: a -> b -> a" in text
+
+
+def test_descriptor_needs_statistics(write_profile):
+    path, text = compile_error(write_profile, HEAD.replace("lowlevel: [mean, var]", "x: [mean]")
+                               + "descriptors:\n  lowlevel.s: spec.spectrum\n")
+    assert "descriptors.lowlevel.s: a frame-wise descriptor needs statistics" in text
+
+
+def test_identical_nodes_are_merged_and_unused_pruned(write_profile):
+    _, plan = compile_text(write_profile, HEAD + """
+  fc_copy: {algorithm: FrameCutter, params: {hopSize: 1024, frameSize: 2048}, inputs: {signal: audio.signal}}
+  win2: {algorithm: Windowing, params: {type: hann}, inputs: {frame: fc_copy.frame}}
+  spec2: {algorithm: Spectrum, inputs: {frame: win2.frame}}
+  c: {algorithm: Centroid, inputs: {array: spec2.spectrum}}
+  unused: {algorithm: RMS, inputs: {array: spec.spectrum}}
+descriptors:
+  lowlevel.c: c.centroid
+  lowlevel.s: spec.spectrum
+""")
+    assert set(plan.nodes) == {"fc", "win", "spec", "c"}
+    assert plan.nodes["c"].inputs["array"].node == "spec"
+    assert plan.nodes["fc"].merged_from == ["fc_copy"]
+
+
+def test_parameter_references_create_stages(write_profile):
+    _, plan = compile_text(write_profile, """
+name: t
+stats: {rhythm: [mean]}
+graph:
+  rx: {algorithm: RhythmExtractor2013, inputs: {signal: audio.signal}}
+  bl: {algorithm: BeatsLoudness, params: {beats: {from: rx.ticks, take: last}}, inputs: {signal: audio.signal}}
+descriptors:
+  rhythm.beats_loudness: bl.loudness
+""")
+    assert plan.stages == 2
+    assert (plan.nodes["rx"].stage, plan.nodes["bl"].stage) == (0, 1)
+    assert {"rx.ticks", "audio.signal"} <= plan.recorded
+
+
+def test_later_stage_gets_one_replayed_stream(write_profile):
+    # HPCP needs the tuning frequency (stage 1) and two streams of peaks: the peak chain is
+    # re-run in stage 1 from the one replayed audio stream instead of two recorded streams.
+    _, plan = compile_text(write_profile, HEAD + """
+  peaks: {algorithm: SpectralPeaks, inputs: {spectrum: spec.spectrum}}
+  tuning: {algorithm: TuningFrequency, inputs: {frequencies: peaks.frequencies, magnitudes: peaks.magnitudes}}
+  hpcp: {algorithm: HPCP, params: {referenceFrequency: {from: tuning.tuningFrequency, take: last}}, inputs: {frequencies: peaks.frequencies, magnitudes: peaks.magnitudes}}
+descriptors:
+  lowlevel.hpcp: hpcp.hpcp
+""")
+    stage1 = {n.id for n in plan.nodes_in_stage(1)}
+    assert "hpcp" in stage1 and "peaks__s1" in stage1
+    assert {n.id for n in plan.nodes_in_stage(0)} >= {"peaks", "tuning"}

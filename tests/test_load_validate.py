@@ -1,0 +1,132 @@
+"""Loading (YAML, extends, options, --set) and schema validation, with exact error texts."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.errors import ProfileError
+from runner.load import load_profile, substitute_options
+
+BASE = """
+name: base
+options:
+  frame: 2048
+stats:
+  lowlevel: [mean]
+graph:
+  fc: {algorithm: FrameCutter, params: {frameSize: "${frame}", hopSize: 1024}, inputs: {signal: audio.signal}}
+  rms: {algorithm: RMS, inputs: {array: fc.frame}}
+descriptors:
+  lowlevel.rms: rms.rms
+"""
+
+
+def error_text(excinfo: pytest.ExceptionInfo) -> str:
+    return str(excinfo.value)
+
+
+def test_extends_merges_and_null_deletes(write_profile):
+    base = write_profile(BASE, "base.yaml")
+    child = write_profile(
+        f"""
+        name: child
+        extends: {base.name}
+        options: {{frame: 4096}}
+        graph:
+          zcr: {{algorithm: ZeroCrossingRate, inputs: {{signal: fc.frame}}}}
+        descriptors:
+          lowlevel.rms: null
+          lowlevel.zcr: zcr.zeroCrossingRate
+        """,
+        "child.yaml",
+    )
+    profile = load_profile(str(child))
+    substitute_options(profile)
+    assert profile.name == "child"
+    assert set(profile.data["descriptors"]) == {"lowlevel.zcr"}
+    assert profile.data["graph"]["fc"]["params"]["frameSize"] == 4096  # typed, not "4096"
+    # the merged key remembers the file and line that set it
+    assert profile.where(("graph", "zcr"))[0].endswith("child.yaml")
+    assert profile.where(("graph", "fc"))[0].endswith("base.yaml")
+
+
+def test_extends_cycle_is_reported(write_profile):
+    write_profile("name: a\nextends: b.yaml\n", "a.yaml")
+    b = write_profile("name: b\nextends: a.yaml\n", "b.yaml")
+    with pytest.raises(ProfileError) as exc:
+        load_profile(str(b))
+    assert "'extends' forms a cycle: b.yaml -> a.yaml -> b.yaml" in error_text(exc)
+
+
+def test_yaml_syntax_error_names_file_and_line(write_profile):
+    path = write_profile("name: x\ngraph:\n  fc: {algorithm: FrameCutter\n")
+    with pytest.raises(ProfileError) as exc:
+        load_profile(str(path))
+    assert error_text(exc).startswith(f"{path}:4: YAML syntax error")
+
+
+def test_yaml_cannot_run_code(write_profile):
+    path = write_profile("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ProfileError) as exc:
+        load_profile(str(path))
+    assert "YAML syntax error" in error_text(exc)
+    assert ":1:" in error_text(exc)
+
+
+def test_unknown_top_level_key(write_profile):
+    path = write_profile(BASE + "grpah: {}\n")
+    with pytest.raises(ProfileError) as exc:
+        load_profile(str(path))
+    assert error_text(exc).startswith(f"{path}:11: grpah: unknown key 'grpah' (allowed: ")
+
+
+def test_schema_type_error_points_at_the_key(write_profile):
+    path = write_profile(BASE.replace("[mean]", "[mean, avg]"))
+    with pytest.raises(ProfileError) as exc:
+        load_profile(str(path))
+    assert error_text(exc).startswith(f'{path}:5: stats.lowlevel.1: "avg" is not one of')
+
+
+def test_unknown_builtin_suggests(write_profile):
+    with pytest.raises(ProfileError) as exc:
+        load_profile("musik")
+    assert error_text(exc) == "musik: unknown built-in profile 'musik' (did you mean 'music'?)"
+
+
+def test_missing_profile_file():
+    with pytest.raises(ProfileError) as exc:
+        load_profile("nowhere/p.yaml")
+    assert error_text(exc) == "nowhere/p.yaml: no such profile file"
+
+
+def test_set_overrides_values_with_types(write_profile):
+    path = write_profile(BASE)
+    profile = load_profile(
+        str(path), ["options.frame=1024", "graph.fc.params.hopSize=256", "stats.lowlevel=[mean, var]"]
+    )
+    substitute_options(profile)
+    params = profile.data["graph"]["fc"]["params"]
+    assert params == {"frameSize": 1024, "hopSize": 256}
+    assert profile.data["stats"]["lowlevel"] == ["mean", "var"]
+
+
+def test_set_dotted_descriptor_names(write_profile):
+    path = write_profile(BASE)
+    profile = load_profile(str(path), ["descriptors.lowlevel.rms=fc.frame"])
+    assert profile.data["descriptors"]["lowlevel.rms"] == "fc.frame"
+
+
+def test_set_without_equals():
+    with pytest.raises(ProfileError) as exc:
+        load_profile("music", ["options.lowlevel.frameSize"])
+    assert "--set expects key.path=value" in error_text(exc)
+
+
+def test_unknown_option_reference(write_profile):
+    path = write_profile(BASE.replace("${frame}", "${fram}"))
+    profile = load_profile(str(path))
+    with pytest.raises(ProfileError) as exc:
+        substitute_options(profile)
+    assert error_text(exc) == (
+        f"{path}:7: graph.fc.params.frameSize: unknown option 'fram' (did you mean 'frame'?)"
+    )
