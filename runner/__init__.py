@@ -1,4 +1,4 @@
-"""extractor-profiles: declarative music-analysis profiles compiled into Essentia streaming networks.
+"""extractor-profiles: declarative music-analysis profiles run as Essentia streaming networks.
 
 Data flow, one module per step:
 profile.load -> profile.validate -> compile -> run -> aggregate -> output (validate, write).

@@ -13,8 +13,7 @@ from runner.run import Analysis
 
 def aggregate(plan: Plan, analysis: Analysis) -> dict[str, Any]:
     """Descriptor name -> value: statistics for frame-wise descriptors, single values as is."""
-    essentia = registry.quiet_essentia()
-    import essentia.standard as std
+    std = registry.quiet_essentia().standard
 
     exceptions = {d.name: d.stats for d in plan.descriptors if not d.single}
     present = set(analysis.frames.descriptorNames())
@@ -25,9 +24,12 @@ def aggregate(plan: Plan, analysis: Analysis) -> dict[str, Any]:
         )(analysis.frames)
         for name in aggregated.descriptorNames():
             flat[name] = to_plain(aggregated[name])
+    for desc in plan.descriptors:
+        if not desc.single and desc.name not in present and desc.empty is not None:
+            for stat in desc.stats:  # e.g. no beats found: Essentia writes zeros
+                flat[f"{desc.name}.{stat}"] = to_plain(desc.empty)
     for name, value in analysis.singles.items():
         flat[name] = to_plain(value)
-    del essentia
     return flat
 
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner import derive, registry
-from runner.errors import ProfileError
 from runner.load import KeyPath, Profile, substitute_options
 
 AUDIO = "audio"
 # Outputs of the built-in audio source (see runner/run.py for the loader chain behind it).
 AUDIO_OUTPUTS = {
     "signal": "real",
+    "stereo": "stereosample",
     "sample_rate": "real",
     "channels": "integer",
     "md5": "string",
@@ -61,6 +61,8 @@ class Node:
     param_refs: dict[str, Ref]
     inputs: dict[str, Ref]
     path: KeyPath
+    input_types: dict[str, str] = field(default_factory=dict)
+    output_types: dict[str, str] = field(default_factory=dict)
     stage: int = 0
     min_stage: int = 0  # set on chains re-run in a later stage (see _single_replay_per_network)
     merged_from: list[str] = field(default_factory=list)
@@ -90,6 +92,7 @@ class Descriptor:
     single: bool
     stats: list[str]
     path: KeyPath
+    empty: Any = None  # value of every statistic when no frame was produced (None: omit)
 
 
 @dataclass
@@ -157,7 +160,8 @@ def compile_profile(profile: Profile) -> Plan:
     order = _single_replay_per_network(profile, nodes, order, descriptors)
     stages = _assign_stages(nodes, order)
     recorded = {d.ref.key for d in descriptors}
-    recorded |= {f"{AUDIO}.{name}" for name in AUDIO_OUTPUTS if name != "signal"}  # metadata
+    # the loader's outputs feed the metadata section; the signal's length is the analysed length
+    recorded |= {f"{AUDIO}.{name}" for name in AUDIO_OUTPUTS if name != "stereo"}
     for node in nodes.values():
         for ref in node.dependencies():
             if not node.streaming or ref.take is not None or ref.node == AUDIO:
@@ -190,6 +194,11 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
     params: dict[str, Any] = {}
     param_refs: dict[str, Ref] = {}
     raw_params = spec.get("params") or {}
+    inputs = {
+        port: parse_ref(profile, value, path + ("inputs", port))
+        for port, value in (spec.get("inputs") or {}).items()
+    }
+    node = Node(nid, algorithm, function, params, param_refs, inputs, path)
     if algorithm is not None:
         if algorithm not in registry.algorithm_names():
             raise profile.error(
@@ -198,12 +207,15 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
                 _suggest(algorithm, registry.algorithm_names())
                 or "see essentia.streaming.algorithmNames()",
             )
-        known = registry.info(algorithm).params
+        mode = "standard" if node.standard else "streaming"
+        known = registry.info(algorithm, node.standard).params
         for pname, value in raw_params.items():
             ppath = path + ("params", pname)
             if pname not in known:
                 hint = _suggest(pname, known) or f"{algorithm} takes: {', '.join(sorted(known))}"
-                raise profile.error(ppath, f"{algorithm} has no parameter '{pname}'", hint)
+                raise profile.error(ppath, f"{algorithm} ({mode} mode) has no parameter "
+                                    f"'{pname}'" if node.standard else
+                                    f"{algorithm} has no parameter '{pname}'", hint)
             if isinstance(value, dict):
                 param_refs[pname] = parse_ref(profile, value, ppath)
                 continue
@@ -211,6 +223,7 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
             if problem:
                 raise profile.error(ppath, problem)
             params[pname] = coerced
+        node.input_types, node.output_types = registry.ports(algorithm, params, node.standard)
     else:
         if function not in derive.FUNCTIONS:
             raise profile.error(
@@ -223,16 +236,14 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
             if pname not in fn.params:
                 raise profile.error(
                     path + ("params", pname), f"{function} has no parameter '{pname}'",
-                    _suggest(pname, fn.params) or f"{function} takes: {', '.join(fn.params) or 'none'}",
+                    _suggest(pname, fn.params)
+                    or f"{function} takes: {', '.join(fn.params) or 'none'}",
                 )
             params[pname] = value
-    inputs = {
-        port: parse_ref(profile, value, path + ("inputs", port))
-        for port, value in (spec.get("inputs") or {}).items()
-    }
-    if function is not None:
-        inputs = {p: r if r.take else Ref(r.node, r.output, "all") for p, r in inputs.items()}
-    return Node(nid, algorithm, function, params, param_refs, inputs, path)
+        node.inputs = {p: r if r.take else Ref(r.node, r.output, "all") for p, r in inputs.items()}
+        node.input_types = {name: "any" for name in fn.inputs}
+        node.output_types = {name: "any" for name in fn.outputs}
+    return node
 
 
 def _make_descriptors(profile: Profile, data: dict[str, Any]) -> list[Descriptor]:
@@ -263,7 +274,7 @@ def _make_descriptors(profile: Profile, data: dict[str, Any]) -> list[Descriptor
             if stat not in STAT_NAMES:
                 raise profile.error(path + ("stats",), f"unknown statistic '{stat}'",
                                     _suggest(stat, STAT_NAMES))
-        result.append(Descriptor(name, ref, single, list(stats), path))
+        result.append(Descriptor(name, ref, single, list(stats), path, spec.get("empty")))
     return result
 
 
@@ -281,10 +292,7 @@ def _stats_for(name: str, prefixes: dict[str, list[str]]) -> list[str]:
 def _outputs_of(nid: str, nodes: dict[str, Node]) -> dict[str, str]:
     if nid == AUDIO:
         return AUDIO_OUTPUTS
-    node = nodes[nid]
-    if node.algorithm:
-        return registry.info(node.algorithm).outputs
-    return {name: "any" for name in derive.FUNCTIONS[node.function].outputs}
+    return nodes[nid].output_types
 
 
 def _check_source(profile: Profile, ref: Ref, nodes: dict[str, Node], path: KeyPath) -> str:
@@ -308,7 +316,7 @@ def _check_source(profile: Profile, ref: Ref, nodes: dict[str, Node], path: KeyP
 
 def _check_wires(profile: Profile, node: Node, nodes: dict[str, Node]) -> None:
     if node.algorithm:
-        ports = registry.info(node.algorithm).inputs
+        ports = node.input_types
         for port, ref in node.inputs.items():
             ipath = node.path + ("inputs", port)
             if port not in ports:
@@ -477,19 +485,21 @@ def _single_replay_per_network(
 ) -> list[str]:
     """Essentia runs a network from one source, so each later-stage network gets exactly one.
 
-    Where a later-stage network would read several recorded streams (e.g. spectral peaks'
-    frequencies and magnitudes), the chain that made them is re-run in that stage from the
-    single stream they share (usually the decoded audio, which is replayed, not decoded again).
+    A later-stage network replays the decoded audio (recorded once, never decoded again); the
+    streaming chain between the audio and the network (e.g. gain, frame cutter, spectrum,
+    spectral peaks) is re-run in that stage, as Essentia's own extractors do in their second
+    pass. Recording every intermediate stream instead would multiply memory per track, and
+    Essentia cannot drive one network from several recorded streams.
     """
     for _ in range(64):
         changed = False
         for stage in range(1, 1 + max((n.stage for n in nodes.values()), default=0)):
             for group in stream_components(nodes, stage):
                 sources = replay_sources(nodes, group)
-                if len(sources) <= 1:
-                    continue
                 movable = {k.split(".")[0] for k in sources} - {AUDIO}
                 movable = {m for m in movable if nodes[m].streaming}
+                if not movable and len(sources) <= 1:
+                    continue
                 if not movable:
                     first = nodes[group[0]]
                     raise profile.error(
@@ -502,7 +512,8 @@ def _single_replay_per_network(
                         orig = nodes[src]
                         nodes[clone_id] = Node(clone_id, orig.algorithm, orig.function,
                                                dict(orig.params), dict(orig.param_refs),
-                                               dict(orig.inputs), orig.path, stage, stage)
+                                               dict(orig.inputs), orig.path, orig.input_types,
+                                               orig.output_types, stage, stage)
                         order.insert(order.index(src) + 1, clone_id)
                     for nid in group:
                         node = nodes[nid]
@@ -533,7 +544,9 @@ def _audio_config(profile: Profile) -> AudioConfig:
         cfg.start_time = _number(profile, ("audio", "start_time"), spec["start_time"])
     if spec.get("end_time") is not None:
         cfg.end_time = _number(profile, ("audio", "end_time"), spec["end_time"])
-        if cfg.end_time <= cfg.start_time:
+        if cfg.end_time >= 1e6:  # Essentia's way of saying "to the end"
+            cfg.end_time = None
+        if cfg.end_time is not None and cfg.end_time <= cfg.start_time:
             raise profile.error(("audio", "end_time"), "end_time must be after start_time")
     cfg.downmix = spec.get("downmix", cfg.downmix)
     if "resample_quality" in spec:

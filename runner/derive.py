@@ -59,9 +59,45 @@ def rate_per_second(events: Any, signal: Any, sample_rate: float) -> dict[str, A
 
 @function(inputs=("hpcp",), outputs=("thpcp",))
 def transpose_to_peak(hpcp: Any) -> dict[str, Any]:
-    """Rotate a pitch-class profile so its largest bin comes first (Essentia's tonal.thpcp)."""
-    vector = np.asarray(hpcp, dtype=np.float32)
-    if vector.ndim > 1:
-        vector = vector.mean(axis=0)
+    """Max-normalise a pitch-class profile and rotate it so its largest bin comes first
+    (Essentia's tonal.thpcp, from the mean HPCP)."""
+    vector = normalize_max(hpcp)["vector"]
     shift = int(np.argmax(vector)) if vector.size else 0
     return {"thpcp": np.roll(vector, -shift)}
+
+
+@function(inputs=("db",), outputs=("factor",), offset=0.0)
+def db_to_amplitude(db: Any, offset: float) -> dict[str, Any]:
+    """10^((db + offset) / 20): Essentia's EasyLoader gain, ``replayGain + 6`` dB."""
+    return {"factor": float(10.0 ** ((float(db) + float(offset)) / 20.0))}
+
+
+@function(inputs=("loudness",), outputs=("average_loudness",))
+def average_loudness(loudness: Any) -> dict[str, Any]:
+    """Essentia's lowlevel.average_loudness: mean of max-normalised frame loudness, in dB,
+    squashed by tanh into [0, 1] (MusicLowlevelDescriptors::computeAverageLoudness)."""
+    levels = np.asarray(loudness, dtype=np.float32).reshape(-1)
+    if levels.size == 0:
+        return {"average_loudness": 0.0}
+    peak = max(float(levels.max()), 1e-4)
+    levels = np.maximum(levels / np.float32(peak), np.float32(1e-4))
+    mean = float(np.mean(levels, dtype=np.float32))
+    level_db = -100.0 if mean < 1e-10 else 10.0 * np.log10(mean)
+    x1, x2 = -5.0, -2.0
+    squashed = 0.5 + 0.5 * np.tanh(-1.0 + 2.0 * (level_db - x1) / (x2 - x1))
+    return {"average_loudness": float(squashed)}
+
+
+@function(inputs=("vector",), outputs=("vector",))
+def normalize_max(vector: Any) -> dict[str, Any]:
+    """Divide by the maximum (left unchanged when the maximum is 0), as Essentia's normalize()."""
+    v = np.asarray(vector, dtype=np.float32)
+    peak = v.max() if v.size else 0.0
+    return {"vector": v / peak if peak != 0 else v}
+
+
+@function(inputs=("values",), outputs=("value",))
+def last(values: Any) -> dict[str, Any]:
+    """The last value of a series (e.g. the final running estimate of TuningFrequency)."""
+    seq = np.asarray(values)
+    return {"value": seq.reshape(-1)[-1].item() if seq.size else 0.0}

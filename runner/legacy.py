@@ -58,16 +58,16 @@ def apply(base: Profile, data: dict[str, Any], source: str, lines: dict[KeyPath,
     known = sorted(set(FIXED) | set(options))
     for key, value in flatten(data).items():
         line = lines.get(tuple(key.split("."))) or lines.get((key,))
-        if key in FIXED:
+        if key in options:  # options first: the base profile decides what its keys mean
+            path = ("options", key)
+            if isinstance(options[key], bool) and isinstance(value, int):
+                value = bool(value)
+        elif key in FIXED:
             path = FIXED[key]
             if key == "outputFrames":
                 value = bool(value)
             if key == "endTime" and value is not None and float(value) >= 1e6:
                 value = None  # Essentia's "until the end"
-        elif key in options:
-            path = ("options", key)
-            if isinstance(options[key], bool) and isinstance(value, int):
-                value = bool(value)
         else:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean '{close[0]}'?" if close else "see `extractor schema --options`"

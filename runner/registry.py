@@ -10,7 +10,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 
@@ -18,10 +18,12 @@ def quiet_essentia() -> Any:
     """Import essentia with TensorFlow's and Essentia's chatter silenced (users see neither)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import essentia
-    import essentia.streaming  # noqa: F401
 
     essentia.log.infoActive = False
     essentia.log.warningActive = False
+    import essentia.standard  # noqa: F401  (after silencing: it logs at import)
+    import essentia.streaming  # noqa: F401
+
     return essentia
 
 
@@ -41,16 +43,19 @@ class AlgorithmInfo:
     outputs: dict[str, str]
 
 
-@lru_cache(maxsize=None)
+@cache
 def algorithm_names() -> tuple[str, ...]:
     essentia = quiet_essentia()
     return tuple(sorted(essentia.streaming.algorithmNames()))
 
 
-@lru_cache(maxsize=None)
-def info(name: str) -> AlgorithmInfo:
+@cache
+def info(name: str, standard: bool = False) -> AlgorithmInfo:
+    """Ports and parameters of ``name`` in streaming mode (or standard mode, whose ports can
+    differ: standard Key also returns firstToSecondRelativeStrength)."""
     essentia = quiet_essentia()
-    struct = getattr(essentia.streaming, name).__struct__
+    module = essentia.standard if standard else essentia.streaming
+    struct = getattr(module, name).__struct__
     return AlgorithmInfo(
         name=name,
         params={
@@ -114,6 +119,15 @@ def _check_range(param: Param, value: Any) -> str | None:
         return None
     if rng.startswith("{") and rng.endswith("}"):
         choices = [c.strip() for c in rng[1:-1].split(",")]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            numeric = []
+            for choice in choices:
+                try:
+                    numeric.append(float(choice))
+                except ValueError:
+                    pass
+            if float(value) in numeric:
+                return None
         shown = str(value).lower() if isinstance(value, bool) else str(value)
         if shown not in choices:
             return f"{value!r} is not one of {rng}"
@@ -126,3 +140,25 @@ def _check_range(param: Param, value: Any) -> str | None:
         if not (ok_low and ok_high):
             return f"{value!r} is not within {rng}"
     return None
+
+
+def ports(name: str, params: dict[str, Any], standard: bool = False
+          ) -> tuple[dict[str, str], dict[str, str]]:
+    """Input and output ports (name -> type) of ``name`` configured with ``params``.
+
+    Some algorithms create their ports when configured (SilenceRate makes one output per
+    threshold); the registry lists none for them, so ask a configured instance. Their types
+    are not published: "any".
+    """
+    base = info(name, standard)
+    if base.outputs and (base.inputs or name.endswith(("Loader", "Input", "Reader"))):
+        return base.inputs, base.outputs
+    essentia = quiet_essentia()
+    module = essentia.standard if standard else essentia.streaming
+    try:
+        algo = getattr(module, name)(**params)
+    except Exception:  # reported with the node's location by compile.check_instantiation
+        return base.inputs, base.outputs
+    inputs = {n: base.inputs.get(n, "any") for n in algo.inputNames()}
+    outputs = {n: base.outputs.get(n, "any") for n in algo.outputNames()}
+    return inputs, outputs

@@ -9,6 +9,8 @@ MonoLoader/EasyLoader. Later stages are networks driven by a replay of a recorde
 from __future__ import annotations
 
 import os
+import struct
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,9 @@ import numpy as np
 from runner import derive, registry
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Node, Plan, Ref, replay_sources, stream_components
 from runner.errors import AudioError
+from runner.tagwhitelist import TAG_WHITELIST
+
+_UNTRIMMED = "audio.untrimmed"  # the resampled signal before trimming (only when trimming)
 
 # Essentia's loader outputs behind the built-in `audio` node.
 _LOADER_PORTS = {
@@ -52,11 +57,12 @@ def check_audio_file(path: str) -> None:
 
 def probe(path: str) -> dict[str, Any]:
     """Read the header (sample rate, channels, duration, tags) without decoding."""
-    essentia = registry.quiet_essentia()
-    import essentia.standard as std
-
+    std = registry.quiet_essentia().standard
     try:
-        result = std.MetadataReader(filename=path, failOnError=True)()
+        result = std.MetadataReader(
+            filename=path, failOnError=True, tagPoolName="metadata.tags",
+            filterMetadata=True, filterMetadataTags=TAG_WHITELIST,
+        )()
     except Exception as exc:
         reason = _reason(exc)
         if reason != "not a supported audio file":
@@ -64,7 +70,6 @@ def probe(path: str) -> dict[str, Any]:
         raise AudioError(path, reason) from None
     tags_pool = result[7]
     tags = {name: tags_pool[name] for name in tags_pool.descriptorNames()}
-    del essentia
     return {
         "duration": result[8],
         "bit_rate": result[9],
@@ -91,11 +96,8 @@ class Executor:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.essentia = registry.quiet_essentia()
-        import essentia.standard
-        import essentia.streaming
-
-        self.streaming = essentia.streaming
-        self.standard = essentia.standard
+        self.streaming = self.essentia.streaming
+        self.standard = self.essentia.standard
         self.descriptors_by_source: dict[str, list[tuple[str, bool]]] = {}
         for desc in plan.descriptors:
             self.descriptors_by_source.setdefault(desc.ref.key, []).append(
@@ -111,6 +113,7 @@ class Executor:
         singles_pool = self.essentia.Pool()
         work = self.essentia.Pool()
         values: dict[str, Any] = {}
+        self._replay_file: str | None = None
         try:
             self._stage0(path, header, frames, singles_pool, work)
             values.update(self._read_recorded(work, 0))
@@ -124,14 +127,20 @@ class Executor:
             raise
         except RuntimeError as exc:
             raise AudioError(path, f"analysis failed: {_reason(exc)}") from None
-        signal_len = values.get(f"{AUDIO}.signal")
+        finally:
+            if self._replay_file:
+                os.unlink(self._replay_file)
+        signal = values.get(f"{AUDIO}.signal")
         audio = dict(header)
         for name in _LOADER_PORTS:
             key = f"{AUDIO}.{name}"
             if key in values and len(values[key]):
                 audio[name] = values[key][-1]
-        if signal_len is not None:
-            audio["analysis_length"] = len(signal_len) / self.plan.audio.sample_rate
+        if signal is not None:
+            audio["analysis_length"] = len(signal) / self.plan.audio.sample_rate
+            audio["length"] = len(values.get(_UNTRIMMED, signal)) / self.plan.audio.sample_rate
+            if len(signal) == 0:
+                raise AudioError(path, "no audio in the analysed range (empty signal)")
         singles = {}
         for desc in self.plan.descriptors:
             if desc.single and desc.name in singles_pool.descriptorNames():
@@ -150,29 +159,49 @@ class Executor:
             loader = es.AudioLoader(filename=path, computeMD5=f"{AUDIO}.md5" in needed)
         except Exception as exc:
             raise AudioError(path, f"cannot decode: {_reason(exc)}") from None
+        trimming = cfg.start_time > 0 or cfg.end_time is not None
+        trim_args = {"startTime": cfg.start_time,
+                     "endTime": cfg.end_time if cfg.end_time is not None else 1e6}
         mono = es.MonoMixer(type=cfg.downmix)
         loader.audio >> mono.audio
         loader.numberChannels >> mono.numberChannels
-        tail = es.Resample(inputSampleRate=header["sample_rate"],
-                           outputSampleRate=cfg.sample_rate, quality=cfg.resample_quality)
-        mono.audio >> tail.signal
-        signal = tail.signal
-        if cfg.start_time > 0 or cfg.end_time is not None:
-            trim = es.Trimmer(sampleRate=cfg.sample_rate, startTime=cfg.start_time,
-                              endTime=cfg.end_time if cfg.end_time is not None else 1e6)
+        resample = es.Resample(inputSampleRate=header["sample_rate"],
+                               outputSampleRate=cfg.sample_rate, quality=cfg.resample_quality)
+        mono.audio >> resample.signal
+        signal = resample.signal
+        keep: list[Any] = [mono, resample]  # Python must hold every algorithm until the run ends
+        if trimming:
+            trim = es.Trimmer(sampleRate=cfg.sample_rate, **trim_args)
             signal >> trim.signal
+            signal >> (work, _UNTRIMMED)  # for the input's full length
             signal = trim.signal
+            keep.append(trim)
         outputs = {f"{AUDIO}.signal": signal}
-        outputs.update({f"{AUDIO}.{name}": getattr(loader, port)
-                        for name, port in _LOADER_PORTS.items()})
         stage0 = self.plan.nodes_in_stage(0)
         consumed = {r.key for n in stage0 if n.streaming for r in n.inputs.values()}
+        if f"{AUDIO}.stereo" in consumed:
+            # Both channels, resampled and trimmed, for measures defined on stereo (EBU R128).
+            demux, mux = es.StereoDemuxer(), es.StereoMuxer()
+            loader.audio >> demux.audio
+            for side in ("left", "right"):
+                rs = es.Resample(inputSampleRate=header["sample_rate"],
+                                 outputSampleRate=cfg.sample_rate, quality=cfg.resample_quality)
+                getattr(demux, side) >> rs.signal
+                rs.signal >> getattr(mux, side)
+                keep.append(rs)
+            stereo_trim = es.StereoTrimmer(sampleRate=cfg.sample_rate, **trim_args)
+            mux.audio >> stereo_trim.signal
+            outputs[f"{AUDIO}.stereo"] = stereo_trim.signal
+            keep += [demux, mux, stereo_trim]
+        outputs.update({f"{AUDIO}.{name}": getattr(loader, port)
+                        for name, port in _LOADER_PORTS.items()})
         consumed |= {f"{AUDIO}.signal", f"{AUDIO}.channels"}  # the mixer reads the channels
         for key, port in outputs.items():
             self._sink(key, port, frames, singles, work, allow_none=key not in consumed)
-        self._build(stage0, outputs, frames, singles, work, values={})
+        algos = self._build(stage0, outputs, frames, singles, work, values={})
         self.essentia.run(loader)
         self.essentia.reset(loader)
+        del algos, keep
 
     # -- later stages ---------------------------------------------------------------------------
     def _values_stage(self, stage: int, values: dict[str, Any], frames: Any, singles: Any) -> None:
@@ -185,15 +214,14 @@ class Executor:
                 fn = derive.FUNCTIONS[node.function]
                 results = fn.run(**args, **{**fn.params, **node.params})
             else:
-                info = registry.info(node.algorithm)
                 algo = getattr(self.standard, node.algorithm)(**self._params(node, values))
-                outs = algo(*[args[p] for p in info.inputs])
-                if len(info.outputs) == 1:
+                outs = algo(*[args[p] for p in node.input_types])
+                if len(node.output_types) == 1:
                     outs = (outs,)
-                results = dict(zip(info.outputs, outs))
+                results = dict(zip(node.output_types, outs, strict=True))
             for output, value in results.items():
                 key = f"{node.id}.{output}"
-                values[key] = value
+                values[key] = [value]  # one token, like a stream that produced one value
                 for name, single in self.descriptors_by_source.get(key, []):
                     _store(frames if not single else singles, name, value, single)
 
@@ -202,14 +230,26 @@ class Executor:
         nodes = self.plan.nodes
         sources = replay_sources(nodes, group)
         (key,) = sources
-        data = values[key]
-        if isinstance(data, np.ndarray):
-            data = np.ascontiguousarray(data, dtype=np.float32)
-        replay = self.streaming.VectorInput(data)
+        if key == f"{AUDIO}.signal":
+            # Replaying sample by sample through VectorInput costs a scheduler round per sample
+            # (minutes per track); a float32 WAV read by Essentia's loader streams in blocks,
+            # bit-exact, and keeps the replayed audio out of memory.
+            if self._replay_file is None:
+                self._replay_file = _write_float_wav(values[key], self.plan.audio.sample_rate)
+            replay = self.streaming.MonoLoader(filename=self._replay_file,
+                                               sampleRate=self.plan.audio.sample_rate)
+            port = replay.audio
+        else:
+            data = values[key]
+            if isinstance(data, np.ndarray):
+                data = np.ascontiguousarray(data, dtype=np.float32)
+            replay = self.streaming.VectorInput(data)
+            port = replay.data
         members = [nodes[n] for n in self.plan.order if n in set(group)]
-        self._build(members, {key: replay.data}, frames, singles, work, values)
+        algos = self._build(members, {key: port}, frames, singles, work, values)
         self.essentia.run(replay)
         self.essentia.reset(replay)
+        del algos
 
     # -- helpers ----------------------------------------------------------------------------------
     def _params(self, node: Node, values: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +312,7 @@ class Executor:
         for node in members:
             if not node.streaming:
                 continue
-            for output in registry.info(node.algorithm).outputs:
+            for output in node.output_types:
                 key = f"{node.id}.{output}"
                 port = getattr(algos[node.id], output)
                 self._sink(key, port, frames, singles, work, allow_none=key not in consumed)
@@ -297,10 +337,28 @@ class Executor:
 
     def _type(self, key: str) -> str:
         node_id, _, output = key.partition(".")
+        if key == _UNTRIMMED:
+            return "real"
         if node_id == AUDIO:
             return AUDIO_OUTPUTS[output]
         node = self.plan.nodes[node_id]
-        return registry.info(node.algorithm).outputs[output] if node.algorithm else "any"
+        return node.output_types[output]
+
+
+def _write_float_wav(signal: Any, sample_rate: float) -> str:
+    """Write a mono float32 WAV (IEEE float, format 3) to a private temporary file."""
+    data = np.ascontiguousarray(signal, dtype="<f4").tobytes()
+    rate = int(round(sample_rate))
+    header = (
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 3, 1, rate, rate * 4, 4, 32)
+        + b"data" + struct.pack("<I", len(data))
+    )
+    handle, path = tempfile.mkstemp(prefix="extractor-replay-", suffix=".wav")
+    with os.fdopen(handle, "wb") as out:
+        out.write(header)
+        out.write(data)
+    return path
 
 
 def _tokens(value: Any, kind: str) -> Any:

@@ -127,10 +127,8 @@ def output_schema(plan: Plan) -> dict[str, Any]:
         node = plan.nodes.get(desc.ref.node)
         if desc.ref.node == AUDIO:
             kind = AUDIO_OUTPUTS[desc.ref.output]
-        elif node is not None and node.algorithm:
-            kind = registry.info(node.algorithm).outputs[desc.ref.output]
         else:
-            kind = "any"
+            kind = node.output_types[desc.ref.output] if node is not None else "any"
         if desc.single:
             flat[desc.name] = _json_type(kind) if kind != "any" else {}
             continue
