@@ -8,6 +8,7 @@ MonoLoader/EasyLoader. Later stages are networks driven by a replay of a recorde
 
 from __future__ import annotations
 
+import gc
 import os
 import struct
 import tempfile
@@ -90,8 +91,25 @@ def _reason(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+@dataclass
+class _Network:
+    """One streaming network, built once and run again for every file (see Executor)."""
+
+    source: Any  # the generator: AudioLoader (stage 0) or the replay MonoLoader/VectorInput
+    algos: dict[str, Any]  # node id -> streaming algorithm
+    refreshed: list[Node]  # nodes whose parameters come from values: reconfigured per file
+    keep: list[Any] = field(default_factory=list)  # other algorithms Python must keep alive
+    resamplers: list[Any] = field(default_factory=list)  # take the input's rate per file
+
+
 class Executor:
-    """Runs one Plan on many files; the Plan is compiled once and reused."""
+    """Runs one Plan on many files; the Plan is compiled once and reused.
+
+    The streaming networks are built for the first file and then reconfigured (file names,
+    input sample rate, parameters read from earlier stages) and run again for every file.
+    Building a new Essentia network per file leaks its connection buffers (a few MB per
+    connection, never freed by Python), which would cost the music graph about 55 MB per file.
+    """
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -103,33 +121,45 @@ class Executor:
             self.descriptors_by_source.setdefault(desc.ref.key, []).append(
                 (desc.name, desc.single)
             )
+        # Pools and networks live as long as the executor; pools are cleared per file.
+        self.frames = self.essentia.Pool()
+        self.singles = self.essentia.Pool()
+        self.work = self.essentia.Pool()
+        self.networks: dict[tuple[int, int], _Network] = {}
+        self._replay_file: str | None = None
 
     def analyse(self, path: str) -> Analysis:
+        """Analyse one file. The returned Analysis is valid until the next call."""
         check_audio_file(path)
         header = probe(path)
         if header["sample_rate"] <= 0:
             raise AudioError(path, "unsupported or corrupt audio (no sample rate in its header)")
-        frames = self.essentia.Pool()
-        singles_pool = self.essentia.Pool()
-        work = self.essentia.Pool()
+        for pool in (self.frames, self.singles, self.work):
+            pool.clear()
         values: dict[str, Any] = {}
-        self._replay_file: str | None = None
+        self._replay_file = None
         try:
-            self._stage0(path, header, frames, singles_pool, work)
-            values.update(self._read_recorded(work, 0))
+            self._run_stage0(path, header)
+            values.update(self._read_recorded())
             for stage in range(1, self.plan.stages):
-                self._values_stage(stage, values, frames, singles_pool)
-                work = self.essentia.Pool()
-                for group in stream_components(self.plan.nodes, stage):
-                    self._stream_group(group, values, frames, singles_pool, work)
-                values.update(self._read_recorded(work, stage))
+                self._values_stage(stage, values)
+                self.work.clear()
+                for index, group in enumerate(stream_components(self.plan.nodes, stage)):
+                    self._run_group(stage, index, group, values)
+                values.update(self._read_recorded())
         except AudioError:
+            self._discard_networks()
             raise
         except RuntimeError as exc:
+            self._discard_networks()
             raise AudioError(path, f"analysis failed: {_reason(exc)}") from None
+        except BaseException:
+            self._discard_networks()
+            raise
         finally:
             if self._replay_file:
                 os.unlink(self._replay_file)
+                self._replay_file = None
         signal = values.get(f"{AUDIO}.signal")
         audio = dict(header)
         for name in _LOADER_PORTS:
@@ -142,21 +172,44 @@ class Executor:
             if len(signal) == 0:
                 raise AudioError(path, "no audio in the analysed range (empty signal)")
         singles = {}
+        names = set(self.singles.descriptorNames())
         for desc in self.plan.descriptors:
-            if desc.single and desc.name in singles_pool.descriptorNames():
-                tokens = _tokens(singles_pool[desc.name], self._type(desc.ref.key))
+            if desc.single and desc.name in names:
+                tokens = _tokens(self.singles[desc.name], self._type(desc.ref.key))
                 singles[desc.name] = tokens[-1] if len(tokens) == 1 else tokens
-        return Analysis(frames=frames, singles=singles, values=values, audio=audio)
+        return Analysis(frames=self.frames, singles=singles, values=values, audio=audio)
+
+    def _discard_networks(self) -> None:
+        """After a failed run a network may be half-way: build fresh ones for the next file."""
+        self.networks.clear()
+        gc.collect()  # the wrappers form reference cycles
 
     # -- stage 0: the loader chain and everything that streams from it -----------------------
-    def _stage0(self, path: str, header: dict[str, Any], frames: Any, singles: Any,
-                work: Any) -> None:
+    def _run_stage0(self, path: str, header: dict[str, Any]) -> None:
+        net = self.networks.get((0, 0))
+        if net is None:
+            net = self.networks[(0, 0)] = self._build_stage0(path, header)
+        else:
+            try:
+                net.source.configure(filename=path, computeMD5=self._md5_needed())
+            except Exception as exc:
+                self._discard_networks()
+                raise AudioError(path, f"cannot decode: {_reason(exc)}") from None
+        cfg = self.plan.audio
+        for resampler in net.resamplers:
+            resampler.configure(inputSampleRate=header["sample_rate"],
+                                outputSampleRate=cfg.sample_rate, quality=cfg.resample_quality)
+        self.essentia.run(net.source)
+        self.essentia.reset(net.source)
+
+    def _md5_needed(self) -> bool:
+        return f"{AUDIO}.md5" in self.plan.recorded or f"{AUDIO}.md5" in self.descriptors_by_source
+
+    def _build_stage0(self, path: str, header: dict[str, Any]) -> _Network:
         es = self.streaming
         cfg = self.plan.audio
-        needed = {key for key in self.plan.recorded if key.startswith(AUDIO + ".")}
-        needed |= {k for k in self.descriptors_by_source if k.startswith(AUDIO + ".")}
         try:
-            loader = es.AudioLoader(filename=path, computeMD5=f"{AUDIO}.md5" in needed)
+            loader = es.AudioLoader(filename=path, computeMD5=self._md5_needed())
         except Exception as exc:
             raise AudioError(path, f"cannot decode: {_reason(exc)}") from None
         trimming = cfg.start_time > 0 or cfg.end_time is not None
@@ -169,13 +222,14 @@ class Executor:
                                outputSampleRate=cfg.sample_rate, quality=cfg.resample_quality)
         mono.audio >> resample.signal
         signal = resample.signal
-        keep: list[Any] = [mono, resample]  # Python must hold every algorithm until the run ends
+        net = _Network(source=loader, algos={}, refreshed=[], keep=[mono, resample],
+                       resamplers=[resample])
         if trimming:
             trim = es.Trimmer(sampleRate=cfg.sample_rate, **trim_args)
             signal >> trim.signal
-            signal >> (work, _UNTRIMMED)  # for the input's full length
+            signal >> (self.work, _UNTRIMMED)  # for the input's full length
             signal = trim.signal
-            keep.append(trim)
+            net.keep.append(trim)
         outputs = {f"{AUDIO}.signal": signal}
         stage0 = self.plan.nodes_in_stage(0)
         consumed = {r.key for n in stage0 if n.streaming for r in n.inputs.values()}
@@ -188,23 +242,22 @@ class Executor:
                                  outputSampleRate=cfg.sample_rate, quality=cfg.resample_quality)
                 getattr(demux, side) >> rs.signal
                 rs.signal >> getattr(mux, side)
-                keep.append(rs)
+                net.keep.append(rs)
+                net.resamplers.append(rs)
             stereo_trim = es.StereoTrimmer(sampleRate=cfg.sample_rate, **trim_args)
             mux.audio >> stereo_trim.signal
             outputs[f"{AUDIO}.stereo"] = stereo_trim.signal
-            keep += [demux, mux, stereo_trim]
+            net.keep += [demux, mux, stereo_trim]
         outputs.update({f"{AUDIO}.{name}": getattr(loader, port)
                         for name, port in _LOADER_PORTS.items()})
         consumed |= {f"{AUDIO}.signal", f"{AUDIO}.channels"}  # the mixer reads the channels
         for key, port in outputs.items():
-            self._sink(key, port, frames, singles, work, allow_none=key not in consumed)
-        algos = self._build(stage0, outputs, frames, singles, work, values={})
-        self.essentia.run(loader)
-        self.essentia.reset(loader)
-        del algos, keep
+            self._sink(key, port, allow_none=key not in consumed)
+        net.algos = self._build(stage0, outputs, values={})
+        return net
 
     # -- later stages ---------------------------------------------------------------------------
-    def _values_stage(self, stage: int, values: dict[str, Any], frames: Any, singles: Any) -> None:
+    def _values_stage(self, stage: int, values: dict[str, Any]) -> None:
         """Standard-mode algorithms and derive functions of this stage, in graph order."""
         for node in self.plan.nodes_in_stage(stage):
             if node.streaming:
@@ -223,40 +276,52 @@ class Executor:
                 key = f"{node.id}.{output}"
                 values[key] = [value]  # one token, like a stream that produced one value
                 for name, single in self.descriptors_by_source.get(key, []):
-                    _store(frames if not single else singles, name, value, single)
+                    _store(self.singles if single else self.frames, name, value, single)
 
-    def _stream_group(self, group: list[str], values: dict[str, Any], frames: Any,
-                      singles: Any, work: Any) -> None:
-        nodes = self.plan.nodes
-        sources = replay_sources(nodes, group)
-        (key,) = sources
+    def _run_group(self, stage: int, index: int, group: list[str],
+                   values: dict[str, Any]) -> None:
+        (key,) = replay_sources(self.plan.nodes, group)
+        from_audio = key == f"{AUDIO}.signal"
+        if from_audio and self._replay_file is None:
+            self._replay_file = _write_float_wav(values[key], self.plan.audio.sample_rate)
+        net = self.networks.get((stage, index))
+        if net is None or not from_audio:  # a VectorInput holds its data: rebuilt per file
+            net = self._build_group(group, key, values)
+            if from_audio:
+                self.networks[(stage, index)] = net
+        else:
+            net.source.configure(filename=self._replay_file,
+                                 sampleRate=self.plan.audio.sample_rate)
+            for node in net.refreshed:
+                net.algos[node.id].configure(**self._params(node, values))
+        self.essentia.run(net.source)
+        self.essentia.reset(net.source)
+
+    def _build_group(self, group: list[str], key: str, values: dict[str, Any]) -> _Network:
         if key == f"{AUDIO}.signal":
             # Replaying sample by sample through VectorInput costs a scheduler round per sample
             # (minutes per track); a float32 WAV read by Essentia's loader streams in blocks,
             # bit-exact, and keeps the replayed audio out of memory.
-            if self._replay_file is None:
-                self._replay_file = _write_float_wav(values[key], self.plan.audio.sample_rate)
-            replay = self.streaming.MonoLoader(filename=self._replay_file,
+            source = self.streaming.MonoLoader(filename=self._replay_file,
                                                sampleRate=self.plan.audio.sample_rate)
-            port = replay.audio
+            port = source.audio
         else:
             data = values[key]
             if isinstance(data, np.ndarray):
                 data = np.ascontiguousarray(data, dtype=np.float32)
-            replay = self.streaming.VectorInput(data)
-            port = replay.data
-        members = [nodes[n] for n in self.plan.order if n in set(group)]
-        algos = self._build(members, {key: port}, frames, singles, work, values)
-        self.essentia.run(replay)
-        self.essentia.reset(replay)
-        del algos
+            source = self.streaming.VectorInput(data)
+            port = source.data
+        members = [self.plan.nodes[n] for n in self.plan.order if n in set(group)]
+        algos = self._build(members, {key: port}, values)
+        refreshed = [n for n in members if n.streaming and n.param_refs]
+        return _Network(source=source, algos=algos, refreshed=refreshed)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _params(self, node: Node, values: dict[str, Any]) -> dict[str, Any]:
         params = dict(node.params)
         for pname, ref in node.param_refs.items():
             value = self._take(values, ref)
-            kind = registry.info(node.algorithm).params[pname].type
+            kind = registry.info(node.algorithm, node.standard).params[pname].type
             params[pname] = _as_param(value, kind)
         return params
 
@@ -283,8 +348,8 @@ class Executor:
             return array.mean(axis=0)
         return np.median(array, axis=0).astype(np.float32)
 
-    def _build(self, members: list[Node], sources: dict[str, Any], frames: Any, singles: Any,
-               work: Any, values: dict[str, Any]) -> list[Any]:
+    def _build(self, members: list[Node], sources: dict[str, Any],
+               values: dict[str, Any]) -> dict[str, Any]:
         """Instantiate and wire the streaming nodes of one network."""
         algos: dict[str, Any] = {}
         for node in members:
@@ -315,24 +380,24 @@ class Executor:
             for output in node.output_types:
                 key = f"{node.id}.{output}"
                 port = getattr(algos[node.id], output)
-                self._sink(key, port, frames, singles, work, allow_none=key not in consumed)
-        return list(algos.values())
+                self._sink(key, port, allow_none=key not in consumed)
+        return algos
 
-    def _sink(self, key: str, port: Any, frames: Any, singles: Any, work: Any,
-              allow_none: bool) -> None:
+    def _sink(self, key: str, port: Any, allow_none: bool) -> None:
         """Send an output to the descriptor pools and/or the work pool; otherwise nowhere."""
         used = False
         for name, single in self.descriptors_by_source.get(key, []):
-            port >> ((singles if single else frames), name)
+            port >> ((self.singles if single else self.frames), name)
             used = True
         if key in self.plan.recorded:
-            port >> (work, key)
+            port >> (self.work, key)
             used = True
         if not used and allow_none:
             port >> None
 
-    def _read_recorded(self, work: Any, stage: int) -> dict[str, Any]:
+    def _read_recorded(self) -> dict[str, Any]:
         """Recorded streams as token sequences (Essentia's Pool collapses a single token)."""
+        work = self.work
         return {name: _tokens(work[name], self._type(name)) for name in work.descriptorNames()}
 
     def _type(self, key: str) -> str:

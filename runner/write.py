@@ -134,13 +134,18 @@ def output_schema(plan: Plan) -> dict[str, Any]:
             continue
         for stat in desc.stats:
             if stat in MATRIX_STATS:
-                flat[f"{desc.name}.{stat}"] = {"type": "array", "items": {"type": "array"}}
+                flat[f"{desc.name}.{stat}"] = {
+                    "type": "array", "items": {"type": "array", "items": _NUMBER}}
             elif stat in ("copy", "value"):
                 flat[f"{desc.name}.{stat}" if stat == "value" else desc.name] = {}
             elif stat == "last":
                 flat[desc.name] = {"type": ["number", "array", "null"]}
+            elif kind in ("real", "integer"):
+                flat[f"{desc.name}.{stat}"] = _NUMBER
+            elif kind.startswith("vector_"):
+                # statistics of vector frames are computed per column
+                flat[f"{desc.name}.{stat}"] = {"type": "array", "items": _NUMBER}
             else:
-                # A vector descriptor gives a vector per statistic; a 1-frame input may too.
                 flat[f"{desc.name}.{stat}"] = {"type": ["number", "array", "null"]}
     tree = _schema_tree(flat)
     meta = {
@@ -225,6 +230,9 @@ def write_atomic(path: str | Path, text: str) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, target)
     except BaseException:
         try:
