@@ -149,6 +149,27 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    """Print values of a result by dotted path (for users without jq)."""
+    import yaml
+
+    from runner.errors import OutputError
+
+    try:
+        with open(args.result, encoding="utf-8") as handle:
+            doc = yaml.safe_load(handle)  # JSON is YAML
+    except (OSError, yaml.YAMLError) as exc:
+        raise OutputError(f"{args.result}: cannot read result: {exc}") from None
+    for dotted in args.paths:
+        node = doc
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise OutputError(f"{args.result}: no value at '{dotted}'")
+            node = node[part]
+        print(f"{dotted}: {json.dumps(node)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="extractor", description="Declarative music-analysis extractor profiles."
@@ -178,6 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--output", "-o", default=None, help="write to this file")
     _common(p)
     p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser("show", help="print values of a result file by dotted path")
+    p.add_argument("result", help="a JSON or YAML output")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="e.g. rhythm.bpm tonal.key_key")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(func=_cmd_show)
 
     args = parser.parse_args(argv)
     return _guard(lambda: args.func(args), getattr(args, "debug", False))
