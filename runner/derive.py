@@ -68,8 +68,13 @@ def transpose_to_peak(hpcp: Any) -> dict[str, Any]:
 
 @function(inputs=("db",), outputs=("factor",), offset=0.0)
 def db_to_amplitude(db: Any, offset: float) -> dict[str, Any]:
-    """10^((db + offset) / 20): Essentia's EasyLoader gain, ``replayGain + 6`` dB."""
-    return {"factor": float(10.0 ** ((float(db) + float(offset)) / 20.0))}
+    """10^((db + offset) / 20): Essentia's EasyLoader gain, ``replayGain + 6`` dB.
+
+    Computed in float32 like Essentia's db2amp on Real: in double precision the factor
+    differs in its last bit, and so does every sample it scales.
+    """
+    f32 = np.float32
+    return {"factor": float(f32(10.0) ** ((f32(db) + f32(offset)) / f32(20.0)))}
 
 
 @function(inputs=("loudness",), outputs=("average_loudness",))

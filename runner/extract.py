@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import aggregate, compile, load, write
+from runner.errors import AudioError
 from runner.run import Executor
 
 
@@ -27,7 +28,12 @@ class Extractor:
     def analyse(self, path: str) -> tuple[dict[str, Any], Any]:
         """Analyse one file; return the validated document and the raw analysis."""
         analysis = self.executor.analyse(path)
-        flat = aggregate.aggregate(self.plan, analysis)
+        try:
+            flat = aggregate.aggregate(self.plan, analysis)
+        except RuntimeError as exc:  # e.g. a covariance matrix of silence cannot be inverted
+            reason = str(exc).strip().splitlines()[-1]
+            raise AudioError(path, f"cannot compute statistics ({reason}); "
+                             "is the audio silent?") from None
         doc = write.document(self.plan, analysis, flat, path)
         write.validate_output(doc, self.schema, path)
         if self.user_schema is not None:

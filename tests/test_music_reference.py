@@ -93,16 +93,19 @@ def files(tmp_path_factory) -> dict[str, Path]:
     melody = melody + floor(melody.size)
     gap = np.concatenate([click_track(4.0), np.zeros(4 * 44100, np.float32), click_track(4.0)])
     short = tone(3.0, 330.0, sr=22050) + floor(3 * 22050)
+    no_beats = tone(1.5, 440.0)  # too short for a beat: Essentia's zero fallbacks
     return {
         "stereo_wav_30s": write_audio(d / "stereo.wav", stereo),
         "mono_flac_48k": write_audio(d / "melody.flac", melody, sr=48000),
         "silence_gap_wav": write_audio(d / "gap.wav", gap),
         "short_22k_wav": write_audio(d / "short.wav", short, sr=22050),
+        "sine_1_5s_no_beats": write_audio(d / "sine.wav", no_beats),
         "demo_mp3": HERE / "data" / "demo.mp3",
     }
 
 
-@pytest.mark.parametrize("name", ["stereo_wav_30s", "mono_flac_48k", "short_22k_wav"])
+@pytest.mark.parametrize(
+    "name", ["stereo_wav_30s", "mono_flac_48k", "short_22k_wav", "sine_1_5s_no_beats"])
 def test_music_profile_matches_music_extractor(files, name):
     check(compare(files[name]), noisy=False)
 
