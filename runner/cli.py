@@ -60,23 +60,94 @@ def _run(profile: str, input_path: str, output: str, overrides: list[str],
     return 0
 
 
+def _batch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--list", dest="list_file", metavar="FILE",
+                        help="analyse the files listed in FILE (one path per line)")
+    parser.add_argument("--output", "-o", dest="output_dir", metavar="DIR",
+                        help="write outputs under DIR, mirroring the input folders")
+    parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                        help="worker processes (default: the number of cores)")
+    parser.add_argument("--force", action="store_true",
+                        help="recompute outputs that are already up to date")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.add_argument("--failures", metavar="FILE", default=None,
+                        help="where to write failed files as JSON lines "
+                        "(default: DIR/failures.jsonl)")
+
+
+def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music") -> int:
+    """One file to one output, or (folder, --list, --output) a batch through worker processes."""
+    from pathlib import Path
+
+    inputs = [args.input] if args.input else []
+    is_batch = bool(args.list_file or args.output_dir or any(Path(i).is_dir() for i in inputs))
+    if not is_batch:
+        if not inputs or not args.output:
+            raise UsageError("give INPUT and OUTPUT, or a folder / --list with --output DIR")
+        return _run(profile, args.input, args.output, args.overrides, legacy_base)
+    out_dir = args.output_dir or args.output
+    if not out_dir:
+        raise UsageError("a folder or --list needs an output folder: --output DIR")
+    if not inputs and not args.list_file:
+        raise UsageError("give a file, a folder or --list FILE")
+    from runner import batch, compile, load
+
+    plan = compile.compile_profile(load.load_profile(profile, args.overrides, legacy_base))
+    pairs = batch.collect(inputs, args.list_file)
+    if not pairs:
+        raise UsageError("no audio files found")
+    jobs, notes = batch.plan_outputs(pairs, Path(out_dir), "." + plan.output.format)
+    if not args.quiet:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    batch.remove_stale_temporaries(Path(out_dir))
+    update, close = batch.reporter(len(jobs), args.quiet)
+    runner = batch.Batch(profile, args.overrides, legacy_base, plan.digest, args.jobs,
+                         args.force)
+    try:
+        summary = runner.run(jobs, update)
+    finally:
+        close()
+    failures = Path(args.failures) if args.failures else Path(out_dir) / "failures.jsonl"
+    if summary.failures:
+        batch.write_failures(failures, summary.failures)
+    elif failures.exists() and not args.failures:
+        failures.unlink()  # from an earlier run whose failures are now done
+    if not args.quiet:
+        line = (f"{summary.done} done, {summary.skipped} skipped (up to date), "
+                f"{summary.failed} failed in {summary.seconds:.1f} s")
+        if summary.failures:
+            line += f"; failures listed in {failures}"
+        print(line, file=sys.stderr)
+    return EXIT_FAILED if summary.failed else 0
+
+
+class UsageError(ProfileError):
+    """Command-line arguments that do not fit together (exit code 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, source="usage")
+
+
 # -- streaming-extractor-<profile> ---------------------------------------------------------------
 def _extractor_command(builtin: str, argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=f"streaming-extractor-{builtin}",
-        description=f"Run the built-in '{builtin}' profile on an audio file and write JSON.",
+        description=f"Run the built-in '{builtin}' profile on an audio file, a folder "
+        "(recursively) or a list of files, and write JSON.",
     )
-    parser.add_argument("input", help="audio file (wav, flac, mp3, ogg, m4a, aiff, ...)")
-    parser.add_argument("output", help="output file (JSON, or YAML if the profile says so)")
+    parser.add_argument("input", nargs="?", help="audio file or folder")
+    parser.add_argument("output", nargs="?",
+                        help="output file (or output folder when INPUT is a folder)")
     parser.add_argument("profile", nargs="?", default=None,
                         help="Essentia profile file (applied as overrides) or a profile of ours")
     parser.add_argument("--profile", dest="profile_option", default=None,
                         help="run this profile (built-in name or path) instead")
+    _batch_options(parser)
     _common(parser)
     args = parser.parse_args(argv)
     profile = args.profile_option or args.profile or builtin
-    return _guard(lambda: _run(profile, args.input, args.output, args.overrides,
-                               legacy_base=builtin), args.debug)
+    return _guard(lambda: _execute(profile, args, legacy_base=builtin), args.debug)
 
 
 def music(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +172,7 @@ def beats(argv: Sequence[str] | None = None) -> int:
 
 # -- extractor ----------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace) -> int:
-    return _run(args.profile, args.input, args.output, args.overrides)
+    return _execute(args.profile, args)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -177,10 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run a profile on an audio file")
+    p = sub.add_parser("run", help="run a profile on an audio file, a folder or a list")
     p.add_argument("profile", help="built-in profile name or path to a YAML profile")
-    p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("input", nargs="?", help="audio file or folder")
+    p.add_argument("output", nargs="?", help="output file (output folder for a folder)")
+    _batch_options(p)
     _common(p)
     p.set_defaults(func=_cmd_run)
 

@@ -1,0 +1,380 @@
+"""Library-scale runs: many inputs, mirrored outputs, worker processes, resume, failures.
+
+Each worker process compiles the profile once and reuses it (and its Essentia networks) for
+every file it gets. Files are handed out one at a time, so a worker that dies (a decoder
+crash, out of memory) costs exactly the file it was working on: it is reported against that
+file and a new worker takes its place. Outputs are written atomically, so an interrupted run
+(Ctrl-C, kill -9) leaves only complete outputs, and running the same command again skips
+them (same profile hash) and does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ExtractorError, OutputError
+
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .aif .aiff .aifc .wma .ape .wv "
+    ".mka .webm".split()
+)
+
+
+@dataclass
+class Job:
+    index: int
+    input: Path
+    output: Path
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status: str  # done | skipped | failed
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# -- inputs and outputs -----------------------------------------------------------------------
+def is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+
+
+def read_list(list_file: str) -> list[Path]:
+    """One path per line; blank lines and lines starting with # are ignored."""
+    try:
+        lines = Path(list_file).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ExtractorError(f"{list_file}: cannot read list: {exc.strerror}") from None
+    base = Path(list_file).parent
+    paths = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            path = Path(line).expanduser()
+            paths.append(path if path.is_absolute() or path.exists() else base / path)
+    return paths
+
+
+def collect(inputs: list[str], list_file: str | None = None) -> list[tuple[Path, Path]]:
+    """(file, root) pairs: each input file with the folder its output path is relative to.
+
+    Folders are searched recursively for audio files; files given one by one (or in a list)
+    are kept whatever their extension (so a bad one is reported, not silently skipped).
+    """
+    found: list[tuple[Path, Path]] = []
+    listed = read_list(list_file) if list_file else []
+    if listed:
+        common = Path(os.path.commonpath([str(p.resolve().parent) for p in listed]))
+        found += [(p, common) for p in listed]
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for sub in sorted(_walk(path)):
+                found.append((sub, path))
+        else:
+            found.append((path, path.resolve().parent))
+    return found
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            path = Path(dirpath) / name
+            if is_audio(path):
+                yield path
+
+
+def plan_outputs(pairs: list[tuple[Path, Path]], out_dir: Path, suffix: str
+                 ) -> tuple[list[Job], list[str]]:
+    """Mirror the input tree under ``out_dir`` (``a/b/song.flac`` -> ``a/b/song.json``).
+
+    Two inputs that would get the same output (``song.mp3`` beside ``song.flac``) keep
+    their audio extension instead (``song.mp3.json``, ``song.flac.json``); an input whose
+    mirrored path would leave ``out_dir`` is placed by its file name. Returns the jobs and
+    notes explaining each such decision.
+    """
+    out_root = out_dir.resolve()
+    notes: list[str] = []
+    relative: list[Path] = []
+    for path, root in pairs:
+        try:
+            rel = path.resolve().relative_to(root.resolve())
+        except ValueError:
+            rel = Path(path.name)
+        if ".." in rel.parts or rel.is_absolute():
+            notes.append(f"{path}: outside its input folder; written as {rel.name}")
+            rel = Path(rel.name)
+        relative.append(rel)
+    targets = [out_root / rel.with_suffix(suffix) for rel in relative]
+    counts: dict[Path, int] = {}
+    for target in targets:
+        counts[target] = counts.get(target, 0) + 1
+    jobs: list[Job] = []
+    taken: dict[Path, Path] = {}  # output -> the input it belongs to
+    for index, ((path, _), rel, target) in enumerate(zip(pairs, relative, targets, strict=True)):
+        source = path.resolve()
+        if counts[target] > 1:
+            target = out_root / rel.parent / (rel.name + suffix)
+        if taken.get(target) == source:
+            notes.append(f"{path}: listed more than once; analysed once")
+            continue
+        number = 2
+        stem = target.name[: -len(suffix)]
+        while target in taken:  # same name, same folder, another file: number it
+            target = target.with_name(f"{stem}~{number}{suffix}")
+            number += 1
+        if target.name != rel.with_suffix(suffix).name:
+            notes.append(f"{path}: another input has the same name; output {target.name}")
+        if out_root not in target.resolve().parents:
+            raise OutputError(f"{path}: output {target} would leave {out_root}")
+        taken[target] = source
+        jobs.append(Job(index, path, target))
+    return jobs, notes
+
+
+def up_to_date(output: Path, digest: str) -> bool:
+    """True when ``output`` exists and was made by a profile with this hash."""
+    try:
+        text = output.read_text(encoding="utf-8")
+        if output.suffix in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(text)
+        else:
+            doc = json.loads(text)
+        return doc["metadata"]["profile"]["hash"] == digest
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    except Exception:  # a damaged YAML file: recompute it
+        return False
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Temporary files of writes that a kill -9 interrupted (see write.write_atomic)."""
+    if not out_dir.is_dir():
+        return
+    for dirpath, _, filenames in os.walk(out_dir):
+        for name in filenames:
+            if name.startswith(".") and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                except OSError:
+                    pass
+
+
+# -- workers ------------------------------------------------------------------------------------
+def _worker(conn: Connection, profile: str, overrides: list[str], legacy_base: str) -> None:
+    """Compile the profile once, then analyse the files the parent sends, one at a time."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        from runner.extract import Extractor
+
+        extractor = Extractor(profile, overrides, legacy_base=legacy_base)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        conn.send(("fatal", str(exc)))
+        return
+    conn.send(("ready", ""))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if task is None:
+            return
+        index, src, dst = task
+        started = time.perf_counter()
+        if os.environ.get("EXTRACTOR_FAULT_INJECT") == os.path.basename(src):
+            os.abort()  # fault injection for the tests: a worker dying in native code
+        try:
+            extractor.extract(src, dst)
+            conn.send((index, "done", "", time.perf_counter() - started))
+        except ExtractorError as exc:
+            conn.send((index, "failed", str(exc), time.perf_counter() - started))
+        except KeyboardInterrupt:
+            return
+        except BaseException as exc:  # noqa: BLE001 - one file's bug must not stop the batch
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            conn.send((index, "failed", f"{src}: internal error: {detail}",
+                       time.perf_counter() - started))
+
+
+@dataclass
+class _Slot:
+    process: Any
+    conn: Connection
+    job: Job | None = None
+    ready: bool = False
+
+
+class Batch:
+    """Run one profile over many files with ``jobs`` worker processes."""
+
+    def __init__(self, profile: str, overrides: list[str], legacy_base: str, digest: str,
+                 jobs: int | None = None, force: bool = False) -> None:
+        self.profile = profile
+        self.overrides = overrides
+        self.legacy_base = legacy_base
+        self.digest = digest
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.force = force
+        self.context = multiprocessing.get_context("spawn")  # no fork of a loaded libtensorflow
+
+    def run(self, jobs: list[Job], report: Any) -> Summary:
+        summary = Summary()
+        started = time.perf_counter()
+        pending: list[Job] = []
+        for job in jobs:
+            if not self.force and up_to_date(job.output, self.digest):
+                summary.skipped += 1
+                report(Outcome(job, "skipped"))
+            else:
+                pending.append(job)
+        pending.reverse()  # pop() from the end keeps the input order
+        slots: list[_Slot] = []
+        try:
+            for _ in range(min(self.jobs, len(pending))):
+                slots.append(self._start())
+            while pending or any(s.job for s in slots):
+                for slot in slots:
+                    if slot.ready and slot.job is None and pending:
+                        slot.job = pending.pop()
+                        slot.conn.send((slot.job.index, str(slot.job.input),
+                                        str(slot.job.output)))
+                waitables = [s.conn for s in slots] + [s.process.sentinel for s in slots]
+                woken = wait(waitables)
+                for slot in [s for s in slots if s.conn in woken or s.process.sentinel in woken]:
+                    outcome = self._receive(slot)
+                    if outcome is not None:
+                        if outcome.status == "done":
+                            summary.done += 1
+                        else:
+                            summary.failed += 1
+                            summary.failures.append(outcome)
+                        report(outcome)
+                    if not slot.process.is_alive() and slot in slots:
+                        slots.remove(slot)
+                        if pending or slot.job:
+                            slots.append(self._start())
+        finally:
+            for slot in slots:
+                try:
+                    slot.conn.send(None)
+                except (OSError, BrokenPipeError):
+                    pass
+            for slot in slots:
+                slot.process.join(timeout=5)
+                if slot.process.is_alive():
+                    slot.process.kill()
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _start(self) -> _Slot:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker, args=(child, self.profile, self.overrides, self.legacy_base),
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        return _Slot(process, parent)
+
+    def _receive(self, slot: _Slot) -> Outcome | None:
+        """Read one message from a worker, or turn its death into the failure of its file."""
+        try:
+            if slot.conn.poll():
+                message = slot.conn.recv()
+                if message[0] == "ready":
+                    slot.ready = True
+                    return None
+                if message[0] == "fatal":
+                    raise ExtractorError(message[1])
+                index, status, text, seconds = message
+                job, slot.job = slot.job, None
+                assert job is not None and job.index == index
+                return Outcome(job, status, text, seconds)
+        except (EOFError, OSError):
+            pass
+        slot.process.join(timeout=5)
+        if slot.process.is_alive():
+            return None
+        job, slot.job = slot.job, None
+        slot.ready = False
+        if job is None:
+            return None
+        code = slot.process.exitcode
+        why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return Outcome(job, "failed", f"{job.input}: the worker crashed ({why})")
+
+
+def write_failures(path: Path, failures: list[Outcome]) -> None:
+    """JSON lines: {"path": ..., "error": ...}, one per failed file."""
+    from runner.write import write_atomic
+
+    lines = [json.dumps({"path": str(o.job.input), "error": o.message}) for o in failures]
+    write_atomic(path, "".join(line + "\n" for line in lines))
+
+
+def reporter(total: int, quiet: bool) -> tuple[Any, Any]:
+    """A progress callback and a closer: a rich bar on a terminal, plain lines otherwise."""
+    if quiet:
+        return (lambda outcome: None), (lambda: None)
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        progress = Progress(
+            TextColumn("[progress.description]{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True),
+        )
+        task = progress.add_task("analysing", total=total, rate="")
+        progress.start()
+        started = time.perf_counter()
+        done = [0]
+
+        def update(outcome: Outcome) -> None:
+            done[0] += 1
+            rate = done[0] / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=1, rate=f"{rate:.2f} files/s")
+            if outcome.status == "failed":
+                progress.console.print(f"[red]failed[/red] {outcome.message}")
+
+        return update, progress.stop
+    count = [0]
+
+    def line(outcome: Outcome) -> None:
+        count[0] += 1
+        detail = f" ({outcome.seconds:.1f} s)" if outcome.status == "done" else ""
+        text = outcome.message if outcome.status == "failed" else str(outcome.job.input)
+        print(f"[{count[0]}/{total}] {outcome.status} {text}{detail}", file=sys.stderr,
+              flush=True)
+
+    return line, (lambda: None)
