@@ -6,9 +6,11 @@ hand-written list, so every algorithm of the installed Essentia is usable in a p
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -21,10 +23,56 @@ def quiet_essentia() -> Any:
 
     essentia.log.infoActive = False
     essentia.log.warningActive = False
-    import essentia.standard  # noqa: F401  (after silencing: it logs at import)
-    import essentia.streaming  # noqa: F401
-
+    # after silencing: importing these logs
+    _import_lazily("essentia.standard", "_reloadAlgorithms()", _LAZY_STANDARD)
+    _import_lazily("essentia.streaming", "_reloadStreamingAlgorithms()", _LAZY_STREAMING)
     return essentia
+
+
+# Essentia's Python modules build a class for every algorithm at import time, instantiating
+# each one to read its description: about 1 s and 180 MB for essentia.streaming alone. The
+# same module code is run with that loop replaced by a module __getattr__ (PEP 562) that
+# builds a class the first time it is used, through Essentia's own factory functions.
+_LAZY_STANDARD = """
+_lazy_names = set(_essentia.keys())
+def __getattr__(name):
+    if name in _lazy_names:
+        return _create_essentia_class(name, __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+"""
+_LAZY_STREAMING = """
+_lazy_names = set(algorithmNames())
+def __getattr__(name):
+    if name in _lazy_names:
+        _create_streaming_algo(name)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+"""
+
+
+def _import_lazily(name: str, eager_call: str, replacement: str) -> Any:
+    """Import ``name`` with its module-level ``eager_call`` replaced (see above).
+
+    Falls back to the ordinary import when the module does not look as expected.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    source = spec.loader.get_source(name) if spec and spec.loader else None
+    marker = f"\n{eager_call}\n"
+    if not source or source.count(marker) != 1:
+        return importlib.import_module(name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        code = compile(source.replace(marker, "\n" + replacement + "\n"), spec.origin, "exec")
+        exec(code, module.__dict__)  # Essentia's own module code, one loop replaced
+    except BaseException:
+        del sys.modules[name]
+        raise
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
+    return module
 
 
 @dataclass(frozen=True)

@@ -56,13 +56,17 @@ def check_audio_file(path: str) -> None:
         raise AudioError(path, "empty file")
 
 
-def probe(path: str) -> dict[str, Any]:
-    """Read the header (sample rate, channels, duration, tags) without decoding."""
+def probe(path: str, all_tags: bool = False) -> dict[str, Any]:
+    """Read the header (sample rate, channels, duration, tags) without decoding.
+
+    Tags are filtered by the music extractor's whitelist unless ``all_tags`` (FreesoundExtractor
+    keeps every tag).
+    """
     std = registry.quiet_essentia().standard
     try:
         result = std.MetadataReader(
             filename=path, failOnError=True, tagPoolName="metadata.tags",
-            filterMetadata=True, filterMetadataTags=TAG_WHITELIST,
+            filterMetadata=not all_tags, filterMetadataTags=TAG_WHITELIST,
         )()
     except Exception as exc:
         reason = _reason(exc)
@@ -131,7 +135,7 @@ class Executor:
     def analyse(self, path: str) -> Analysis:
         """Analyse one file. The returned Analysis is valid until the next call."""
         check_audio_file(path)
-        header = probe(path)
+        header = probe(path, all_tags=self.plan.audio.tags == "all")
         if header["sample_rate"] <= 0:
             raise AudioError(path, "unsupported or corrupt audio (no sample rate in its header)")
         for pool in (self.frames, self.singles, self.work):
@@ -284,6 +288,7 @@ class Executor:
         from_audio = key == f"{AUDIO}.signal"
         if from_audio and self._replay_file is None:
             self._replay_file = _write_float_wav(values[key], self.plan.audio.sample_rate)
+            values[key] = _mapped_signal(self._replay_file)  # the copy in memory can go
         net = self.networks.get((stage, index))
         if net is None or not from_audio:  # a VectorInput holds its data: rebuilt per file
             net = self._build_group(group, key, values)
@@ -410,20 +415,29 @@ class Executor:
         return node.output_types[output]
 
 
+_WAV_HEADER = 44
+
+
 def _write_float_wav(signal: Any, sample_rate: float) -> str:
     """Write a mono float32 WAV (IEEE float, format 3) to a private temporary file."""
-    data = np.ascontiguousarray(signal, dtype="<f4").tobytes()
+    samples = np.asarray(signal, dtype="<f4")
+    size = samples.size * 4
     rate = int(round(sample_rate))
     header = (
-        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+        b"RIFF" + struct.pack("<I", 36 + size) + b"WAVE"
         + b"fmt " + struct.pack("<IHHIIHH", 16, 3, 1, rate, rate * 4, 4, 32)
-        + b"data" + struct.pack("<I", len(data))
+        + b"data" + struct.pack("<I", size)
     )
     handle, path = tempfile.mkstemp(prefix="extractor-replay-", suffix=".wav")
     with os.fdopen(handle, "wb") as out:
         out.write(header)
-        out.write(data)
+        samples.tofile(out)  # no in-memory copy of the whole signal
     return path
+
+
+def _mapped_signal(path: str) -> Any:
+    """The replay file's samples, paged in from disk when a node reads them."""
+    return np.memmap(path, dtype="<f4", mode="r", offset=_WAV_HEADER)
 
 
 def _tokens(value: Any, kind: str) -> Any:

@@ -132,3 +132,14 @@ def test_music_decodes_once_and_shares_front_ends():
     consumers = {n.id for n in plan.nodes.values() if any(
         r.node == "signal" for r in n.inputs.values())}
     assert {"ll_frames", "eqloud", "rhythm_extractor", "tonal_frames", "onsets"} <= consumers
+
+
+def test_every_builtin_file_validates_on_its_own():
+    """Loading skips the per-file schema check for built-ins (speed); this test is that check."""
+    from runner.validate import validate_document
+
+    for path in sorted(load.builtin_dir().glob("*.yaml")):
+        data, lines = load.read_yaml(path)
+        origins = {key: (str(path), line) for key, line in lines.items()}
+        validate_document(load.Profile(name=path.stem, source=str(path), data=data,
+                                       origins=origins))
