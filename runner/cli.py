@@ -241,6 +241,16 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from runner.export import export
+
+    count = export(Path(args.folder), Path(args.output), args.format, args.keep_lists)
+    print(f"{count} tracks -> {args.output}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="extractor", description="Declarative music-analysis extractor profiles."
@@ -272,6 +282,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _common(p)
     p.set_defaults(func=_cmd_schema)
 
+    p = sub.add_parser("export", help="flatten a folder of results into one CSV or Parquet table")
+    p.add_argument("folder", help="a folder of per-track results (e.g. from --output DIR)")
+    p.add_argument("output", help="the table file to write")
+    p.add_argument("--format", choices=["csv", "parquet"], default=None,
+                   help="default: from the output's extension (.csv or .parquet)")
+    p.add_argument("--keep-lists", action="store_true",
+                   help="also keep variable-length lists (beat positions, ...) as JSON text")
+    p.add_argument("--debug", action="store_true")
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("show", help="print values of a result file by dotted path")
     p.add_argument("result", help="a JSON or YAML output")
     p.add_argument("paths", nargs="+", metavar="PATH", help="e.g. rhythm.bpm tonal.key_key")
@@ -279,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=_cmd_show)
 
     args = parser.parse_args(argv)
+    if args.command == "export" and args.format is None:
+        args.format = "parquet" if args.output.endswith(".parquet") else "csv"
     return _guard(lambda: args.func(args), getattr(args, "debug", False))
 
 
