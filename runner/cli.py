@@ -132,7 +132,7 @@ class UsageError(ProfileError):
 # -- streaming-extractor-<profile> ---------------------------------------------------------------
 def _extractor_command(builtin: str, argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=f"streaming-extractor-{builtin}",
+        prog=f"streaming-extractor-{builtin.replace('_', '-')}",
         description=f"Run the built-in '{builtin}' profile on an audio file, a folder "
         "(recursively) or a list of files, and write JSON.",
     )
@@ -168,6 +168,14 @@ def rhythm(argv: Sequence[str] | None = None) -> int:
 
 def beats(argv: Sequence[str] | None = None) -> int:
     return _extractor_command("beats", argv)
+
+
+def freesound_general(argv: Sequence[str] | None = None) -> int:
+    return _extractor_command("freesound_general", argv)
+
+
+def freesound_music(argv: Sequence[str] | None = None) -> int:
+    return _extractor_command("freesound_music", argv)
 
 
 # -- extractor ----------------------------------------------------------------------------------

@@ -102,6 +102,7 @@ class AudioConfig:
     end_time: float | None = None
     downmix: str = "mix"
     resample_quality: int = 1
+    tags: str = "whitelist"  # metadata.tags: Essentia's whitelist (music) or "all" (freesound)
 
 
 @dataclass
@@ -549,6 +550,7 @@ def _audio_config(profile: Profile) -> AudioConfig:
         if cfg.end_time is not None and cfg.end_time <= cfg.start_time:
             raise profile.error(("audio", "end_time"), "end_time must be after start_time")
     cfg.downmix = spec.get("downmix", cfg.downmix)
+    cfg.tags = spec.get("tags", cfg.tags)
     if "resample_quality" in spec:
         cfg.resample_quality = _number(profile, ("audio", "resample_quality"),
                                        spec["resample_quality"], int)

@@ -106,3 +106,23 @@ def last(values: Any) -> dict[str, Any]:
     """The last value of a series (e.g. the final running estimate of TuningFrequency)."""
     seq = np.asarray(values)
     return {"value": seq.reshape(-1)[-1].item() if seq.size else 0.0}
+
+
+@function(inputs=("values",), outputs=("values",), default=0.0)
+def or_default(values: Any, default: float) -> dict[str, Any]:
+    """The values, or ``[default]`` when there are none: FreesoundExtractor gives BeatsLoudness
+    a single beat at 0 s when no beat was found (FreesoundRhythmDescriptors.cpp)."""
+    seq = np.asarray(values, dtype=np.float32).reshape(-1)
+    return {"values": seq if seq.size else np.asarray([default], dtype=np.float32)}
+
+
+@function(inputs=("silent",), outputs=("silent",))
+def refuse_all_silent(silent: Any) -> dict[str, Any]:
+    """Pass per-frame silence flags (a SilenceRate output) through; fail when every frame is
+    silent. FreesoundExtractor refuses a file whose lowlevel frames are all below its -90 dB
+    threshold ("File looks like a completely silent file... Aborting..."); the RuntimeError is
+    reported for the input file as a failed analysis."""
+    flags = np.asarray(silent, dtype=np.float32).reshape(-1)
+    if flags.size and bool(np.all(flags == 1)):
+        raise RuntimeError("looks like a completely silent file (every frame is below -90 dB)")
+    return {"silent": flags}

@@ -13,7 +13,7 @@ from tests.test_cli import run
 
 DEMO = Path(__file__).with_name("data") / "demo.mp3"
 SCHEMAS = Path(__file__).parent.parent / "schemas"
-BUILTINS = ["music", "lowlevel", "tonal", "rhythm", "beats"]
+BUILTINS = ["music", "lowlevel", "tonal", "rhythm", "beats", "freesound_general", "freesound_music"]
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +143,18 @@ def test_every_builtin_file_validates_on_its_own():
         origins = {key: (str(path), line) for key, line in lines.items()}
         validate_document(load.Profile(name=path.stem, source=str(path), data=data,
                                        origins=origins))
+
+
+@pytest.mark.parametrize("name, sections", [
+    ("freesound-general", {"lowlevel", "rhythm", "tonal", "sfx"}),
+    ("freesound-music", {"lowlevel", "rhythm", "tonal"}),
+])
+def test_freesound_commands(tmp_path, clicks_wav, name, sections):
+    for spelling in (f"streaming-extractor-{name}", f"streaming_extractor_{name.replace('-', '_')}"):
+        out = tmp_path / f"{spelling}.json"
+        result = run(spelling, str(clicks_wav), str(out))
+        assert result.returncode == 0, result.stderr
+        doc = json.loads(out.read_text())
+        assert set(doc) - {"metadata"} == sections
+        assert abs(doc["rhythm"]["bpm"] - 120) < 3
+        assert doc["rhythm"]["bpm_confidence"] >= 0
