@@ -48,18 +48,3 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     return value
-
-
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"a.b.c": 1}`` -> ``{"a": {"b": {"c": 1}}}`` (the layout jq users know)."""
-    tree: dict[str, Any] = {}
-    for name in sorted(flat):
-        node = tree
-        parts = name.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"descriptor '{name}' clashes with a value at '{part}'")
-            node = child
-        node[parts[-1]] = flat[name]
-    return tree

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import OutputError
+from runner.tree import flatten
 from runner.write import write_atomic
 
 SKIP_NAMES = {"failures.jsonl"}
@@ -38,17 +39,6 @@ def _load(path: Path) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _is_number_list(value: Any) -> bool:
     return isinstance(value, list) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
@@ -64,7 +54,7 @@ def table(folder: Path, keep_lists: bool = False) -> tuple[list[str], list[dict[
             raise OutputError(f"{path}: not a readable result: {exc}") from None
         if not isinstance(doc, dict) or "metadata" not in doc:
             continue
-        rows_raw.append((str(path.relative_to(folder)), _flatten(doc)))
+        rows_raw.append((str(path.relative_to(folder)), flatten(doc)))
     lengths: dict[str, set[int]] = {}
     for _, flat in rows_raw:
         for name, value in flat.items():

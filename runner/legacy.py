@@ -13,6 +13,7 @@ from typing import Any
 
 from runner.errors import ProfileError
 from runner.load import KeyPath, Profile
+from runner.tree import flatten
 
 # Essentia key -> our profile path (statistics lists, audio input, output settings).
 FIXED: dict[str, KeyPath] = {
@@ -30,17 +31,6 @@ FIXED: dict[str, KeyPath] = {
 }
 NAMESPACES = {"lowlevel", "rhythm", "tonal", "highlevel", "chromaprint", "metadata", "sfx"}
 OUR_KEYS = {"name", "graph", "descriptors", "extends", "audio", "output", "stats", "options"}
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def is_essentia_profile(data: Any) -> bool:

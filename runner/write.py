@@ -13,10 +13,11 @@ import jsonschema
 import yaml
 
 from runner import __version__, registry
-from runner.aggregate import nest, to_plain
+from runner.aggregate import to_plain
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Plan
 from runner.errors import OutputError
 from runner.run import Analysis
+from runner.tree import nest
 
 LOSSLESS_CODECS = {"flac", "alac", "wavpack", "ape", "tta", "shorten", "mlp", "truehd"}
 MATRIX_STATS = {"cov", "icov"}

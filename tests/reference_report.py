@@ -1,0 +1,92 @@
+"""Shared by compare_reference.py and compare_freesound_reference.py: arguments and the report.
+
+The report (JSON) compares every descriptor of Essentia's extractor with our output:
+"missing" (not in ours), "extra" (only in ours), and per descriptor "rel"/"abs" differences,
+"equal" for strings, or "shape" for a shape mismatch. With several reference runs, "self" is
+the range of the reference's own values relative to its first run (which "rel" and "abs"
+compare against): Essentia is not deterministic on audio with digital silence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from runner.tree import flatten
+
+
+def parse(argv: list[str], params: dict[str, str], flags: tuple[str, ...] = ()
+          ) -> tuple[str, int, set[str], list[str], dict[str, Any]]:
+    """AUDIO [--runs N] [flags] [--set KEY=VALUE ...] -> path, runs, flags, overrides, params.
+
+    ``params`` maps our option names to the reference extractor's parameters, so both sides
+    get the same settings.
+    """
+    path, rest = argv[0], list(argv[1:])
+    runs = 1
+    if "--runs" in rest:
+        at = rest.index("--runs")
+        runs = int(rest[at + 1])
+        del rest[at:at + 2]
+    given = {f for f in flags if f in rest}
+    overrides = [a for a in rest if a != "--set" and a not in flags]
+    converted = {}
+    for item in overrides:
+        key, value = item.split("=", 1)
+        converted[params[key]] = _value(value)
+    return path, runs, given, overrides, converted
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def compare(refs: list[Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """Compare reference pools (one per run) with our nested output."""
+    ref, ours = refs[0], flatten(doc)
+    report: dict[str, Any] = {
+        "missing": [], "diff": {}, "extra": sorted(set(ours) - set(ref.descriptorNames())),
+    }
+    for name in ref.descriptorNames():
+        if name not in ours:
+            report["missing"].append(name)
+            continue
+        r, o = ref[name], ours[name]
+        if isinstance(r, str) or (isinstance(r, list) and r and isinstance(r[0], str)):
+            report["diff"][name] = {"equal": r == o, "ref": r, "ours": o}
+            continue
+        r = np.asarray(r, dtype=float)
+        o = np.asarray(o, dtype=float)
+        if r.shape != o.shape:
+            report["diff"][name] = {"shape": [list(r.shape), list(o.shape)]}
+            continue
+        scale = np.maximum(np.abs(r), 1e-6)
+        self_rel = 0.0
+        runs_of = [np.asarray(other[name], dtype=float) for other in refs]
+        if any(a.shape != r.shape for a in runs_of):
+            self_rel = float("inf")
+        elif r.size and len(runs_of) > 1:
+            stacked = np.stack(runs_of)
+            self_rel = float(np.max((stacked.max(axis=0) - stacked.min(axis=0)) / scale))
+        report["diff"][name] = {
+            "rel": float(np.max(np.abs(r - o) / scale)) if r.size else 0.0,
+            "abs": float(np.max(np.abs(r - o))) if r.size else 0.0,
+            "self": self_rel,
+        }
+    return report
+
+
+def emit(report: dict[str, Any]) -> None:
+    """Print the report and leave without tearing down Essentia's C++ objects."""
+    print(json.dumps(report))
+    sys.stdout.flush()
+    os._exit(0)
