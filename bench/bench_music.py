@@ -1,4 +1,7 @@
-"""Benchmark the built-in ``music`` profile against ``essentia.standard.MusicExtractor``.
+"""Benchmark a built-in profile against the Essentia extractor it reproduces, in one run.
+
+``music`` (the default) is compared with ``essentia.standard.MusicExtractor``;
+``freesound_general`` and ``freesound_music`` with ``essentia.standard.FreesoundExtractor``.
 
 Both run on the same files (a 30 s and a 5 min synthetic track, each as WAV and MP3), each
 measurement in a fresh subprocess so peak memory is per run. The two sides alternate for
@@ -58,7 +61,11 @@ def _hwm_kib() -> int:
     return 0
 
 
-def child(side: str, path: str) -> None:
+REFERENCES = {"music": "MusicExtractor", "freesound_general": "FreesoundExtractor",
+              "freesound_music": "FreesoundExtractor"}
+
+
+def child(side: str, path: str, profile: str = "music") -> None:
     """Run one extraction, print one JSON line, and leave without interpreter teardown."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     result: dict[str, Any] = {"side": side, "file": path, "ok": False}
@@ -77,9 +84,9 @@ def child(side: str, path: str) -> None:
             out = os.path.join(tmp, "out.json")
             start = time.perf_counter()
             if side == "ours":
-                Extractor("music").extract(path, out)
+                Extractor(profile).extract(path, out)
             else:
-                pool, _frames = std.MusicExtractor()(path)
+                pool, _frames = getattr(std, REFERENCES[profile])()(path)
                 std.YamlOutput(filename=out, format="json")(pool)
             result["wall_s"] = time.perf_counter() - start
             result["out_bytes"] = os.path.getsize(out)
@@ -148,11 +155,12 @@ def make_inputs_isolated(workdir: Path) -> list[Path]:
     return [workdir / f"demo_{label}.{fmt}" for label, _ in TRACKS for fmt in FORMATS]
 
 
-def run_child(side: str, path: Path) -> dict[str, Any]:
+def run_child(side: str, path: Path, profile: str = "music") -> dict[str, Any]:
     """Measure one extraction in a fresh interpreter; return its JSON result."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", side, str(path)],
+        [sys.executable, str(Path(__file__).resolve()), "--child", side, "--profile", profile,
+         str(path)],
         capture_output=True, text=True, env=env, cwd=str(REPO),
     )
     for line in reversed(proc.stdout.splitlines()):
@@ -207,7 +215,8 @@ def machine_note() -> dict[str, Any]:
     return note
 
 
-def render(results: list[dict[str, Any]], note: dict[str, Any], repeats: int) -> None:
+def render(results: list[dict[str, Any]], note: dict[str, Any], repeats: int,
+           profile: str = "music") -> None:
     """Print the results table with rich."""
     from rich.console import Console
     from rich.table import Table
@@ -221,7 +230,8 @@ def render(results: list[dict[str, Any]], note: dict[str, Any], repeats: int) ->
     def rat(value: float | None) -> str:
         return f"{value:.2f}" if value is not None else "-"
 
-    table = Table(title=f"music profile vs MusicExtractor ({repeats} alternating rounds per file)")
+    table = Table(title=f"{profile} profile vs {REFERENCES[profile]} "
+                  f"({repeats} alternating rounds per file)")
     table.add_column("file", no_wrap=True)
     for name in ("ref s", "ours s", "time ×", "ref MiB", "ours MiB", "mem ×"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -233,7 +243,7 @@ def render(results: list[dict[str, Any]], note: dict[str, Any], repeats: int) ->
     console.print(table)
     console.print("time = median wall time of construction + extraction + writing JSON; "
                   "peak = max ru_maxrss over runs (whole process, imports included).")
-    console.print("ratio = ours / reference; reference = essentia.standard.MusicExtractor "
+    console.print(f"ratio = ours / reference; reference = essentia.standard.{REFERENCES[profile]} "
                   "(anchor = 1.0). Target: <= 1.0, aiming at 0.75.")
     console.print("machine: " + ", ".join(f"{k}={v}" for k, v in note.items()))
     for res in results:
@@ -242,14 +252,14 @@ def render(results: list[dict[str, Any]], note: dict[str, Any], repeats: int) ->
                 console.print(f"[red]{res['name']} {side}: {err}[/red]")
 
 
-def bench(files: list[Path], repeats: int) -> list[dict[str, Any]]:
+def bench(files: list[Path], repeats: int, profile: str = "music") -> list[dict[str, Any]]:
     """Alternate ours / reference ``repeats`` times per file."""
     results = []
     for path in files:
         runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
         for i in range(repeats):
             for side in SIDES:
-                r = run_child(side, path)
+                r = run_child(side, path, profile)
                 runs[side].append(r)
                 state = f"{r['wall_s']:.2f} s" if r.get("ok") else "FAILED"
                 print(f"  {path.name} round {i + 1}/{repeats} {side}: {state}",
@@ -267,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds per file")
     parser.add_argument("--workdir", help="folder caching the generated audio (default: temp)")
     parser.add_argument("--json", dest="json_out", help="also write the results here")
+    parser.add_argument("--profile", choices=sorted(REFERENCES), default="music",
+                        help="the built-in profile to measure (default: music)")
+    parser.add_argument("--tracks", default="30s,5min",
+                        help="which inputs: 30s, 5min or both (default: 30s,5min)")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--make-inputs", dest="make_inputs", help=argparse.SUPPRESS)
     parser.add_argument("file", nargs="?", help=argparse.SUPPRESS)
@@ -274,18 +288,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         if not args.file:
             parser.error("--child needs FILE")
-        child(args.child, args.file)  # never returns
+        child(args.child, args.file, args.profile)  # never returns
     if args.make_inputs:
         make_inputs(Path(args.make_inputs))
         return 0
     with tempfile.TemporaryDirectory(prefix="bench_music_") as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         started = time.perf_counter()
-        files = make_inputs_isolated(workdir)
-        results = bench(files, max(1, args.repeats))
+        wanted = set(args.tracks.split(","))
+        files = [f for f in make_inputs_isolated(workdir)
+                 if f.stem.split("_", 1)[1] in wanted]
+        results = bench(files, max(1, args.repeats), args.profile)
         total = time.perf_counter() - started
     note = machine_note()
-    render(results, note, max(1, args.repeats))
+    render(results, note, max(1, args.repeats), args.profile)
     print(f"total benchmark time: {total:.0f} s", file=sys.stderr)
     if args.json_out:
         doc = {"repeats": args.repeats, "machine": note, "total_s": total, "results": results}
