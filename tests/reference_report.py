@@ -90,3 +90,38 @@ def emit(report: dict[str, Any]) -> None:
     print(json.dumps(report))
     sys.stdout.flush()
     os._exit(0)
+
+
+# Statistics that are draws from the noise Essentia adds to silent frames (see the tests).
+NOISE_DRAWN = frozenset(
+    {"min", "max", "var", "stdev", "dmean", "dvar", "dmean2", "dvar2", "cov", "icov"})
+VERSION_KEYS = frozenset({"metadata.version.extractor"})  # names this runner, by design
+
+
+def problems(report: dict[str, Any], limit_for: Any, noisy: bool, abs_floor: float
+             ) -> list[str]:
+    """Descriptors of a report that disagree beyond ``limit_for(name)`` (relative).
+
+    With ``noisy``, statistics the reference does not reproduce itself (NOISE_DRAWN, with a
+    non-zero "self") are skipped, and every limit grows by 10x the reference's own range.
+    Differences below ``abs_floor`` (absolute) never count.
+    """
+    found = []
+    for name, d in report["diff"].items():
+        if name in VERSION_KEYS:
+            continue
+        if "equal" in d:
+            if not d["equal"]:
+                found.append(f"{name}: {d['ref']!r} != {d['ours']!r}")
+            continue
+        if "shape" in d:
+            found.append(f"{name}: shape {d['shape']}")
+            continue
+        limit = limit_for(name)
+        if noisy:
+            if name.rsplit(".", 1)[-1] in NOISE_DRAWN and d["self"] > 0:
+                continue
+            limit += 10 * d["self"]
+        if d["rel"] > limit and d["abs"] > abs_floor:
+            found.append(f"{name}: relative difference {d['rel']:.2e} > {limit:.2e}")
+    return found

@@ -32,10 +32,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import click_track, tone, write_audio
+from tests.reference_report import problems
 
 HERE = Path(__file__).parent
-VERSION_KEYS = {"metadata.version.extractor"}  # "music 2.0" vs ours, by design
-NOISE_DRAWN = {"min", "max", "var", "stdev", "dmean", "dvar", "dmean2", "dvar2", "cov", "icov"}
 SENSITIVE = ("lowlevel.dissonance.", "lowlevel.spectral_contrast_", "lowlevel.spectral_kurtosis.",
              "lowlevel.spectral_skewness.", "lowlevel.spectral_spread.", "tonal.hpcp.")
 EXPECTED_EXTRA = {
@@ -55,31 +54,18 @@ def compare(path: Path, *overrides: str, runs: int = 1) -> dict:
     return json.loads(result.stdout)
 
 
+def limit_for(name: str) -> float:
+    stat = name.rsplit(".", 1)[-1]
+    if stat == "icov" or name.startswith(SENSITIVE):
+        return 2e-2
+    return 1e-4
+
+
 def check(report: dict, noisy: bool) -> None:
     assert report["missing"] == []
     assert set(report["extra"]) <= EXPECTED_EXTRA
-    problems = []
-    for name, d in report["diff"].items():
-        if name in VERSION_KEYS:
-            continue
-        if "equal" in d:
-            if not d["equal"]:
-                problems.append(f"{name}: {d['ref']!r} != {d['ours']!r}")
-            continue
-        if "shape" in d:
-            problems.append(f"{name}: shape {d['shape']}")
-            continue
-        stat = name.rsplit(".", 1)[-1]
-        limit = 1e-3 if stat == "icov" else 1e-4
-        if stat == "icov" or name.startswith(SENSITIVE):
-            limit = 2e-2
-        if noisy:
-            if stat in NOISE_DRAWN and d["self"] > 0:
-                continue
-            limit += 10 * d["self"]
-        if d["rel"] > limit and d["abs"] > 1e-6:
-            problems.append(f"{name}: relative difference {d['rel']:.2e} > {limit}")
-    assert not problems, "\n".join(problems)
+    found = problems(report, limit_for, noisy, abs_floor=1e-6)
+    assert not found, "\n".join(found)
 
 
 @pytest.fixture(scope="module")
