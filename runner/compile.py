@@ -132,7 +132,8 @@ class Plan:
         return [self.nodes[n] for n in self.order if self.nodes[n].stage == stage]
 
 
-def parse_ref(profile: Profile, value: Any, path: KeyPath) -> Ref:
+def parse_ref(value: Any) -> Ref:
+    """``node.output`` or ``{from: node.output, take: ...}`` (checked later by _check_source)."""
     if isinstance(value, dict):
         node, _, output = str(value["from"]).partition(".")
         return Ref(node, output, value.get("take", "all"))
@@ -196,7 +197,7 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
     param_refs: dict[str, Ref] = {}
     raw_params = spec.get("params") or {}
     inputs = {
-        port: parse_ref(profile, value, path + ("inputs", port))
+        port: parse_ref(value)
         for port, value in (spec.get("inputs") or {}).items()
     }
     node = Node(nid, algorithm, function, params, param_refs, inputs, path)
@@ -218,7 +219,7 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
                                     f"'{pname}'" if node.standard else
                                     f"{algorithm} has no parameter '{pname}'", hint)
             if isinstance(value, dict):
-                param_refs[pname] = parse_ref(profile, value, ppath)
+                param_refs[pname] = parse_ref(value)
                 continue
             coerced, problem = registry.check_value(known[pname], value)
             if problem:
@@ -261,7 +262,7 @@ def _make_descriptors(profile: Profile, data: dict[str, Any]) -> list[Descriptor
             raise profile.error(path + ("enabled",), f"expected true or false, got {enabled!r}")
         if not enabled:
             continue
-        ref = parse_ref(profile, spec["from"], path)
+        ref = parse_ref(spec["from"])
         single = bool(spec.get("single", False))
         stats = spec.get("stats")
         if stats is None:

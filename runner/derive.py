@@ -43,20 +43,6 @@ def count(values: Any) -> dict[str, Any]:
     return {"count": float(len(np.atleast_1d(values)) if np.size(values) else 0)}
 
 
-@function(inputs=("samples",), outputs=("seconds",), sample_rate=44100.0)
-def duration(samples: Any, sample_rate: float) -> dict[str, Any]:
-    """Length in seconds of a signal."""
-    return {"seconds": float(np.size(samples)) / float(sample_rate)}
-
-
-@function(inputs=("events", "signal"), outputs=("rate",), sample_rate=44100.0)
-def rate_per_second(events: Any, signal: Any, sample_rate: float) -> dict[str, Any]:
-    """len(events) / duration of signal (e.g. rhythm.onset_rate from onset times)."""
-    seconds = float(np.size(signal)) / float(sample_rate)
-    return {"rate": float(len(np.atleast_1d(events))) / seconds if seconds > 0 else 0.0}
-
-
-
 @function(inputs=("hpcp",), outputs=("thpcp",))
 def transpose_to_peak(hpcp: Any) -> dict[str, Any]:
     """Max-normalise a pitch-class profile and rotate it so its largest bin comes first
