@@ -122,6 +122,72 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
     return EXIT_FAILED if summary.failed else 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    """A library profile: per-track outputs (batch engine, reused), then one summary."""
+    from pathlib import Path
+
+    from runner import batch, compile, load, summary
+
+    if args.list_file and args.input and not args.output:
+        args.input, args.output = None, args.input  # summary --list files.txt summary.json
+    if not args.output:
+        raise UsageError("give the summary file: streaming-extractor-summary INPUT SUMMARY.json")
+    inputs = [args.input] if args.input else []
+    if not inputs and not args.list_file:
+        raise UsageError("give a folder, a file or --list FILE")
+    profile = load.load_profile(args.profile_option or "summary", args.overrides)
+    summary.summary_spec(profile)
+    plan = compile.compile_profile(profile)
+    output = Path(args.output)
+    tracks = Path(args.output_dir) if args.output_dir else output.with_name(output.stem +
+                                                                            "_tracks")
+    pairs = batch.collect(inputs, args.list_file)
+    if not pairs:
+        raise UsageError("no audio files found")
+    jobs, notes = batch.plan_outputs(pairs, tracks, ".json")
+    if not args.quiet:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    batch.remove_stale_temporaries(tracks)
+    update, close = batch.reporter(len(jobs), args.quiet)
+    ref = args.profile_option or "summary"
+    runner = batch.Batch(ref, args.overrides, "music", plan.digest, args.jobs, args.force)
+    try:
+        result = runner.run(jobs, update)
+    finally:
+        close()
+    failures = Path(args.failures) if args.failures else tracks / "failures.jsonl"
+    if result.failures:
+        batch.write_failures(failures, result.failures)
+    doc = summary.summarise(profile, plan.digest, jobs, result)
+    summary.write_summary(doc, output)
+    if not args.quiet:
+        print(f"{doc['summary']['tracks']} tracks summarised in {output} "
+              f"({result.done} analysed, {result.skipped} reused, {result.failed} failed; "
+              f"per-track outputs in {tracks})", file=sys.stderr)
+    return EXIT_FAILED if result.failed else 0
+
+
+def summary(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="streaming-extractor-summary",
+        description="Summarise a library: per-track analysis (kept and reused), then "
+        "statistics, key distribution and a row per track in one JSON file.",
+    )
+    parser.add_argument("input", nargs="?", help="audio folder or file (or use --list)")
+    parser.add_argument("output", nargs="?", help="the summary JSON file")
+    parser.add_argument("--profile", dest="profile_option", default=None,
+                        help="a library profile (default: the built-in 'summary')")
+    _batch_options(parser)
+    parser.set_defaults()
+    _common(parser)
+    for action in parser._actions:
+        if action.dest == "output_dir":
+            action.help = "where per-track outputs go (default: SUMMARY_tracks/ beside it)"
+    args = parser.parse_args(argv)
+    return _guard(lambda: _summary(args), args.debug)
+
+
 class UsageError(ProfileError):
     """Command-line arguments that do not fit together (exit code 2)."""
 

@@ -1,0 +1,95 @@
+"""Library profiles: a per-track graph, then one summary across tracks.
+
+The per-track outputs are made by the batch engine into a folder beside the summary (so they
+are reused, resumed and isolated like any batch), then the values the profile's ``summary``
+section names are aggregated across tracks with Essentia's PoolAggregator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from runner import __version__, registry
+from runner.aggregate import to_plain
+from runner.batch import Job, Summary
+from runner.errors import ProfileError
+from runner.load import Profile
+from runner.tree import flatten
+from runner.write import render, write_atomic
+
+
+def summary_spec(profile: Profile) -> dict[str, Any]:
+    spec = profile.data.get("summary")
+    if not spec:
+        raise ProfileError(f"'{profile.name}' is not a library profile (it has no 'summary' "
+                           "section)", source=profile.source)
+    return spec
+
+
+def summarise(profile: Profile, digest: str, jobs: list[Job], batch: Summary
+              ) -> dict[str, Any]:
+    """The summary document of the per-track outputs of ``jobs``."""
+    spec = summary_spec(profile)
+    stats = spec.get("statistics") or ["mean", "stdev", "median", "min", "max"]
+    names: dict[str, str] = spec.get("descriptors") or {}
+    counted: dict[str, str] = spec.get("distributions") or {}
+    failed = {str(o.job.input) for o in batch.failures}
+    rows: list[dict[str, Any]] = []
+    for job in jobs:
+        if str(job.input) in failed or not job.output.exists():
+            continue
+        flat = flatten(json.loads(job.output.read_text(encoding="utf-8")))
+        row: dict[str, Any] = {"path": str(job.input)}
+        for short, path in {**names, **counted}.items():
+            if path in flat:
+                row[short] = flat[path]
+        rows.append(row)
+    essentia = registry.quiet_essentia()
+    pool = essentia.Pool()
+    for row in rows:
+        for short in names:
+            value = row.get(short)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                pool.add(short, float(value))
+    statistics: dict[str, dict[str, Any]] = {stat: {} for stat in stats}
+    present = pool.descriptorNames()
+    if present:
+        aggregated = essentia.standard.PoolAggregator(
+            defaultStats=[], exceptions={name: list(stats) for name in present})(pool)
+        for key in aggregated.descriptorNames():
+            name, _, stat = key.rpartition(".")
+            statistics[stat][name] = to_plain(aggregated[key])
+    distributions = {
+        short: dict(Counter(str(row[short]) for row in rows if short in row).most_common())
+        for short in counted
+    }
+    if {"key", "scale"} <= set(counted):
+        distributions["key_scale"] = dict(Counter(
+            f"{row['key']} {row['scale']}" for row in rows if "key" in row and "scale" in row
+        ).most_common())
+    duration = sum(float(row.get("duration", 0.0)) for row in rows)
+    return {
+        "summary": {
+            "tracks": len(rows),
+            "failed": len(batch.failures),
+            "total_duration": duration,
+            "statistics": statistics,
+            "distributions": distributions,
+            "rows": rows,
+        },
+        "metadata": {
+            "profile": {"name": profile.name, "hash": digest},
+            "version": {"essentia": essentia.__version__, "runner": __version__},
+        },
+    }
+
+
+def write_summary(doc: dict[str, Any], output: Path) -> None:
+    from runner.validate import load_schema
+    from runner.write import validate_output
+
+    validate_output(doc, load_schema("summary.output.schema.json"), str(output))
+    write_atomic(output, render(doc, "json", 2))

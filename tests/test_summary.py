@@ -1,0 +1,63 @@
+"""The summary profile: per-track outputs (reused), statistics and distributions across tracks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import click_track, write_audio
+from tests.test_cli import run
+
+
+@pytest.fixture
+def library(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i, bpm in enumerate((90, 120, 150)):
+        write_audio(lib / f"t{i}.wav", click_track(6.0, bpm=bpm, seed=i))
+    return lib
+
+
+def test_summary_of_a_folder_then_reuse(tmp_path, library):
+    out = tmp_path / "summary.json"
+    first = run("streaming-extractor-summary", str(library), str(out))
+    assert first.returncode == 0, first.stderr
+    assert "(3 analysed, 0 reused, 0 failed" in first.stderr
+    doc = json.loads(out.read_text())
+    summary = doc["summary"]
+    assert summary["tracks"] == 3 and summary["failed"] == 0
+    assert summary["total_duration"] == pytest.approx(18.0, abs=0.05)
+    bpms = sorted(row["bpm"] for row in summary["rows"])
+    assert bpms == pytest.approx([90, 120, 150], abs=3)
+    stats = summary["statistics"]
+    assert stats["mean"]["bpm"] == pytest.approx(np.mean(bpms), rel=1e-5)
+    assert stats["stdev"]["bpm"] == pytest.approx(np.std(bpms), rel=1e-4)  # population
+    assert stats["median"]["bpm"] == pytest.approx(bpms[1], rel=1e-6)
+    assert (stats["min"]["bpm"], stats["max"]["bpm"]) == pytest.approx((bpms[0], bpms[2]))
+    assert sum(summary["distributions"]["key"].values()) == 3
+    assert sum(summary["distributions"]["key_scale"].values()) == 3
+    assert doc["metadata"]["profile"]["name"] == "summary"
+    again = run("streaming_extractor_summary", str(library), str(out))
+    assert "(0 analysed, 3 reused, 0 failed" in again.stderr
+    assert json.loads(out.read_text())["summary"]["rows"] == summary["rows"]
+
+
+def test_summary_of_a_list_with_a_bad_file(tmp_path, library):
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"junk" * 200)
+    listing = tmp_path / "files.txt"
+    listing.write_text(f"{library / 't0.wav'}\n{bad}\n")
+    out = tmp_path / "s.json"
+    result = run("streaming-extractor-summary", "--list", str(listing), str(out))
+    assert result.returncode == 1  # one file failed, the summary is still written
+    summary = json.loads(out.read_text())["summary"]
+    assert (summary["tracks"], summary["failed"]) == (1, 1)
+
+
+def test_a_profile_without_summary_section_is_refused(tmp_path, library):
+    result = run("streaming-extractor-summary", str(library), str(tmp_path / "s.json"),
+                 "--profile", "beats")
+    assert result.returncode == 2
+    assert "'beats' is not a library profile" in result.stderr
