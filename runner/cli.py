@@ -60,11 +60,12 @@ def _run(profile: str, input_path: str, output: str, overrides: list[str],
     return 0
 
 
-def _batch_options(parser: argparse.ArgumentParser) -> None:
+def _batch_options(parser: argparse.ArgumentParser,
+                   output_help: str = "write outputs under DIR, mirroring the input folders"
+                   ) -> None:
     parser.add_argument("--list", dest="list_file", metavar="FILE",
                         help="analyse the files listed in FILE (one path per line)")
-    parser.add_argument("--output", "-o", dest="output_dir", metavar="DIR",
-                        help="write outputs under DIR, mirroring the input folders")
+    parser.add_argument("--output", "-o", dest="output_dir", metavar="DIR", help=output_help)
     parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
                         help="worker processes (default: the number of cores)")
     parser.add_argument("--force", action="store_true",
@@ -178,12 +179,8 @@ def summary(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("output", nargs="?", help="the summary JSON file")
     parser.add_argument("--profile", dest="profile_option", default=None,
                         help="a library profile (default: the built-in 'summary')")
-    _batch_options(parser)
-    parser.set_defaults()
+    _batch_options(parser, "where per-track outputs go (default: SUMMARY_tracks/ beside it)")
     _common(parser)
-    for action in parser._actions:
-        if action.dest == "output_dir":
-            action.help = "where per-track outputs go (default: SUMMARY_tracks/ beside it)"
     args = parser.parse_args(argv)
     return _guard(lambda: _summary(args), args.debug)
 
