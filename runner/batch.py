@@ -22,6 +22,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from runner.errors import ExtractorError, OutputError
 
 AUDIO_EXTENSIONS = frozenset(
@@ -157,16 +159,10 @@ def up_to_date(output: Path, digest: str) -> bool:
     """True when ``output`` exists and was made by a profile with this hash."""
     try:
         text = output.read_text(encoding="utf-8")
-        if output.suffix in (".yaml", ".yml"):
-            import yaml
-
-            doc = yaml.safe_load(text)
-        else:
-            doc = json.loads(text)
+        is_yaml = output.suffix in (".yaml", ".yml")
+        doc = yaml.safe_load(text) if is_yaml else json.loads(text)
         return doc["metadata"]["profile"]["hash"] == digest
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    except Exception:  # a damaged YAML file: recompute it
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):  # damaged: recompute
         return False
 
 

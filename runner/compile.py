@@ -209,15 +209,13 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
                 _suggest(algorithm, registry.algorithm_names())
                 or "see essentia.streaming.algorithmNames()",
             )
-        mode = "standard" if node.standard else "streaming"
         known = registry.info(algorithm, node.standard).params
+        label = f"{algorithm} (standard mode)" if node.standard else algorithm
         for pname, value in raw_params.items():
             ppath = path + ("params", pname)
             if pname not in known:
                 hint = _suggest(pname, known) or f"{algorithm} takes: {', '.join(sorted(known))}"
-                raise profile.error(ppath, f"{algorithm} ({mode} mode) has no parameter "
-                                    f"'{pname}'" if node.standard else
-                                    f"{algorithm} has no parameter '{pname}'", hint)
+                raise profile.error(ppath, f"{label} has no parameter '{pname}'", hint)
             if isinstance(value, dict):
                 param_refs[pname] = parse_ref(value)
                 continue
