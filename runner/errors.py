@@ -52,3 +52,7 @@ class AudioError(ExtractorError):
 
 class OutputError(ExtractorError):
     """A result that cannot be written, or that does not match its output schema."""
+
+
+class ModelError(ExtractorError):
+    """A model that cannot be used: unknown, not in the cache, or not matching its pin."""

@@ -1,0 +1,1 @@
+"""Model stages: the lock file, the model cache, fetching and converting, inference."""

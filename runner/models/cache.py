@@ -1,0 +1,124 @@
+"""Where model files live, and whether they are the files the lock file pins.
+
+Lookup order: each folder of ``$EXTRACTOR_MODELS`` (``os.pathsep``-separated; the Nix
+wrappers point it at pinned, read-only weights), then ``$XDG_CACHE_HOME/extractor-profiles/
+models``, then ``~/.cache/extractor-profiles/models``. A model lives in ``<root>/<id>/``.
+Downloaded files are checked against their sha256 pin every time they are resolved;
+converted models against the manifest their conversion wrote (with the source's pin).
+A file that does not match is refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import ModelError
+from runner.models.lock import Model
+
+MANIFEST = "manifest.json"  # written by a conversion: {"source_sha256", "files": {name: sha256}}
+PRESENT, MISMATCH, MISSING = "present", "wrong hash", "missing"
+
+
+def user_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "extractor-profiles" / "models"
+
+
+def roots() -> list[Path]:
+    """Folders searched for models, in order."""
+    extra = [Path(p) for p in os.environ.get("EXTRACTOR_MODELS", "").split(os.pathsep) if p]
+    return [*extra, user_cache()]
+
+
+def writable_root() -> Path:
+    """Where `extractor models fetch` writes: the first root that can be written."""
+    for root in roots():
+        probe = root
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if os.access(probe, os.W_OK):
+            return root
+    raise ModelError("no writable model cache: set XDG_CACHE_HOME or EXTRACTOR_MODELS to a "
+                     "folder you can write")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class State:
+    model: Model
+    state: str  # PRESENT, MISMATCH or MISSING
+    folder: Path | None  # where it was found (or the first mismatching copy)
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == PRESENT
+
+    def path(self, name: str) -> Path:
+        assert self.folder is not None
+        return self.folder / name
+
+
+def expected_hashes(model: Model, folder: Path) -> dict[str, str] | None:
+    """name -> sha256 each file must have; None when a converted model has no manifest."""
+    if not model.source:
+        return {pin.name: pin.sha256 for pin in model.files}
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if manifest.get("source_sha256") != model.source.sha256:
+        return None  # converted from another source: not this lock file's model
+    files = manifest.get("files", {})
+    return {name: files.get(name, "") for name in model.outputs}
+
+
+def check_folder(model: Model, folder: Path) -> State:
+    if not any((folder / name).exists() for name in model.outputs):
+        return State(model, MISSING, None)
+    expected = expected_hashes(model, folder)
+    if expected is None:
+        return State(model, MISMATCH, folder, f"{folder / MANIFEST}: missing or for another "
+                     "source (fetch again)")
+    for name, sha in expected.items():
+        path = folder / name
+        if not path.is_file():
+            return State(model, MISSING, None, f"{path} is missing")
+        if sha256_of(path) != sha:
+            return State(model, MISMATCH, folder, f"{path}: sha256 does not match the pin")
+    return State(model, PRESENT, folder)
+
+
+def locate(model: Model) -> State:
+    """The first verified copy; otherwise the first mismatching one; otherwise missing."""
+    mismatch: State | None = None
+    for root in roots():
+        state = check_folder(model, root / model.id)
+        if state.ok:
+            return state
+        if state.state == MISMATCH and mismatch is None:
+            mismatch = state
+    return mismatch or State(model, MISSING, None)
+
+
+def require(model: Model) -> State:
+    """A verified copy, or a one-line error naming the model and the command that fixes it."""
+    state = locate(model)
+    if state.ok:
+        return state
+    if state.state == MISMATCH:
+        raise ModelError(f"model '{model.id}': {state.detail}; refusing to load it (fetch it "
+                         f"again with: extractor models fetch --force {model.id})")
+    raise ModelError(f"model '{model.id}' is not in the model cache ({user_cache()}); fetch it "
+                     f"with: extractor models fetch {model.id}")
