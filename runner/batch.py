@@ -186,7 +186,7 @@ def _worker(conn: Connection, profile: str, overrides: list[str], legacy_base: s
     try:
         from runner.extract import Extractor
 
-        extractor = Extractor(profile, overrides, legacy_base=legacy_base)
+        extractor = Extractor(profile, overrides, legacy_base=legacy_base, warn=False)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         conn.send(("fatal", str(exc)))
         return

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from runner import __version__
-from runner.errors import AudioError, ExtractorError, OutputError, ProfileError
+from runner.errors import AudioError, ExtractorError, ModelError, OutputError, ProfileError
 
 EXIT_FAILED = 1
 EXIT_PROFILE = 2
@@ -31,7 +31,7 @@ def _guard(action: Callable[[], int], debug: bool) -> int:
         if debug:
             raise
         return _fail(str(exc), EXIT_PROFILE)
-    except (AudioError, OutputError, ExtractorError) as exc:
+    except (AudioError, OutputError, ModelError, ExtractorError) as exc:
         if debug:
             raise
         return _fail(str(exc), EXIT_FAILED)
@@ -98,6 +98,12 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
     if not pairs:
         raise UsageError("no audio files found")
     jobs, notes = batch.plan_outputs(pairs, Path(out_dir), "." + plan.output.format)
+    if plan.models is not None and plan.models.outputs:
+        from runner.models.stage import ModelStage
+
+        stage = ModelStage(plan.models, warn=False, load=False)  # missing: error stops here
+        if stage.missing:
+            notes.append(stage.note())
     if not args.quiet:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
@@ -146,6 +152,12 @@ def _summary(args: argparse.Namespace) -> int:
     if not pairs:
         raise UsageError("no audio files found")
     jobs, notes = batch.plan_outputs(pairs, tracks, ".json")
+    if plan.models is not None and plan.models.outputs:
+        from runner.models.stage import ModelStage
+
+        stage = ModelStage(plan.models, warn=False, load=False)  # missing: error stops here
+        if stage.missing:
+            notes.append(stage.note())
     if not args.quiet:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
@@ -239,6 +251,36 @@ def freesound_general(argv: Sequence[str] | None = None) -> int:
 
 def freesound_music(argv: Sequence[str] | None = None) -> int:
     return _extractor_command("freesound_music", argv)
+
+
+def music_highlevel(argv: Sequence[str] | None = None) -> int:
+    """The highlevel profile (TensorFlow models) on files or folders, through the batch engine."""
+    parser = argparse.ArgumentParser(
+        prog="music-highlevel",
+        description="Run the built-in 'highlevel' profile (MTG TensorFlow classifiers, musicnn "
+        "tags) on an audio file, a folder (recursively) or a list of files.",
+    )
+    parser.add_argument("input", nargs="?", help="audio file or folder")
+    parser.add_argument("output", nargs="?", help="output file (or folder)")
+    parser.add_argument("--taxonomies", nargs="+", metavar="NAME", default=None,
+                        help="only these outputs (e.g. moods_mirex genre_discogs400)")
+    parser.add_argument("--keep-embeddings", action="store_true",
+                        help="also write each embedding model's per-patch embeddings (.npy)")
+    parser.add_argument("--missing", choices=["error", "skip"], default=None,
+                        help="a model not in the cache: stop (default) or leave it out")
+    parser.add_argument("--profile", dest="profile_option", default="highlevel",
+                        help="run this profile instead (built-in name or path)")
+    _batch_options(parser)
+    _common(parser)
+    args = parser.parse_args(argv)
+    if args.taxonomies:
+        names = [n for item in args.taxonomies for n in item.replace(",", " ").split()]
+        args.overrides.append(f"models.select=[{', '.join(names)}]")
+    if args.keep_embeddings:
+        args.overrides.append("models.keep_embeddings=true")
+    if args.missing:
+        args.overrides.append(f"models.missing={args.missing}")
+    return _guard(lambda: _execute(args.profile_option, args), args.debug)
 
 
 # -- extractor ----------------------------------------------------------------------------------
@@ -368,6 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("paths", nargs="+", metavar="PATH", help="e.g. rhythm.bpm tonal.key_key")
     p.add_argument("--debug", action="store_true")
     p.set_defaults(func=_cmd_show)
+
+    from runner.models.commands import add_parser as add_models_parser
+
+    add_models_parser(sub)
 
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:

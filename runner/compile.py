@@ -20,6 +20,7 @@ from typing import Any
 
 from runner import derive, registry
 from runner.load import KeyPath, Profile, substitute_options
+from runner.models.plan import ModelsConfig, compile_models
 
 AUDIO = "audio"
 # Outputs of the built-in audio source (see runner/run.py for the loader chain behind it).
@@ -127,6 +128,7 @@ class Plan:
     output: OutputConfig
     recorded: set[str]  # node.output keys stored in the pool (descriptors, references, replays)
     profile: Profile
+    models: ModelsConfig | None = None  # model stages run after the network (runner.models)
 
     def nodes_in_stage(self, stage: int) -> list[Node]:
         return [self.nodes[n] for n in self.order if self.nodes[n].stage == stage]
@@ -181,6 +183,7 @@ def compile_profile(profile: Profile) -> Plan:
         output=_output_config(profile),
         recorded=recorded,
         profile=profile,
+        models=compile_models(profile),
     )
 
 

@@ -56,3 +56,7 @@ class OutputError(ExtractorError):
 
 class ModelError(ExtractorError):
     """A model that cannot be used: unknown, not in the cache, or not matching its pin."""
+
+    def __init__(self, message: str, model_id: str | None = None) -> None:
+        self.model_id = model_id
+        super().__init__(message)

@@ -6,18 +6,30 @@ from pathlib import Path
 from typing import Any
 
 from runner import aggregate, compile, load, write
-from runner.errors import AudioError
+from runner.compile import AUDIO
+from runner.errors import AudioError, ModelError
 from runner.run import Executor
+
+
+def embeddings_path(output: str | Path, model_id: str) -> Path:
+    """``out/song.json`` -> ``out/song.<model id>.npy`` (per-patch embeddings)."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.{model_id}.npy")
 
 
 class Extractor:
     """A profile compiled once, applied to any number of files."""
 
     def __init__(self, profile: str, overrides: list[str] | None = None,
-                 legacy_base: str = "music") -> None:
+                 legacy_base: str = "music", warn: bool = True) -> None:
         self.profile = load.load_profile(profile, overrides, legacy_base=legacy_base)
         self.plan = compile.compile_profile(self.profile)
         self.executor = Executor(self.plan)
+        self.models = None
+        if self.plan.models is not None and self.plan.models.outputs:
+            from runner.models.stage import ModelStage
+
+            self.models = ModelStage(self.plan.models, warn=warn)
         self.schema = write.output_schema(self.plan)
         self.user_schema: dict[str, Any] | None = None
         if self.plan.output.schema:
@@ -34,7 +46,19 @@ class Extractor:
             reason = str(exc).strip().splitlines()[-1]
             raise AudioError(path, f"cannot compute statistics ({reason}); "
                              "is the audio silent?") from None
+        models = None
+        if self.models is not None:
+            signal = analysis.values[f"{AUDIO}.signal"]
+            try:
+                models = self.models.run(signal, self.plan.audio.sample_rate)
+            except ModelError as exc:
+                raise AudioError(path, f"model stage: {exc}") from None
+            flat.update(models.descriptors)
         doc = write.document(self.plan, analysis, flat, path)
+        if self.models is not None and models is not None:
+            doc["metadata"]["models"] = {"used": models.used, "missing": self.models.missing,
+                                         "left_out": self.models.left_out}
+        analysis.models = models
         write.validate_output(doc, self.schema, path)
         if self.user_schema is not None:
             write.validate_output(doc, self.user_schema, path)
@@ -45,6 +69,9 @@ class Extractor:
         doc, analysis = self.analyse(path)
         cfg = self.plan.output
         write.write_atomic(output, write.render(doc, cfg.format, cfg.indent))
+        if analysis.models is not None and self.plan.models and self.plan.models.keep_embeddings:
+            for model_id, vectors in analysis.models.embeddings.items():
+                write.write_npy_atomic(embeddings_path(output, model_id), vectors)
         if cfg.frames:
             out = Path(output)
             frames_path = out.with_name(f"{out.stem}_frames{out.suffix or '.' + cfg.format}")

@@ -42,6 +42,7 @@ class Analysis:
     singles: dict[str, Any]  # one value per track, by descriptor name
     values: dict[str, Any] = field(default_factory=dict)  # recorded node.output values
     audio: dict[str, Any] = field(default_factory=dict)  # properties of the input
+    models: Any = None  # runner.models.stage.ModelResults, when the profile has models
 
 
 def check_audio_file(path: str) -> None:

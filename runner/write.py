@@ -149,6 +149,8 @@ def output_schema(plan: Plan) -> dict[str, Any]:
             else:
                 flat[f"{desc.name}.{stat}"] = {"type": ["number", "array", "null"]}
     tree = _schema_tree(flat)
+    if plan.models is not None and plan.models.outputs:
+        _model_schemas(tree, plan)
     meta = {
         "type": "object",
         "required": ["version", "profile", "audio_properties", "tags"],
@@ -176,6 +178,33 @@ def output_schema(plan: Plan) -> dict[str, Any]:
     tree["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     tree["title"] = f"output of the {plan.name} profile"
     return tree
+
+
+_CLASSES = {
+    "type": "object",
+    "required": ["value", "probability", "all"],
+    "properties": {
+        "value": {"type": "string"},
+        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+        "all": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+}
+
+
+def _model_schemas(tree: dict[str, Any], plan: Plan) -> None:
+    """Model outputs: class probabilities or a vector. Not required: with ``missing: skip``
+    a model that is not in the cache is left out (and listed in metadata.models.missing)."""
+    from runner.models import lock
+
+    assert plan.models is not None
+    section = tree["properties"].setdefault(
+        plan.models.section, {"type": "object", "properties": {}})
+    for out in plan.models.outputs:
+        model = lock.get(out.model)
+        vector = out.output == "embeddings" or model.kind != "tensorflow"
+        section["properties"][out.name] = (
+            {"type": "array", "items": _NUMBER} if vector else _CLASSES)
+    tree["properties"].setdefault("metadata", {"type": "object"})
 
 
 def _schema_tree(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -221,14 +250,28 @@ def render(doc: dict[str, Any], fmt: str, indent: int) -> str:
     return json.dumps(doc, indent=indent or None, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def write_npy_atomic(path: str | Path, array: Any) -> None:
+    """A NumPy array as .npy, written like every output: temporary file, then rename."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array, dtype=np.float32))
+    _write_bytes_atomic(Path(path), buffer.getvalue())
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Write to a temporary file beside the target, then rename: never a half-written output."""
-    target = Path(path)
+    _write_bytes_atomic(Path(path), text.encode("utf-8"))
+
+
+def _write_bytes_atomic(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
         umask = os.umask(0)

@@ -48,6 +48,22 @@ def write_audio(path: Path, signal: np.ndarray, sr: int = SR, fmt: str | None = 
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_model_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never see (or fill) the user's model cache: results must not depend on it."""
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "EXTRACTOR_MODELS",
+                                             "EXTRACTOR_MODELS_LOCK")}
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ.pop("EXTRACTOR_MODELS", None)
+    os.environ.pop("EXTRACTOR_MODELS_LOCK", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("audio")
@@ -68,3 +84,43 @@ def write_profile(tmp_path: Path):
         return path
 
     return make
+
+
+def electronic_clip(seconds: float, sr: int = SR, bpm: float = 128.0) -> np.ndarray:
+    """Four-on-the-floor kick, off-beat noise hats and a sawtooth bass: percussive electronic."""
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    x = np.zeros(n)
+    beat = int(sr * 60 / bpm)
+    kick_t = np.arange(int(0.25 * sr)) / sr
+    kick = np.sin(2 * np.pi * (50 + 100 * np.exp(-kick_t * 30)) * kick_t) * np.exp(-kick_t * 12)
+    hat = np.random.default_rng(1).standard_normal(int(0.04 * sr)) * np.exp(
+        -np.arange(int(0.04 * sr)) / (0.008 * sr)) * 0.3
+    for start in range(0, n - len(kick), beat):
+        x[start:start + len(kick)] += kick
+        off = start + beat // 2
+        if off + len(hat) < n:
+            x[off:off + len(hat)] += hat
+    bass_f = 55.0 * np.where((t * bpm / 60 // 4) % 2 == 0, 1.0, 1.5)
+    x += 0.25 * (2 * ((t * bass_f) % 1.0) - 1)
+    return (0.8 * x / np.abs(x).max()).astype(np.float32)
+
+
+def piano_clip(seconds: float, sr: int = SR) -> np.ndarray:
+    """Sustained, decaying harmonic notes (a C major arpeggio), one every half second."""
+    n = int(seconds * sr)
+    x = np.zeros(n)
+    notes = [261.63, 329.63, 392.0, 523.25, 392.0, 329.63]
+    length = int(2.0 * sr)
+    tn = np.arange(length) / sr
+    for i, start in enumerate(range(0, n, sr // 2)):
+        f = notes[i % len(notes)]
+        note = sum((0.6 ** k) * np.sin(2 * np.pi * f * (k + 1) * tn) for k in range(6))
+        note *= np.exp(-tn * 2.5)
+        end = min(n, start + length)
+        x[start:end] += note[:end - start]
+    return (0.8 * x / np.abs(x).max()).astype(np.float32)
+
+
+def noise_clip(seconds: float, sr: int = SR) -> np.ndarray:
+    return (0.3 * np.random.default_rng(7).standard_normal(int(seconds * sr))).astype(np.float32)

@@ -119,6 +119,6 @@ def require(model: Model) -> State:
         return state
     if state.state == MISMATCH:
         raise ModelError(f"model '{model.id}': {state.detail}; refusing to load it (fetch it "
-                         f"again with: extractor models fetch --force {model.id})")
+                         f"again with: extractor models fetch --force {model.id})", model.id)
     raise ModelError(f"model '{model.id}' is not in the model cache ({user_cache()}); fetch it "
-                     f"with: extractor models fetch {model.id}")
+                     f"with: extractor models fetch {model.id}", model.id)

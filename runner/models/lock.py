@@ -8,6 +8,7 @@ of files downloaded as they are (``files``: URL, sha256, size), or built here fr
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,7 +28,7 @@ class Pin:
     name: str
     url: str
     sha256: str
-    size: int
+    size: int | None  # None where no source states it (the hash alone pins the content)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Model:
     graph: str | None = None  # the .pb among the model's files
     metadata: str | None = None  # the MTG-style metadata JSON among them
     provides: tuple[str, ...] = ()  # other model ids this one can stand in for
+    embedding: str | None = None  # a classifier head: the embedding model whose output it takes
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific fields
 
     @property
@@ -57,19 +59,20 @@ class Model:
 
 
 _KNOWN = {"description", "license", "kind", "algorithm", "groups", "files", "source", "convert",
-          "graph", "metadata", "provides"}
+          "graph", "metadata", "provides", "embedding"}
 
 
-def _pin(model_id: str, data: Any) -> Pin:
+def _pin(model_id: str, data: Any, where: Path) -> Pin:
     try:
-        pin = Pin(str(data["name"]), str(data["url"]), str(data["sha256"]), int(data["size"]))
+        size = None if data.get("size") is None else int(data["size"])
+        pin = Pin(str(data["name"]), str(data["url"]), str(data["sha256"]), size)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{LOCK_FILE}: model '{model_id}': bad file entry ({exc})") from None
+        raise ModelError(f"{where}: model '{model_id}': bad file entry ({exc})") from None
     if not _SHA256.match(pin.sha256):
-        raise ModelError(f"{LOCK_FILE}: model '{model_id}': {pin.name}: sha256 is not "
+        raise ModelError(f"{where}: model '{model_id}': {pin.name}: sha256 is not "
                          "64 lowercase hex digits")
     if "/" in pin.name or pin.name.startswith("."):
-        raise ModelError(f"{LOCK_FILE}: model '{model_id}': bad file name {pin.name!r}")
+        raise ModelError(f"{where}: model '{model_id}': bad file name {pin.name!r}")
     return pin
 
 
@@ -79,8 +82,8 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
         raise ModelError(f"{where}: unknown lock file format {data.get('format')!r}")
     models: dict[str, Model] = {}
     for model_id, entry in data.get("models", {}).items():
-        files = tuple(_pin(model_id, f) for f in entry.get("files", []))
-        source = _pin(model_id, entry["source"]) if "source" in entry else None
+        files = tuple(_pin(model_id, f, where) for f in entry.get("files", []))
+        source = _pin(model_id, entry["source"], where) if "source" in entry else None
         if bool(source) != bool(entry.get("convert")):
             raise ModelError(f"{where}: model '{model_id}': 'source' and 'convert' go together")
         model = Model(
@@ -96,6 +99,7 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
             graph=entry.get("graph"),
             metadata=entry.get("metadata"),
             provides=tuple(entry.get("provides", [])),
+            embedding=entry.get("embedding"),
             extra={k: v for k, v in entry.items() if k not in _KNOWN},
         )
         if not source:
@@ -107,11 +111,29 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
     return models
 
 
-@lru_cache(maxsize=1)
 def models() -> dict[str, Model]:
-    """The packaged lock file's models."""
-    with open(LOCK_FILE, encoding="utf-8") as handle:
-        return parse(json.load(handle))
+    """The packaged lock file's models, then those of ``$EXTRACTOR_MODELS_LOCK`` (lock files of
+    your own, ``os.pathsep``-separated: adding a model is a lock-file entry, not code)."""
+    return _models(os.environ.get("EXTRACTOR_MODELS_LOCK", ""))
+
+
+@lru_cache(maxsize=4)
+def _models(extra: str) -> dict[str, Model]:
+    table: dict[str, Model] = {}
+    for path in [LOCK_FILE, *(Path(p) for p in extra.split(os.pathsep) if p)]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot read the model lock file ({exc})") from None
+        table.update(parse(data, path))
+    for model in table.values():
+        if model.embedding and model.embedding not in table and not any(
+            model.embedding in m.provides for m in table.values()
+        ):
+            raise ModelError(f"model '{model.id}': its embedding model '{model.embedding}' is "
+                             "not in the lock file")
+    return table
 
 
 def get(model_id: str) -> Model:

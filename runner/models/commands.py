@@ -1,0 +1,108 @@
+"""`extractor models list|fetch|verify`: the model cache as a person sees it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runner.errors import ModelError
+from runner.models import cache, lock
+
+
+def _size(model: lock.Model) -> str:
+    pins = [model.source] if model.source else list(model.files)
+    if any(p is None or p.size is None for p in pins):
+        return "?"
+    total = sum(p.size or 0 for p in pins if p is not None)
+    return f"{total / 1e6:.1f} MB"
+
+
+def list_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    chosen = lock.select(args.models) if args.models else list(lock.models().values())
+    table = Table("model", "state", "size", "groups", "licence", "where",
+                  title=f"models (cache: {cache.user_cache()})")
+    styles = {cache.PRESENT: "green", cache.MISMATCH: "bold red", cache.MISSING: "yellow"}
+    for model in chosen:
+        state = cache.locate(model)
+        label = "present, verified" if state.ok else state.state
+        table.add_row(model.id, f"[{styles[state.state]}]{label}[/]", _size(model),
+                      ",".join(model.groups), model.license, str(state.folder or ""))
+    Console().print(table)
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Hash every present model again; exit 1 when any copy does not match its pin."""
+    chosen = lock.select(args.models) if args.models else list(lock.models().values())
+    bad = 0
+    for model in chosen:
+        state = cache.locate(model)
+        if state.state == cache.MISSING:
+            if args.models:
+                print(f"{model.id}: missing", file=sys.stderr)
+                bad += 1
+            continue
+        if state.ok:
+            print(f"{model.id}: ok ({state.folder})")
+        else:
+            print(f"{model.id}: {state.detail}", file=sys.stderr)
+            bad += 1
+    return 1 if bad else 0
+
+
+def fetch(args: argparse.Namespace) -> int:
+    """Download (and convert) the named models or groups, and the embedding models heads need."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from runner.models import fetch as fetching
+
+    chosen = lock.select(args.models)
+    table = lock.models()
+    for model in list(chosen):  # a head needs its embedding model (or one that provides it)
+        if model.embedding and not any(
+            m.id == model.embedding or model.embedding in m.provides for m in chosen
+        ):
+            chosen.append(table[model.embedding] if model.embedding in table else
+                          next(m for m in table.values() if model.embedding in m.provides))
+    failed = 0
+    quiet = args.quiet or not sys.stderr.isatty()
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  disable=quiet, transient=True) as bars:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bars.add_task(name, total=total)
+            bars.update(tasks[name], completed=done)
+
+        for model in chosen:
+            try:
+                folder = fetching.fetch(model, force=args.force, progress=progress)
+            except ModelError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{model.id}: ok ({folder})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("models", help="list, fetch and verify models (models.lock.json)")
+    inner = parser.add_subparsers(dest="models_command", required=True)
+    p = inner.add_parser("list", help="each model with its state in the cache")
+    p.add_argument("models", nargs="*", metavar="ID|GROUP")
+    p.set_defaults(func=list_models)
+    p = inner.add_parser("fetch", help="download (and convert) models, verified by sha256")
+    p.add_argument("models", nargs="+", metavar="ID|GROUP",
+                   help="model ids or groups (highlevel, default, clap)")
+    p.add_argument("--force", action="store_true", help="fetch again even if present")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.set_defaults(func=fetch)
+    p = inner.add_parser("verify", help="hash the cached models again")
+    p.add_argument("models", nargs="*", metavar="ID|GROUP")
+    p.set_defaults(func=verify)
+    for p in inner.choices.values():
+        p.add_argument("--debug", action="store_true")

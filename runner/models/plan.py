@@ -1,0 +1,88 @@
+"""Compile a profile's ``models:`` section: which lock-file models write which descriptors.
+
+    models:
+      section: highlevel        # descriptors are written as <section>.<name>
+      compute: true             # false (or ${highlevel.compute}) turns the section off
+      missing: skip             # skip: leave out models not in the cache and say so; error: stop
+      overlap: false            # true: Essentia's overlapping patches (about 2x the cost)
+      select: [moods_mirex]     # only these names (music-highlevel --taxonomies)
+      outputs:
+        moods_mirex: moods_mirex-msd-musicnn-1   # class probabilities: value, probability, all
+        msd_musicnn_embedding: {model: musicnn-msd, output: embeddings}   # mean embedding vector
+
+Model ids are checked against the lock file here, before anything runs; whether their files
+are in the cache is checked when the extractor starts (runner.models.stage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.errors import ModelError
+from runner.load import Profile
+from runner.models import lock
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    name: str  # <section>.<name> in the output
+    model: str  # lock-file id
+    output: str  # "predictions" (class probabilities) or "embeddings" (mean vector)
+    path: tuple[Any, ...]  # profile key path, for errors
+
+
+@dataclass
+class ModelsConfig:
+    section: str
+    outputs: list[ModelOutput]
+    missing: str = "error"
+    overlap: bool = False
+    keep_embeddings: bool = False
+    skipped: list[str] = field(default_factory=list)  # names left out by `select`
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def compile_models(profile: Profile) -> ModelsConfig | None:
+    """The models section as a ModelsConfig; None when there is none or it is turned off."""
+    spec = profile.data.get("models")
+    if not spec or not _flag(spec.get("compute", True)):
+        return None
+    base = ("models",)
+    select = spec.get("select")
+    if isinstance(select, str):
+        select = [s for s in select.replace(",", " ").split() if s]
+    outputs: list[ModelOutput] = []
+    names = list((spec.get("outputs") or {}).keys())
+    if select is not None:
+        unknown = [s for s in select if s not in names]
+        if unknown:
+            raise profile.error(base + ("select",), f"no model output named {unknown[0]!r}",
+                                hint=f"this profile has: {', '.join(names)}")
+    for name, entry in (spec.get("outputs") or {}).items():
+        path = base + ("outputs", name)
+        if isinstance(entry, str):
+            entry = {"model": entry}
+        model_id, output = entry.get("model"), entry.get("output", "predictions")
+        try:
+            lock.get(str(model_id))
+        except ModelError as exc:
+            raise profile.error(path, str(exc)) from None
+        if select is None or name in select:
+            outputs.append(ModelOutput(name, str(model_id), output, path))
+    missing = spec.get("missing", "error")
+    if missing not in ("error", "skip"):
+        raise profile.error(base + ("missing",), f"{missing!r} is not 'error' or 'skip'")
+    return ModelsConfig(
+        section=str(spec.get("section", "highlevel")),
+        outputs=outputs,
+        missing=missing,
+        overlap=_flag(spec.get("overlap", False)),
+        keep_embeddings=_flag(spec.get("keep_embeddings", False)),
+        skipped=[n for n in names if select is not None and n not in select],
+    )

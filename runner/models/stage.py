@@ -1,0 +1,227 @@
+"""The model stage: after the Essentia network, run the profile's models on the decoded audio.
+
+Built once per extractor: every model is resolved in the cache and verified (a missing or
+tampered file is refused here, before any audio is read), graphs are loaded once. Per
+track, the analysed signal is resampled to each model's rate; every embedding model runs
+once and feeds all the heads that need it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner import registry
+from runner.errors import ModelError
+from runner.models import cache, lock
+from runner.models.infer import FRONTENDS, HEADS, Metadata, Predictor, features, patches
+from runner.models.plan import ModelOutput, ModelsConfig
+
+
+@dataclass
+class _Embedder:
+    """An embedding model (MusiCNN, EffnetDiscogs, VGGish graph) and what is asked of it."""
+
+    model: lock.Model
+    folder: Path
+    meta: Metadata
+    purposes: set[str] = field(default_factory=set)  # "predictions", "embeddings"
+    predictor: Predictor | None = None
+
+
+@dataclass
+class _Head:
+    output: ModelOutput
+    meta: Metadata
+    embedder: str  # the _Embedder (lock id) whose embeddings it takes
+    predictor: Predictor | None
+
+
+@dataclass
+class ModelResults:
+    descriptors: dict[str, Any]  # "<section>.<name>" -> {value, probability, all} or a vector
+    embeddings: dict[str, np.ndarray]  # embedding model id -> (patches, width)
+    used: dict[str, str]  # model id -> sha256 of its graph (or "converted")
+
+
+def _first_present(model_id: str) -> tuple[lock.Model, cache.State] | None:
+    """A verified copy of the model, or of a model that stands in for it (``provides``)."""
+    table = lock.models()
+    candidates = [table[model_id]] if model_id in table else []
+    candidates += [m for m in table.values() if model_id in m.provides]
+    first_error: ModelError | None = None
+    for model in candidates:
+        try:
+            return model, cache.require(model)
+        except ModelError as exc:
+            first_error = first_error or exc
+    if first_error:
+        raise first_error
+    return None
+
+
+class ModelStage:
+    def __init__(self, config: ModelsConfig, warn: bool = True, load: bool = True) -> None:
+        """Resolve and verify every model; ``load=False`` stops there (no graph is loaded:
+        the batch parent only wants to know what is missing)."""
+        self.config = config
+        self.load = load
+        self.embedders: dict[str, _Embedder] = {}
+        self.direct: list[tuple[ModelOutput, str]] = []  # outputs of an embedding model itself
+        self.heads: list[_Head] = []
+        self.backends: list[tuple[ModelOutput, Any]] = []  # e.g. CLAP
+        self.missing: list[str] = []  # model ids not in the cache (missing: skip)
+        self.left_out: list[str] = []  # output names left out for them
+        for out in config.outputs:
+            try:
+                self._add(out)
+            except ModelError as exc:
+                if config.missing == "error" or exc.model_id is None:
+                    raise
+                self.left_out.append(out.name)
+                if exc.model_id not in self.missing:
+                    self.missing.append(exc.model_id)
+        for emb in self.embedders.values() if load else ():
+            if config.keep_embeddings and "embeddings" in emb.meta.outputs:
+                emb.purposes.add("embeddings")
+            outputs = [emb.meta.outputs[p] for p in sorted(emb.purposes)]
+            emb.predictor = Predictor(emb.folder / str(emb.model.graph), emb.meta, outputs)
+        if self.missing and warn:
+            print(f"note: {self.note()}", file=sys.stderr)
+
+    def note(self) -> str:
+        """One line naming what was left out and the command that fetches it."""
+        table = lock.models()
+        fetch = " ".join(self.missing)
+        if all(self.config.section in table[m].groups for m in self.missing if m in table):
+            fetch = self.config.section  # the group: shorter, and fetches what heads need
+        total = len(self.config.outputs)
+        names = ", ".join(self.left_out) if len(self.left_out) <= 3 else (
+            f"{len(self.left_out)} of {total} outputs")
+        return (f"{self.config.section}: {names} left out, their models are not in the cache "
+                f"(fetch them with: extractor models fetch {fetch})")
+
+    # -- resolving ------------------------------------------------------------------------------
+    def _embedder(self, model_id: str) -> str:
+        found = _first_present(model_id)
+        if found is None:
+            raise ModelError(f"model '{model_id}' is not in the lock file")
+        model, state = found
+        if model.id not in self.embedders:
+            meta = Metadata.read(state.path(str(model.metadata)))
+            if meta.algorithm not in FRONTENDS:
+                raise ModelError(f"model '{model.id}': inference algorithm {meta.algorithm} is "
+                                 f"not an embedding model ({', '.join(FRONTENDS)})")
+            self.embedders[model.id] = _Embedder(model, state.folder or Path(), meta)
+        return model.id
+
+    def _add(self, out: ModelOutput) -> None:
+        model = lock.get(out.model)
+        if model.kind != "tensorflow":
+            from runner.models import clap  # torch: only for profiles that use it
+
+            self.backends.append((out, clap.backend(model) if self.load else None))
+            return
+        if model.embedding:  # a classifier head on another model's embeddings
+            state = cache.require(model)
+            emb_id = self._embedder(model.embedding)
+            meta = Metadata.read(state.path(str(model.metadata)))
+            if meta.algorithm not in HEADS:
+                raise ModelError(f"model '{model.id}': {meta.algorithm} is not a head algorithm")
+            self.embedders[emb_id].purposes.add("embeddings")
+            predictor = Predictor(state.path(str(model.graph)), meta,
+                                  [meta.outputs["predictions"]]) if self.load else None
+            self.heads.append(_Head(out, meta, emb_id, predictor))
+            return
+        emb_id = self._embedder(model.id)
+        purpose = out.output
+        if purpose not in self.embedders[emb_id].meta.outputs:
+            raise ModelError(f"model '{emb_id}' has no '{purpose}' output")
+        self.embedders[emb_id].purposes.add(purpose)
+        self.direct.append((out, emb_id))
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, signal: np.ndarray, rate: float) -> ModelResults:
+        results = ModelResults({}, {}, {})
+        section = self.config.section
+        resampled: dict[float, np.ndarray] = {}
+        bands: dict[tuple[str, int, int], np.ndarray] = {}
+        computed: dict[str, dict[str, np.ndarray]] = {}
+        for emb_id, emb in self.embedders.items():
+            audio = _at_rate(signal, rate, emb.meta.sample_rate, resampled)
+            front = FRONTENDS[emb.meta.algorithm]
+            key = (front.features, front.frame_size, front.hop_size)
+            if key not in bands:
+                bands[key] = features(audio, front)
+            hop = front.patch_hop if self.config.overlap else front.patch_size
+            batch = patches(bands[key], front.patch_size, hop)
+            assert emb.predictor is not None
+            out = emb.predictor.run(batch, fixed=front.batch)
+            computed[emb_id] = {p: out[emb.meta.outputs[p]] for p in emb.purposes}
+            results.used[emb_id] = _pin_of(emb.model)
+            if "embeddings" in computed[emb_id]:
+                results.embeddings[emb_id] = computed[emb_id]["embeddings"]
+        for out, emb_id in self.direct:
+            values = computed[emb_id][out.output]
+            meta = self.embedders[emb_id].meta
+            results.descriptors[f"{section}.{out.name}"] = _summarise(values, meta, out.output)
+        for head in self.heads:
+            embeddings = computed[head.embedder]["embeddings"]
+            assert head.predictor is not None
+            preds = head.predictor.run(embeddings)[head.meta.outputs["predictions"]]
+            results.descriptors[f"{section}.{head.output.name}"] = _summarise(
+                preds, head.meta, "predictions")
+            results.used[head.output.model] = _pin_of(lock.get(head.output.model))
+        for out, backend in self.backends:
+            audio = _at_rate(signal, rate, float(backend.sample_rate), resampled)
+            vector = backend.embed_audio(audio)
+            results.descriptors[f"{section}.{out.name}"] = [float(v) for v in vector]
+            results.used[out.model] = _pin_of(lock.get(out.model))
+        return results
+
+
+def _pin_of(model: lock.Model) -> str:
+    if model.source:
+        return f"converted from {model.source.name} ({model.source.sha256})"
+    graph = next((p for p in model.files if p.name == model.graph), None)
+    return graph.sha256 if graph else (model.files[0].sha256 if model.files else "")
+
+
+def _at_rate(signal: np.ndarray, rate: float, target: float,
+             done: dict[float, np.ndarray]) -> np.ndarray:
+    """The analysed signal at a model's rate (Essentia's Resample, MonoLoader's fastest
+    quality, as MTG's examples load audio for these models)."""
+    if target not in done:
+        if abs(rate - target) < 1e-6:
+            done[target] = np.asarray(signal, dtype=np.float32)
+        else:
+            std = registry.quiet_essentia().standard
+            resample = std.Resample(inputSampleRate=rate, outputSampleRate=target, quality=4)
+            done[target] = resample(np.ascontiguousarray(signal, dtype=np.float32))
+    return done[target]
+
+
+def _summarise(values: np.ndarray, meta: Metadata, purpose: str) -> Any:
+    """Per-patch outputs -> one track-level result (the mean over patches).
+
+    Class probabilities become Essentia's highlevel layout: ``value`` (the most probable
+    class), ``probability`` and ``all.<class>``; embeddings stay a vector.
+    """
+    if values.size == 0:
+        raise ModelError("the audio is too short for the model (no patch)")
+    mean = values.mean(axis=0)
+    if purpose == "embeddings" or not meta.classes:
+        return [float(v) for v in mean]
+    if len(meta.classes) != len(mean):
+        raise ModelError(f"the model gives {len(mean)} values but its metadata names "
+                         f"{len(meta.classes)} classes")
+    best = int(np.argmax(mean))
+    return {
+        "value": meta.classes[best],
+        "probability": float(mean[best]),
+        "all": {name: float(p) for name, p in zip(meta.classes, mean, strict=True)},
+    }

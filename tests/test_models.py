@@ -1,0 +1,280 @@
+"""Model stages on tiny frozen graphs with MTG's node names (built by tests/tiny_graphs.py in a
+TensorFlow process): the lock file, fetch/verify, every inference path against Essentia's own
+wrappers, heads on shared embeddings, music-highlevel through the batch engine, and errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import electronic_clip, noise_clip, piano_clip, write_audio
+from tests.test_cli import run
+
+TINY = ["tiny-musicnn", "tiny-effnet", "tiny-vggish", "tiny-moods-musicnn", "tiny-party-musicnn",
+        "tiny-genre-effnet"]
+HEADS = {"tiny-moods-musicnn": "tiny-musicnn", "tiny-party-musicnn": "tiny-musicnn",
+         "tiny-genre-effnet": "tiny-effnet"}
+ALGORITHMS = {"tiny-musicnn": "TensorflowPredictMusiCNN",
+              "tiny-effnet": "TensorflowPredictEffnetDiscogs",
+              "tiny-vggish": "TensorflowPredictVGGish"}
+
+PROFILE = """
+name: tiny_highlevel
+description: every inference path on tiny graphs
+audio: {sample_rate: 16000, resample_quality: 4}
+models:
+  section: highlevel
+  missing: error
+  outputs:
+    tags: tiny-musicnn
+    moods_mirex: tiny-moods-musicnn
+    party: tiny-party-musicnn
+    genre: tiny-genre-effnet
+    vggish: tiny-vggish
+    effnet_embedding: {model: tiny-effnet, output: embeddings}
+"""
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-graphs")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    script = Path(__file__).with_name("tiny_graphs.py")
+    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def _pin(path: Path) -> dict:
+    data = path.read_bytes()
+    return {"name": path.name, "url": path.as_uri(), "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data)}
+
+
+@pytest.fixture(scope="module")
+def test_lock(graphs, tmp_path_factory) -> Path:
+    """A lock file of our own (EXTRACTOR_MODELS_LOCK) whose files are file:// URLs."""
+    models = {}
+    for model_id in TINY:
+        entry = {
+            "description": f"{model_id} (test)", "license": "test",
+            "algorithm": ALGORITHMS.get(model_id, "TensorflowPredict2D"), "groups": ["tiny"],
+            "files": [_pin(graphs / f"{model_id}.pb"), _pin(graphs / f"{model_id}.json")],
+            "graph": f"{model_id}.pb", "metadata": f"{model_id}.json",
+        }
+        if model_id in HEADS:
+            entry["embedding"] = HEADS[model_id]
+        models[model_id] = entry
+    path = tmp_path_factory.mktemp("lock") / "tiny.lock.json"
+    path.write_text(json.dumps({"format": 1, "models": models}))
+    return path
+
+
+@pytest.fixture
+def models_env(test_lock, tmp_path, monkeypatch) -> Path:
+    """An empty model cache and the test lock file, for this process and its children."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(test_lock))
+    return cache / "extractor-profiles" / "models"
+
+
+@pytest.fixture
+def fetched(models_env) -> Path:
+    result = run("extractor", "models", "fetch", "tiny", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return models_env
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clips")
+    write_audio(folder / "electronic.wav", electronic_clip(8.0))
+    write_audio(folder / "piano.wav", piano_clip(8.0))
+    (folder / "sub").mkdir()
+    write_audio(folder / "sub" / "noise.wav", noise_clip(8.0))
+    return folder
+
+
+def test_packaged_lock_file_is_well_formed():
+    from runner.models import lock
+
+    models = lock.models()
+    assert {"musicnn-msd", "musicnn-mtt", "msd-musicnn-1", "discogs-effnet-bs64-1"} <= set(models)
+    for model in models.values():
+        pins = [*model.files, *([model.source] if model.source else [])]
+        assert pins, model.id
+        for pin in pins:
+            assert re.fullmatch(r"[0-9a-f]{64}", pin.sha256), (model.id, pin.name)
+            assert pin.url.startswith("https://"), pin.url
+        if model.embedding:  # a head: its embedding model (or a stand-in) is in the lock file
+            assert model.embedding in models or any(
+                model.embedding in m.provides for m in models.values())
+    # every model the built-in highlevel profile names is in the lock file
+    from runner import compile, load
+
+    plan = compile.compile_profile(load.load_profile("highlevel"))
+    assert plan.models is not None and len(plan.models.outputs) >= 10
+
+
+def test_inference_matches_essentia_wrappers(graphs):
+    """One session run with several outputs == Essentia's single-output wrappers, exactly."""
+    from runner import registry
+    from runner.models.infer import FRONTENDS, Metadata, Predictor, features, patches
+
+    std = registry.quiet_essentia().standard
+    rng = np.random.default_rng(3)
+    audio = (rng.normal(0, 0.1, 16000 * 12) + np.sin(np.arange(16000 * 12) * 0.2)).astype(
+        np.float32)
+    embeddings = {}
+    for model_id, wrapper in ALGORITHMS.items():
+        meta = Metadata.read(graphs / f"{model_id}.json")
+        front = FRONTENDS[meta.algorithm]
+        predictor = Predictor(graphs / f"{model_id}.pb", meta, list(meta.outputs.values()))
+        ours = predictor.run(patches(features(audio, front), front.patch_size, front.patch_hop),
+                             fixed=front.batch)
+        for name in meta.outputs.values():
+            theirs = getattr(std, wrapper)(graphFilename=str(graphs / f"{model_id}.pb"),
+                                           input=meta.input, output=name)(audio)
+            assert ours[name].shape == theirs.shape and len(theirs) > 1, (model_id, name)
+            np.testing.assert_array_equal(ours[name], theirs)
+        embeddings[model_id] = ours[meta.outputs["embeddings"]]
+    for head, base in HEADS.items():
+        meta = Metadata.read(graphs / f"{head}.json")
+        out = meta.outputs["predictions"]
+        ours = Predictor(graphs / f"{head}.pb", meta, [out]).run(embeddings[base])[out]
+        theirs = std.TensorflowPredict2D(graphFilename=str(graphs / f"{head}.pb"),
+                                         input=meta.input, output=out,
+                                         dimensions=embeddings[base].shape[1])(embeddings[base])
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_fetch_list_verify_and_refuse_tampered(fetched, clips, write_profile, tmp_path):
+    listing = run("extractor", "models", "list", "tiny")
+    assert listing.returncode == 0 and listing.stdout.count("present") == len(TINY)
+    assert run("extractor", "models", "verify", "tiny").returncode == 0
+    graph = fetched / "tiny-moods-musicnn" / "tiny-moods-musicnn.pb"
+    data = bytearray(graph.read_bytes())
+    data[-1] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    check = run("extractor", "models", "verify", "tiny")
+    assert check.returncode == 1 and "tiny-moods-musicnn.pb: sha256 does not match" in check.stderr
+    result = run("extractor", "run", str(write_profile(PROFILE)), str(clips / "piano.wav"),
+                 str(tmp_path / "out.json"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refusing to load it" in lines[0], result.stderr
+    assert "extractor models fetch --force tiny-moods-musicnn" in lines[0]
+    assert not (tmp_path / "out.json").exists()
+    again = run("extractor", "models", "fetch", "--force", "tiny-moods-musicnn", "--quiet")
+    assert again.returncode == 0 and run("extractor", "models", "verify").returncode == 0
+
+
+def test_missing_model_is_one_line_naming_the_fetch_command(models_env, clips, write_profile,
+                                                            tmp_path):
+    result = run("extractor", "run", str(write_profile(PROFILE)), str(clips / "piano.wav"),
+                 str(tmp_path / "out.json"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert re.search(r"model 'tiny-[a-z-]+' is not in the model cache .*; fetch it with: "
+                     r"extractor models fetch tiny-", lines[0]), lines[0]
+
+
+def test_a_download_that_does_not_match_its_pin_is_not_installed(test_lock, tmp_path,
+                                                                 monkeypatch):
+    bad = json.loads(test_lock.read_text())
+    bad["models"]["tiny-vggish"]["files"][0]["sha256"] = "0" * 64
+    path = tmp_path / "bad.lock.json"
+    path.write_text(json.dumps(bad))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = run("extractor", "models", "fetch", "tiny-vggish", "--quiet")
+    assert result.returncode == 1 and "does not match the pin" in result.stderr
+    assert not list((tmp_path / "cache").rglob("*.pb"))  # nothing half-installed
+
+
+def test_music_highlevel_batch_taxonomies_and_embeddings(fetched, clips, write_profile,
+                                                         tmp_path):
+    out = tmp_path / "results"
+    result = run("music-highlevel", str(clips), "--output", str(out), "--profile",
+                 str(write_profile(PROFILE)), "--taxonomies", "moods_mirex", "party", "genre",
+                 "--keep-embeddings", "-j", "1")
+    assert result.returncode == 0, result.stderr
+    docs = {}
+    for name in ("electronic", "piano", "sub/noise"):
+        doc = json.loads((out / f"{name}.json").read_text())
+        docs[name] = doc
+        high = doc["highlevel"]
+        assert sorted(high) == ["genre", "moods_mirex", "party"]  # only those asked for
+        mirex = high["moods_mirex"]
+        assert mirex["value"] in mirex["all"] and len(mirex["all"]) == 5
+        assert mirex["probability"] == max(mirex["all"].values())
+        assert abs(sum(mirex["all"].values()) - 1) < 1e-4  # softmax, averaged over patches
+        assert set(high["party"]["all"]) == {"non_party", "party"}
+        assert set(doc["metadata"]["models"]["used"]) == {
+            "tiny-musicnn", "tiny-effnet", "tiny-moods-musicnn", "tiny-party-musicnn",
+            "tiny-genre-effnet"}
+        emb = np.load(out / f"{name}.tiny-musicnn.npy")
+        assert emb.ndim == 2 and emb.shape[1] == 8 and emb.shape[0] >= 2
+        assert np.load(out / f"{name}.tiny-effnet.npy").shape[1] == 6
+    # different sounds, different outputs (the tiny graphs are real functions of the audio)
+    probs = [tuple(d["highlevel"]["moods_mirex"]["all"].values()) for d in docs.values()]
+    assert len(set(probs)) == 3
+    again = run("music-highlevel", str(clips), "--output", str(out), "--profile",
+                str(write_profile(PROFILE)), "--taxonomies", "moods_mirex", "party", "genre",
+                "--keep-embeddings")
+    assert "0 done, 3 skipped" in again.stderr
+
+
+def test_one_embedding_run_per_track_whatever_the_heads(fetched, clips, write_profile,
+                                                        monkeypatch):
+    from runner.extract import Extractor
+    from runner.models import infer
+
+    calls: list[str] = []
+    original = infer.Predictor.run
+
+    def counting(self, batch, fixed=None):
+        calls.append(Path(self.session.paramValue("graphFilename")).stem)
+        return original(self, batch, fixed)
+
+    monkeypatch.setattr(infer.Predictor, "run", counting)
+    extractor = Extractor(str(write_profile(PROFILE)))
+    doc, _ = extractor.analyse(str(clips / "electronic.wav"))
+    assert sorted(calls) == sorted(["tiny-musicnn", "tiny-effnet", "tiny-vggish",
+                                    "tiny-moods-musicnn", "tiny-party-musicnn",
+                                    "tiny-genre-effnet"])
+    assert len(doc["highlevel"]["effnet_embedding"]) == 6
+    assert len(doc["highlevel"]["tags"]["all"]) == 5
+
+
+def test_missing_skip_leaves_out_and_says_which(models_env, clips, write_profile, tmp_path):
+    assert run("extractor", "models", "fetch", "tiny-musicnn", "--quiet").returncode == 0
+    profile = write_profile(PROFILE.replace("missing: error", "missing: skip"))
+    out = tmp_path / "o.json"
+    result = run("extractor", "run", str(profile), str(clips / "piano.wav"), str(out))
+    assert result.returncode == 0, result.stderr
+    assert "left out, their models are not in the cache" in result.stderr
+    doc = json.loads(out.read_text())
+    assert sorted(doc["highlevel"]) == ["tags"]
+    assert sorted(doc["metadata"]["models"]["missing"]) == [
+        "tiny-effnet", "tiny-genre-effnet", "tiny-moods-musicnn", "tiny-party-musicnn",
+        "tiny-vggish"]
+
+
+def test_unknown_model_in_a_profile_is_a_profile_error_with_its_line(write_profile, tmp_path):
+    profile = write_profile(PROFILE.replace("tags: tiny-musicnn", "tags: musicnn-msdd"))
+    result = run("extractor", "validate", str(profile))
+    assert result.returncode == 2
+    assert re.search(r"p\.yaml:\d+: models\.outputs\.tags: unknown model 'musicnn-msdd' "
+                     r"\(did you mean 'musicnn-msd'\?\)", result.stderr), result.stderr
