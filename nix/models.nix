@@ -40,20 +40,8 @@ let
       ];
   };
 
-  # Writes the manifest runner/models/cache.py checks a converted model against:
-  # {"source_sha256": <the source's pin>, "files": {name: sha256}}.
-  writeManifest = pkgs.writeText "write-manifest.py" ''
-    import hashlib, json, sys
-    folder, source_sha256, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-    files = {}
-    for name in names:
-        with open(f"{folder}/{name}", "rb") as handle:
-            files[name] = hashlib.sha256(handle.read()).hexdigest()
-    manifest = {"source_sha256": source_sha256, "files": files}
-    with open(f"{folder}/manifest.json", "w", encoding="utf-8") as out:
-        json.dump(manifest, out, indent=2, sort_keys=True)
-        out.write("\n")
-  '';
+  # The manifest runner/models/cache.py checks a converted model against.
+  writeManifest = ./write_manifest.py;
 
   # Files downloaded as they are: a link per pinned file.
   plainModel =
