@@ -29,7 +29,7 @@ fi
 
 step() { echo "== $*"; }
 quiet() { grep -v -e '^warning: Git tree' -e '^warning: not writing modified lock file' \
-  -e "^• Updated input 'nixpkgs'" -e "^    'github:NixOS/nixpkgs/" -e '^  → ' >&2 || true; }
+  -e '^evaluating flake\.\.\.$' -e "^• Updated input 'nixpkgs'" -e "^    'github:NixOS/nixpkgs/" -e '^  → ' >&2 || true; }
 
 step "nix flake check --no-build (nixpkgs stubbed)"
 nix flake check --no-build "${stub[@]}" . 2> >(quiet)

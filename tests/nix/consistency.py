@@ -22,9 +22,10 @@ import argparse
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 # Commands being added elsewhere; the flake defines their apps before pyproject has them.
@@ -94,15 +95,16 @@ def check_apps(apps: set[str], root: Path = ROOT) -> tuple[list[str], list[str]]
 def _pin_errors(where: str, pin: Any) -> list[str]:
     if not isinstance(pin, dict):
         return [f"{where}: not an object"]
-    errors = [f"{where}: no {key}" for key in ("name", "url", "sha256", "size") if key not in pin]
+    errors = [f"{where}: no {key}" for key in ("name", "url", "sha256") if key not in pin]
     if errors:
         return errors
     if not isinstance(pin["sha256"], str) or not SHA256.match(pin["sha256"]):
         errors.append(f"{where}: sha256 {pin['sha256']!r} is not 64 lowercase hex digits")
     if not str(pin["url"]).startswith("https://"):
         errors.append(f"{where}: url {pin['url']!r} is not https")
-    if not isinstance(pin["size"], int) or isinstance(pin["size"], bool) or pin["size"] <= 0:
-        errors.append(f"{where}: size {pin['size']!r} is not a positive integer")
+    size = pin.get("size")  # optional, as in runner/models/lock.py: the hash pins the content
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+        errors.append(f"{where}: size {size!r} is not a positive integer")
     name = str(pin["name"])
     if not name or "/" in name or name.startswith("."):
         errors.append(f"{where}: bad file name {name!r}")
