@@ -109,7 +109,10 @@ let
       dependencies = runnerDeps ++ extra;
       # The suite runs as checks.<system>.tests, against this package's commands.
       doCheck = false;
-      pythonImportsCheck = [ "runner.cli" ];
+      pythonImportsCheck = [
+        "runner.cli"
+        "runner.models.lock"
+      ];
       meta = {
         inherit (pyproject.project) description;
         license = lib.licenses.agpl3Plus;
