@@ -1,0 +1,233 @@
+"""Consistency of the Nix flake with the files it is generated from (standard library only).
+
+The flake derives its apps from pyproject.toml's console scripts and its model packages from
+models.lock.json. This script checks, independently of Nix, that those sources agree with each
+other and with profiles/, and, given what Nix evaluated, that the flake agrees with them:
+
+- every hyphenated console script has an app and every app a console script, except the
+  commands still being added (PENDING) while pyproject lacks them;
+- every streaming_extractor_* script has a streaming-extractor-* twin with the same entry point;
+- every built-in profile has an app and every app (but ``extractor``) a built-in profile;
+- every pin in models.lock.json and nix/wheels.json is well formed, and the essentia wheel is
+  the version pyproject.toml requires;
+- every model's derivation closure fetches exactly its pins (fixed-output hashes).
+
+Run by tests/nix/check.sh (with Nix's answers), by checks.<system>.consistency, and by
+tests/test_nix.py (without Nix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+# Commands being added elsewhere; the flake defines their apps before pyproject has them.
+PENDING = ("music-highlevel", "music-clap")
+GENERAL_APP = "extractor"  # runs any profile: no built-in profile of its own
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def console_scripts(root: Path = ROOT) -> dict[str, str]:
+    with open(root / "pyproject.toml", "rb") as handle:
+        return dict(tomllib.load(handle)["project"]["scripts"])
+
+
+def expected_apps(root: Path = ROOT) -> list[str]:
+    """The apps the flake should define: hyphenated console scripts, then pending ones."""
+    names = [name for name in console_scripts(root) if "_" not in name]
+    return names + [name for name in PENDING if name not in names]
+
+
+def builtin_profiles(root: Path = ROOT) -> list[str]:
+    return sorted(p.stem for p in (root / "profiles").glob("*.yaml") if not p.name.startswith("_"))
+
+
+def profile_apps(profile: str) -> tuple[str, str]:
+    """The app names that would run a built-in profile."""
+    return f"streaming-extractor-{profile.replace('_', '-')}", f"music-{profile}"
+
+
+def check_apps(apps: set[str], root: Path = ROOT) -> tuple[list[str], list[str]]:
+    """Errors and notes comparing the flake's apps with pyproject.toml and profiles/."""
+    errors: list[str] = []
+    notes: list[str] = []
+    scripts = console_scripts(root)
+    hyphenated = {name for name in scripts if "_" not in name}
+    pending = [name for name in PENDING if name not in hyphenated]
+
+    if missing := sorted(hyphenated - apps):
+        errors.append(f"console scripts without a flake app: {', '.join(missing)}")
+    if extra := sorted(apps - hyphenated - set(pending)):
+        errors.append(f"flake apps without a console script in pyproject.toml: {', '.join(extra)}")
+    for name, target in sorted(scripts.items()):
+        if "_" in name:
+            twin = name.replace("_", "-")
+            if scripts.get(twin) != target:
+                errors.append(f"console script {name} ({target}) has no twin {twin} with the "
+                              "same entry point")
+
+    profiles = builtin_profiles(root)
+    covered = set()
+    for profile in profiles:
+        runners = [app for app in profile_apps(profile) if app in apps]
+        if not runners:
+            errors.append(f"built-in profile profiles/{profile}.yaml has no app (expected one of "
+                          f"{', '.join(profile_apps(profile))})")
+        covered.update(runners)
+    for app in sorted(apps - covered - {GENERAL_APP}):
+        if app in pending:
+            notes.append(f"pending: app {app} has no console script in pyproject.toml and no "
+                         "built-in profile yet")
+        else:
+            errors.append(f"app {app} runs no built-in profile (no profiles/<name>.yaml for it)")
+    if GENERAL_APP not in apps:
+        errors.append(f"no app {GENERAL_APP}")
+    return errors, notes
+
+
+def _pin_errors(where: str, pin: Any) -> list[str]:
+    if not isinstance(pin, dict):
+        return [f"{where}: not an object"]
+    errors = [f"{where}: no {key}" for key in ("name", "url", "sha256") if key not in pin]
+    if errors:
+        return errors
+    if not isinstance(pin["sha256"], str) or not SHA256.match(pin["sha256"]):
+        errors.append(f"{where}: sha256 {pin['sha256']!r} is not 64 lowercase hex digits")
+    if not str(pin["url"]).startswith("https://"):
+        errors.append(f"{where}: url {pin['url']!r} is not https")
+    size = pin.get("size")  # optional, as in runner/models/lock.py: the hash pins the content
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+        errors.append(f"{where}: size {size!r} is not a positive integer")
+    name = str(pin["name"])
+    if not name or "/" in name or name.startswith("."):
+        errors.append(f"{where}: bad file name {name!r}")
+    return errors
+
+
+def lock_pins(lock: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """model id -> the files Nix fetches for it (its source, or its files)."""
+    return {model_id: [entry["source"]] if "source" in entry else list(entry.get("files", []))
+            for model_id, entry in lock.get("models", {}).items()}
+
+
+def check_lock(root: Path = ROOT) -> list[str]:
+    """Errors in models.lock.json that would break the flake (or the runner)."""
+    where = "models.lock.json"
+    lock = json.loads((root / where).read_text(encoding="utf-8"))
+    if lock.get("format") != 1:
+        return [f"{where}: unknown format {lock.get('format')!r}"]
+    errors: list[str] = []
+    for model_id, entry in lock.get("models", {}).items():
+        at = f"{where}: models.{model_id}"
+        groups = entry.get("groups")
+        if not isinstance(groups, list) or not groups or not all(isinstance(g, str) for g in groups):
+            errors.append(f"{at}: groups must be a non-empty list of names")
+        if ("source" in entry) != ("convert" in entry):
+            errors.append(f"{at}: 'source' and 'convert' go together")
+        if "source" in entry:
+            errors += _pin_errors(f"{at}.source", entry["source"])
+            for key in ("graph", "metadata"):
+                if not entry.get(key):
+                    errors.append(f"{at}: a converted model names its {key} file")
+            if not isinstance(entry.get("convert"), dict) or not entry["convert"].get("tool"):
+                errors.append(f"{at}: convert.tool is missing")
+        else:
+            files = entry.get("files")
+            if not isinstance(files, list) or not files:
+                errors.append(f"{at}: no files and no source")
+                continue
+            for i, pin in enumerate(files):
+                errors += _pin_errors(f"{at}.files[{i}]", pin)
+    return errors
+
+
+def check_wheels(root: Path = ROOT) -> list[str]:
+    """nix/wheels.json: well-formed pins, and the essentia version pyproject.toml requires."""
+    where = "nix/wheels.json"
+    wheels = json.loads((root / where).read_text(encoding="utf-8"))
+    errors: list[str] = []
+    with open(root / "pyproject.toml", "rb") as handle:
+        deps = tomllib.load(handle)["project"]["dependencies"]
+    required = [d.split("==", 1)[1] for d in deps if d.startswith("essentia-tensorflow==")]
+    version = wheels["essentia-tensorflow"]["version"]
+    if required != [version]:
+        errors.append(f"{where}: essentia-tensorflow {version} but pyproject.toml requires "
+                      f"{required or 'no pinned version'}")
+    for package, info in wheels.items():
+        if package == "comment":
+            continue
+        for system, tags in info["wheels"].items():
+            for tag, pin in (tags.items() if system != "any" else [("any", tags)]):
+                at = f"{where}: {package}.{system}.{tag}"
+                errors += _pin_errors(at, pin)
+                if info["version"] not in str(pin.get("name", "")):
+                    errors.append(f"{at}: {pin.get('name')} is not version {info['version']}")
+                if tag != "any" and f"-{tag}-" not in str(pin.get("name", "")):
+                    errors.append(f"{at}: {pin.get('name')} is not a {tag} wheel")
+    return errors
+
+
+def check_model_derivations(derivations: dict[str, Any], root: Path = ROOT) -> list[str]:
+    """Each model's fixed-output downloads (``nix show-derivation -r``) against its pins."""
+    lock = json.loads((root / "models.lock.json").read_text(encoding="utf-8"))
+    errors: list[str] = []
+    pins = lock_pins(lock)
+    if missing := sorted(set(pins) - set(derivations)):
+        errors.append(f"models without a model-<id> package: {', '.join(missing)}")
+    if extra := sorted(set(derivations) - set(pins)):
+        errors.append(f"model packages not in models.lock.json: {', '.join(extra)}")
+    for model_id in sorted(set(pins) & set(derivations)):
+        fetched = {}
+        for drv in derivations[model_id].values():
+            out = drv.get("outputs", {}).get("out", {})
+            if out.get("hash"):
+                fetched[out["hash"]] = drv.get("env", {}).get("name", "")
+        for pin in pins[model_id]:
+            if pin["sha256"] not in fetched:
+                errors.append(f"model-{model_id}: no fixed-output download of {pin['name']} "
+                              f"with sha256 {pin['sha256']}")
+            elif fetched[pin["sha256"]] != pin["name"]:
+                errors.append(f"model-{model_id}: {pin['sha256']} is fetched as "
+                              f"{fetched[pin['sha256']]!r}, not {pin['name']!r}")
+    return errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this one)")
+    parser.add_argument("--apps", type=Path, help="JSON: the flake's app names (list or object)")
+    parser.add_argument("--model-derivations", type=Path,
+                        help="JSON: model id -> `nix show-derivation -r .#model-<id>` output")
+    args = parser.parse_args(argv)
+
+    errors = check_lock(args.root) + check_wheels(args.root)
+    notes: list[str] = []
+    apps = set(expected_apps(args.root))
+    if args.apps:
+        apps = set(json.loads(args.apps.read_text(encoding="utf-8"))) - {"default"}
+    app_errors, notes = check_apps(apps, args.root)
+    errors += app_errors
+    if args.model_derivations:
+        derivations = json.loads(args.model_derivations.read_text(encoding="utf-8"))
+        errors += check_model_derivations(derivations, args.root)
+
+    for note in notes:
+        print(f"note: {note}")
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    source = "the flake's apps" if args.apps else "pyproject.toml"
+    print(f"{len(apps)} apps ({source}), {len(builtin_profiles(args.root))} built-in profiles, "
+          f"{len(lock_pins(json.loads((args.root / 'models.lock.json').read_text())))} models: "
+          f"{'FAILED, ' + str(len(errors)) + ' errors' if errors else 'consistent'}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The Nix flake's sources agree, checked without Nix (tests/nix/check.sh adds Nix's side).
+
+The flake generates its apps from pyproject.toml and its model packages from models.lock.json;
+these tests keep those files consistent with profiles/ and with each other, and check that the
+non-editable install the flake builds carries every runner package and data file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runner.models import lock as runner_lock
+
+tomllib = pytest.importorskip("tomllib", reason="Python 3.11 reads pyproject.toml")
+from tests.nix import consistency  # noqa: E402  (needs tomllib)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A copy of the files the checks read, safe to break."""
+    for name in ("pyproject.toml", "models.lock.json", "nix/wheels.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    return tmp_path
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_apps_match_console_scripts_and_builtin_profiles():
+    errors, notes = consistency.check_apps(set(consistency.expected_apps()))
+    assert errors == []
+    for note in notes:  # only the commands being added may lack a script and a profile
+        assert note.startswith("pending: app music-")
+
+
+def test_every_builtin_profile_has_a_command():
+    apps = set(consistency.expected_apps())
+    for profile in consistency.builtin_profiles():
+        assert apps & set(consistency.profile_apps(profile)), profile
+
+
+def test_a_profile_without_an_app_is_reported(repo):
+    (repo / "profiles" / "foo_bar.yaml").write_text("name: foo\n")
+    errors, _ = consistency.check_apps(set(consistency.expected_apps(repo)), repo)
+    assert errors == ["built-in profile profiles/foo_bar.yaml has no app (expected one of "
+                      "streaming-extractor-foo-bar, music-foo_bar)"]
+
+
+def test_apps_and_scripts_missing_on_either_side_are_named(repo):
+    apps = set(consistency.expected_apps(repo)) - {"streaming-extractor-beats"} | {"surprise"}
+    errors, _ = consistency.check_apps(apps, repo)
+    assert "console scripts without a flake app: streaming-extractor-beats" in errors
+    assert "flake apps without a console script in pyproject.toml: surprise" in errors
+    assert ("built-in profile profiles/beats.yaml has no app (expected one of "
+            "streaming-extractor-beats, music-beats)") in errors
+
+
+def test_a_pending_command_in_pyproject_needs_its_profile(repo):
+    text = (repo / "pyproject.toml").read_text()
+    text = text.replace('[project.scripts]\n', '[project.scripts]\nmusic-highlevel = '
+                        '"runner.cli:music_highlevel"\nmusic_highlevel = "runner.cli:music_highlevel"\n')
+    (repo / "pyproject.toml").write_text(text)
+    errors, _ = consistency.check_apps(set(consistency.expected_apps(repo)), repo)
+    assert errors == ["app music-highlevel runs no built-in profile (no profiles/<name>.yaml for it)"]
+    (repo / "profiles" / "highlevel.yaml").write_text("name: highlevel\n")
+    assert consistency.check_apps(set(consistency.expected_apps(repo)), repo)[0] == []
+
+
+def test_underscore_scripts_have_hyphenated_twins():
+    scripts = consistency.console_scripts()
+    for name, target in scripts.items():
+        if "_" in name:
+            assert scripts.get(name.replace("_", "-")) == target, name
+
+
+def test_lock_pins_are_well_formed():
+    assert consistency.check_lock() == []
+    assert consistency.check_wheels() == []
+
+
+def test_lock_checks_agree_with_the_runner():
+    data = json.loads((ROOT / "models.lock.json").read_text())
+    assert set(runner_lock.parse(data)) == set(consistency.lock_pins(data))
+
+
+PLAIN = {"name": "m.pb", "url": "https://example.org/m.pb", "sha256": "ab" * 32, "size": 3}
+
+
+def test_a_malformed_pin_is_reported(repo):
+    lock = {"format": 1, "models": {
+        "ok": {"groups": ["highlevel"], "files": [PLAIN, dict(PLAIN, name="m.json", size=None)]},
+        "bad": {"groups": ["highlevel"], "files": [
+            dict(PLAIN, sha256="AB" * 32, size="3"), dict(PLAIN, url="http://example.org/x")]},
+        "half": {"groups": [], "source": PLAIN, "graph": "h.pb"},
+    }}
+    (repo / "models.lock.json").write_text(json.dumps(lock))
+    assert consistency.check_lock(repo) == [
+        f"models.lock.json: models.bad.files[0]: sha256 {'AB' * 32!r} is not 64 lowercase hex "
+        "digits",
+        "models.lock.json: models.bad.files[0]: size '3' is not a positive integer",
+        "models.lock.json: models.bad.files[1]: url 'http://example.org/x' is not https",
+        "models.lock.json: models.half: groups must be a non-empty list of names",
+        "models.lock.json: models.half: 'source' and 'convert' go together",
+        "models.lock.json: models.half: a converted model names its metadata file",
+        "models.lock.json: models.half: convert.tool is missing",
+    ]
+
+
+def test_the_essentia_wheel_is_the_required_version(repo):
+    edit_json(repo / "nix" / "wheels.json",
+              lambda w: w["essentia-tensorflow"].update(version="2.1b6.dev1"))
+    errors = consistency.check_wheels(repo)
+    assert errors[0] == ("nix/wheels.json: essentia-tensorflow 2.1b6.dev1 but pyproject.toml "
+                         "requires ['2.1b6.dev1389']")
+
+
+def show_derivation(pins: list[dict]) -> dict:
+    """What `nix show-derivation -r` prints for a model: its downloads and one build."""
+    drvs = {f"/nix/store/{i}-{p['name']}.drv": {
+        "outputs": {"out": {"path": "/nix/store/x", "hashAlgo": "sha256", "hash": p["sha256"]}},
+        "env": {"name": p["name"]}} for i, p in enumerate(pins)}
+    drvs["/nix/store/b-model.drv"] = {"outputs": {"out": {"path": "/nix/store/y"}}, "env": {}}
+    return drvs
+
+
+def test_model_derivations_must_fetch_their_pins():
+    lock = json.loads((ROOT / "models.lock.json").read_text())
+    pins = consistency.lock_pins(lock)
+    good = {model_id: show_derivation(p) for model_id, p in pins.items()}
+    assert consistency.check_model_derivations(good) == []
+
+    model_id = next(iter(pins))
+    wrong = dict(good, **{model_id: show_derivation([dict(pins[model_id][0], sha256="0" * 64)])})
+    pin = pins[model_id][0]
+    assert consistency.check_model_derivations(wrong) == [
+        f"model-{model_id}: no fixed-output download of {pin['name']} with sha256 {pin['sha256']}"]
+    missing = {k: v for k, v in good.items() if k != model_id}
+    assert consistency.check_model_derivations(missing) == [
+        f"models without a model-<id> package: {model_id}"]
+
+
+def test_the_installed_package_carries_every_runner_package_and_data_file():
+    """The flake builds a wheel (not an editable install): nothing may be left behind."""
+    with open(ROOT / "pyproject.toml", "rb") as handle:
+        setuptools = tomllib.load(handle)["tool"]["setuptools"]
+    packages = {".".join(p.relative_to(ROOT).parent.parts)
+                for p in (ROOT / "runner").rglob("__init__.py")}
+    assert packages <= set(setuptools["packages"])
+    data = setuptools["package-data"]["runner"]
+    for link in (ROOT / "runner").iterdir():
+        if link.is_symlink():
+            assert any(pattern.split("/")[0] == link.name for pattern in data), link.name
+
+
+def test_ci_runs_the_nix_check_before_the_readme_command():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    nix = [i for i, line in enumerate(ci) if "tests/nix/check.sh" in line]
+    assert nix and nix[0] < len(ci) - 1
+    assert ci[-1].startswith("python3.11 -m venv .venv")
+
+
+def test_a_model_converted_by_nix_is_accepted_by_the_runner(tmp_path):
+    """nix/models.nix writes the manifest with nix/write_manifest.py; the runner must take it."""
+    import importlib.util
+
+    from runner.models import cache
+
+    spec = importlib.util.spec_from_file_location("write_manifest", ROOT / "nix" / "write_manifest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = next(m for m in runner_lock.models().values() if m.source)
+    folder = tmp_path / model.id
+    folder.mkdir()
+    for name in model.outputs:
+        (folder / name).write_bytes(name.encode())
+    module.write_manifest(folder, model.source.sha256, list(model.outputs))
+    assert cache.check_folder(model, folder).state == cache.PRESENT
+    module.write_manifest(folder, "0" * 64, list(model.outputs))  # another source's conversion
+    assert cache.check_folder(model, folder).state == cache.MISMATCH
