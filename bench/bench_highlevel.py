@@ -1,14 +1,14 @@
-"""Highlevel speed: musicnn tags (MSD and MTT) per CPU core, against Essentia's own wrapper.
+"""Highlevel speed: musicnn tags per CPU core, against Essentia's own wrapper.
 
-    python bench/bench_highlevel.py [--seconds 120] [--tracks 3]
+    python bench/bench_highlevel.py [--seconds 120] [--tracks 3] [--taxonomies msd_musicnn]
 
-Runs the built-in highlevel profile restricted to msd_musicnn and mtt_musicnn (two embedding
-models, both outputs of each) in a child process limited to one TensorFlow thread, and reports
-audio seconds per CPU second ("x realtime per core"; target: at least 30). The anchor, measured
-in the same run on the same audio, is one TensorflowPredictMusiCNN call (Essentia's wrapper,
-one model, one output, its default overlapping patches); the ratio says what the whole stage
-(decode, resample, two models, tags) costs next to it. Needs the converted musicnn models:
-the first run fetches them (`extractor models fetch default`, 29 MB from PyPI).
+Runs the built-in highlevel profile restricted to the given outputs (default: msd_musicnn and
+mtt_musicnn, two embedding models) in a child process limited to one TensorFlow thread, and
+reports audio seconds per CPU second ("x realtime per core"; target: at least 30). The
+anchor, measured in the same run on the same audio, is one TensorflowPredictMusiCNN call
+(Essentia's wrapper: one model, one output, overlapping patches); the ratio says what the
+whole stage (decode, resample, models, heads) costs next to it. Needs the converted musicnn
+models: the first run fetches them (`extractor models fetch default`, 29 MB from PyPI).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def cpu():
 files = {files!r}
 mode = {mode!r}
 if mode == "ours":
-    ex = Extractor("highlevel", ["models.select=[msd_musicnn, mtt_musicnn]"], warn=False)
+    ex = Extractor("highlevel", ["models.select=[{select}]"], warn=False)
     ex.analyse(files[0])  # warm-up: graphs loaded, sessions created
     start = cpu()
     for f in files:
@@ -56,10 +56,11 @@ print(json.dumps({{"cpu": cpu() - start}}))
 """
 
 
-def measure(mode: str, files: list[str]) -> float:
+def measure(mode: str, files: list[str], select: str = "") -> float:
     env = dict(os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
                TF_CPP_MIN_LOG_LEVEL="3")
-    code = CHILD.format(root=str(Path(__file__).resolve().parent.parent), files=files, mode=mode)
+    code = CHILD.format(root=str(Path(__file__).resolve().parent.parent), files=files, mode=mode,
+                       select=select)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["cpu"]
@@ -69,6 +70,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--tracks", type=int, default=3)
+    parser.add_argument("--taxonomies", nargs="+", default=["msd_musicnn", "mtt_musicnn"],
+                        help="highlevel outputs to run (default: both musicnn taggers)")
     args = parser.parse_args()
     from runner.models import cache, lock
 
@@ -85,11 +88,11 @@ def main() -> int:
             files.append(str(write_audio(Path(work) / f"t{i}.wav", clip)))
         audio = args.seconds * args.tracks
         anchor = measure("anchor", files)
-        ours = measure("ours", files)
+        ours = measure("ours", files, ", ".join(args.taxonomies))
     print(f"audio: {args.tracks} tracks x {args.seconds:.0f} s; one TensorFlow thread")
     print(f"anchor  TensorflowPredictMusiCNN (1 model, 1 output): {anchor:6.2f} CPU s "
           f"= {audio / anchor:5.1f}x realtime per core")
-    print(f"ours    highlevel msd_musicnn + mtt_musicnn (decode, resample, 2 models): "
+    print(f"ours    highlevel {' + '.join(args.taxonomies)} (decode, resample, models): "
           f"{ours:6.2f} CPU s = {audio / ours:5.1f}x realtime per core")
     print(f"ratio ours/anchor (CPU time): {ours / anchor:.2f}  (target: >= 30x realtime per "
           f"core for ours)")

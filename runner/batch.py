@@ -248,6 +248,11 @@ class Batch:
                 pending.append(job)
         pending.reverse()  # pop() from the end keeps the input order
         slots: list[_Slot] = []
+        # Model stages: TensorFlow would give every worker as many threads as there are cores;
+        # the workers are the parallelism, so each gets its share (spawned children inherit).
+        share = str(max(1, (os.cpu_count() or 1) // max(1, min(self.jobs, len(pending)))))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
         try:
             for _ in range(min(self.jobs, len(pending))):
                 slots.append(self._start())
