@@ -55,6 +55,14 @@ class Summary:
     failures: list[Outcome] = field(default_factory=list)
     seconds: float = 0.0
 
+    def add(self, outcome: Outcome) -> None:
+        """Count one analysed file (done or failed)."""
+        if outcome.status == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+            self.failures.append(outcome)
+
 
 # -- inputs and outputs -----------------------------------------------------------------------
 def is_audio(path: Path) -> bool:
@@ -180,6 +188,43 @@ def remove_stale_temporaries(out_dir: Path) -> None:
 
 
 # -- workers ------------------------------------------------------------------------------------
+def pending_jobs(jobs: list[Job], digest: str, force: bool, summary: Summary, report: Any
+                 ) -> list[Job]:
+    """The jobs to run, in input order; up-to-date outputs are counted and reported as skipped.
+
+    Decided in the parent for every backend, so local workers and Dask resume alike.
+    """
+    pending: list[Job] = []
+    for job in jobs:
+        if not force and up_to_date(job.output, digest):
+            summary.skipped += 1
+            report(Outcome(job, "skipped"))
+        else:
+            pending.append(job)
+    return pending
+
+
+def analyse_one(extractor: Any, src: str, dst: str) -> tuple[str, str, float]:
+    """(status, message, seconds) for one file: the per-file step of every backend.
+
+    Expected failures (ExtractorError: bad audio, model stage) and bugs alike become a
+    failed status, so one file never stops the worker that analyses it.
+    """
+    started = time.perf_counter()
+    if os.environ.get("EXTRACTOR_FAULT_INJECT") == os.path.basename(src):
+        os.abort()  # fault injection for the tests: a worker dying in native code
+    try:
+        extractor.extract(src, dst)
+        return "done", "", time.perf_counter() - started
+    except ExtractorError as exc:
+        return "failed", str(exc), time.perf_counter() - started
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one file's bug must not stop the batch
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return "failed", f"{src}: internal error: {detail}", time.perf_counter() - started
+
+
 def _worker(conn: Connection, profile: str, overrides: list[str], legacy_base: str) -> None:
     """Compile the profile once, then analyse the files the parent sends, one at a time."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -199,20 +244,11 @@ def _worker(conn: Connection, profile: str, overrides: list[str], legacy_base: s
         if task is None:
             return
         index, src, dst = task
-        started = time.perf_counter()
-        if os.environ.get("EXTRACTOR_FAULT_INJECT") == os.path.basename(src):
-            os.abort()  # fault injection for the tests: a worker dying in native code
         try:
-            extractor.extract(src, dst)
-            conn.send((index, "done", "", time.perf_counter() - started))
-        except ExtractorError as exc:
-            conn.send((index, "failed", str(exc), time.perf_counter() - started))
+            status, message, seconds = analyse_one(extractor, src, dst)
         except KeyboardInterrupt:
             return
-        except BaseException as exc:  # noqa: BLE001 - one file's bug must not stop the batch
-            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            conn.send((index, "failed", f"{src}: internal error: {detail}",
-                       time.perf_counter() - started))
+        conn.send((index, status, message, seconds))
 
 
 @dataclass
@@ -239,13 +275,7 @@ class Batch:
     def run(self, jobs: list[Job], report: Any) -> Summary:
         summary = Summary()
         started = time.perf_counter()
-        pending: list[Job] = []
-        for job in jobs:
-            if not self.force and up_to_date(job.output, self.digest):
-                summary.skipped += 1
-                report(Outcome(job, "skipped"))
-            else:
-                pending.append(job)
+        pending = pending_jobs(jobs, self.digest, self.force, summary, report)
         pending.reverse()  # pop() from the end keeps the input order
         slots: list[_Slot] = []
         # Model stages: TensorFlow would give every worker as many threads as there are cores;
@@ -267,11 +297,7 @@ class Batch:
                 for slot in [s for s in slots if s.conn in woken or s.process.sentinel in woken]:
                     outcome = self._receive(slot)
                     if outcome is not None:
-                        if outcome.status == "done":
-                            summary.done += 1
-                        else:
-                            summary.failed += 1
-                            summary.failures.append(outcome)
+                        summary.add(outcome)
                         report(outcome)
                     if not slot.process.is_alive() and slot in slots:
                         slots.remove(slot)
