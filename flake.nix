@@ -143,6 +143,7 @@
             ++ [
               ps.pytest
               ps.pyarrow
+              ps.distributed # tests/test_dask.py (the `dask` extra)
             ]
           );
 

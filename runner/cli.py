@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from runner import __version__
 from runner.errors import AudioError, ExtractorError, ModelError, OutputError, ProfileError
@@ -74,10 +75,35 @@ def _batch_options(parser: argparse.ArgumentParser,
     parser.add_argument("--failures", metavar="FILE", default=None,
                         help="where to write failed files as JSON lines "
                         "(default: DIR/failures.jsonl)")
+    parser.add_argument("--dask-scheduler", metavar="ADDRESS", default=None,
+                        help="run on a Dask cluster instead of local workers, e.g. "
+                        "tcp://HOST:8786 (inputs and outputs on a filesystem the workers "
+                        "share, at the same paths)")
+
+
+def _batch_runner(profile: str, args: argparse.Namespace, legacy_base: str, digest: str
+                  ) -> Any:
+    """Local worker processes, or (--dask-scheduler) a Dask cluster: the same batch contract."""
+    from runner import batch
+
+    if not args.dask_scheduler:
+        return batch.Batch(profile, args.overrides, legacy_base, digest, args.jobs, args.force)
+    if args.jobs is not None:
+        raise UsageError("--jobs is for local workers; with --dask-scheduler the cluster's "
+                         "worker threads decide")
+    try:
+        from runner.dask_backend import DaskBatch
+    except ImportError as exc:
+        if exc.name not in ("distributed", "dask"):
+            raise
+        raise UsageError("--dask-scheduler needs Dask: pip install 'extractor-profiles[dask]'"
+                         ) from None
+    return DaskBatch(profile, args.overrides, legacy_base, digest, args.dask_scheduler,
+                     args.force)
 
 
 def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music") -> int:
-    """One file to one output, or (folder, --list, --output) a batch through worker processes."""
+    """One file to one output, or (folder, --list, --output) a batch: local workers or Dask."""
     from pathlib import Path
 
     inputs = [args.input] if args.input else []
@@ -107,10 +133,9 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
     if not args.quiet:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
+    runner = _batch_runner(profile, args, legacy_base, plan.digest)
     batch.remove_stale_temporaries(Path(out_dir))
     update, close = batch.reporter(len(jobs), args.quiet)
-    runner = batch.Batch(profile, args.overrides, legacy_base, plan.digest, args.jobs,
-                         args.force)
     try:
         summary = runner.run(jobs, update)
     finally:
@@ -161,10 +186,9 @@ def _summary(args: argparse.Namespace) -> int:
     if not args.quiet:
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
+    runner = _batch_runner(args.profile_option or "summary", args, "music", plan.digest)
     batch.remove_stale_temporaries(tracks)
     update, close = batch.reporter(len(jobs), args.quiet)
-    ref = args.profile_option or "summary"
-    runner = batch.Batch(ref, args.overrides, "music", plan.digest, args.jobs, args.force)
     try:
         result = runner.run(jobs, update)
     finally:

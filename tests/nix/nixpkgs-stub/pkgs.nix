@@ -109,6 +109,7 @@ let
   python3Packages =
     lib.genAttrs [
       "braceexpand"
+      "distributed"
       "ftfy"
       "h5py"
       "jsonschema"
