@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -30,6 +30,10 @@ AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .aif .aiff .aifc .wma .ape .wv "
     ".mka .webm".split()
 )
+
+
+Analyse = Callable[[str, str], None]  # analyse(input path, output path)
+Maker = tuple[Callable[..., Analyse], tuple[Any, ...]]  # (factory, args), run in each worker
 
 
 @dataclass
@@ -180,13 +184,19 @@ def remove_stale_temporaries(out_dir: Path) -> None:
 
 
 # -- workers ------------------------------------------------------------------------------------
-def _worker(conn: Connection, profile: str, overrides: list[str], legacy_base: str) -> None:
-    """Compile the profile once, then analyse the files the parent sends, one at a time."""
+def _extractor(profile: str, overrides: list[str], legacy_base: str) -> Analyse:
+    """The default per-file work: a compiled profile's ``extract(src, dst)``."""
+    from runner.extract import Extractor
+
+    return Extractor(profile, overrides, legacy_base=legacy_base).extract
+
+
+def _worker(conn: Connection, make: Maker) -> None:
+    """Build the per-file work once (``make``), then run it on each file the parent sends."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        from runner.extract import Extractor
-
-        extractor = Extractor(profile, overrides, legacy_base=legacy_base)
+        factory, args = make
+        analyse = factory(*args)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         conn.send(("fatal", str(exc)))
         return
@@ -203,7 +213,7 @@ def _worker(conn: Connection, profile: str, overrides: list[str], legacy_base: s
         if os.environ.get("EXTRACTOR_FAULT_INJECT") == os.path.basename(src):
             os.abort()  # fault injection for the tests: a worker dying in native code
         try:
-            extractor.extract(src, dst)
+            analyse(src, dst)
             conn.send((index, "done", "", time.perf_counter() - started))
         except ExtractorError as exc:
             conn.send((index, "failed", str(exc), time.perf_counter() - started))
@@ -227,13 +237,22 @@ class Batch:
     """Run one profile over many files with ``jobs`` worker processes."""
 
     def __init__(self, profile: str, overrides: list[str], legacy_base: str, digest: str,
-                 jobs: int | None = None, force: bool = False) -> None:
+                 jobs: int | None = None, force: bool = False, *, make: Maker | None = None,
+                 current: Callable[[Job], bool] | None = None) -> None:
+        """``make`` and ``current`` replace the profile for other per-file work (music-clap).
+
+        ``make`` is ``(factory, args)``: each worker calls ``factory(*args)`` once and gets
+        the ``analyse(src, dst)`` it runs per file (both must pickle: workers are spawned).
+        ``current(job)`` says whether a job's output can be reused (runs in this process).
+        """
         self.profile = profile
         self.overrides = overrides
         self.legacy_base = legacy_base
         self.digest = digest
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.force = force
+        self.make: Maker = make or (_extractor, (profile, overrides, legacy_base))
+        self.current = current or (lambda job: up_to_date(job.output, self.digest))
         self.context = multiprocessing.get_context("spawn")  # no fork of a loaded libtensorflow
 
     def run(self, jobs: list[Job], report: Any) -> Summary:
@@ -241,7 +260,7 @@ class Batch:
         started = time.perf_counter()
         pending: list[Job] = []
         for job in jobs:
-            if not self.force and up_to_date(job.output, self.digest):
+            if not self.force and self.current(job):
                 summary.skipped += 1
                 report(Outcome(job, "skipped"))
             else:
@@ -288,7 +307,7 @@ class Batch:
     def _start(self) -> _Slot:
         parent, child = self.context.Pipe()
         process = self.context.Process(
-            target=_worker, args=(child, self.profile, self.overrides, self.legacy_base),
+            target=_worker, args=(child, self.make),
             daemon=True,
         )
         process.start()
