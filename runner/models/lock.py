@@ -8,6 +8,7 @@ of files downloaded as they are (``files``: URL, sha256, size), or built here fr
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -109,9 +110,23 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
 
 @lru_cache(maxsize=1)
 def models() -> dict[str, Model]:
-    """The packaged lock file's models."""
+    """The packaged lock file's models, then those of ``$EXTRACTOR_MODELS_LOCK``.
+
+    ``$EXTRACTOR_MODELS_LOCK`` (``os.pathsep``-separated lock files, same format) adds
+    models the package does not ship: private ones, or the tiny ones the tests build. It is
+    an environment variable so that worker processes see the same models as their parent.
+    """
     with open(LOCK_FILE, encoding="utf-8") as handle:
-        return parse(json.load(handle))
+        table = parse(json.load(handle))
+    for extra in filter(None, os.environ.get("EXTRACTOR_MODELS_LOCK", "").split(os.pathsep)):
+        try:
+            with open(extra, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{extra}: cannot read lock file ($EXTRACTOR_MODELS_LOCK): "
+                             f"{exc}") from None
+        table.update(parse(data, Path(extra)))
+    return table
 
 
 def get(model_id: str) -> Model:
