@@ -241,6 +241,14 @@ def freesound_music(argv: Sequence[str] | None = None) -> int:
     return _extractor_command("freesound_music", argv)
 
 
+def music_clap(argv: Sequence[str] | None = None) -> int:
+    """`music-clap`: text-to-music search with CLAP (runner/clap_search.py)."""
+    from runner import clap_search
+
+    args = clap_search.parser().parse_args(argv)
+    return _guard(lambda: clap_search.run(args), args.debug)
+
+
 # -- extractor ----------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace) -> int:
     return _execute(args.profile, args)
