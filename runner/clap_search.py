@@ -39,6 +39,7 @@ from runner.models import lock
 DEFAULT_MODEL = "clap-630k-audioset"
 DEFAULT_LIMIT = 10
 MANIFEST = "clap.json"
+INDEX = "index.npz"  # all vectors of a store in one file (see load_vectors)
 SUFFIX = ".npy"
 
 
@@ -110,22 +111,68 @@ def save_vector(path: Path, vector: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
-def load_vectors(jobs: list[batch.Job]) -> tuple[list[batch.Job], np.ndarray]:
-    """The jobs whose vector exists and is well formed, and those vectors as (n, 512)."""
+def load_vectors(jobs: list[batch.Job], root: Path | None = None
+                 ) -> tuple[list[batch.Job], np.ndarray]:
+    """The jobs whose vector exists and is well formed, and those vectors as (n, 512).
+
+    Reading 10,000 small ``.npy`` files takes over a second; so the store keeps them all in
+    one ``index.npz`` too (vectors, plus each file's name, mtime and size). A vector whose
+    file still has the recorded mtime and size comes from the index; others are read from
+    their file, and the index is rewritten. The ``.npy`` files stay the truth.
+    """
     from runner.models.clap import DIM
 
+    known: dict[str, tuple[tuple[int, int], int]] = {}
+    table = np.zeros((0, DIM), np.float32)
+    index = root / INDEX if root else None
+    if index and index.exists():
+        try:
+            with np.load(index, allow_pickle=False) as data:
+                table = data["vectors"]
+                known = {str(k): ((int(m), int(z)), i) for i, (k, m, z) in
+                         enumerate(zip(data["keys"], data["mtimes"], data["sizes"], strict=True))}
+        except (OSError, ValueError, KeyError):
+            known = {}
     kept: list[batch.Job] = []
     rows: list[np.ndarray] = []
+    stamps: list[tuple[str, int, int]] = []
+    changed = False
     for job in jobs:
         try:
-            vector = np.load(job.output, allow_pickle=False)
-        except (OSError, ValueError):
+            stat = job.output.stat()
+        except OSError:
             continue
-        if vector.shape == (DIM,) and np.all(np.isfinite(vector)):
-            kept.append(job)
-            rows.append(vector)
+        key = str(job.output.relative_to(root)) if root else str(job.output)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if key in known and known[key][0] == stamp:
+            vector = table[known[key][1]]
+        else:
+            changed = True
+            try:
+                vector = np.load(job.output, allow_pickle=False)
+            except (OSError, ValueError):
+                continue
+            if vector.shape != (DIM,) or not np.all(np.isfinite(vector)):
+                continue
+        kept.append(job)
+        rows.append(vector)
+        stamps.append((key, *stamp))
     matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, DIM), np.float32)
+    if index and (changed or len(stamps) != len(known)):
+        _write_index(index, matrix, stamps)
     return kept, matrix
+
+
+def _write_index(path: Path, matrix: np.ndarray, stamps: list[tuple[str, int, int]]) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, vectors=matrix, keys=np.array([k for k, _, _ in stamps], dtype=str),
+                     mtimes=np.array([m for _, m, _ in stamps], dtype=np.int64),
+                     sizes=np.array([z for _, _, z in stamps], dtype=np.int64))
+        os.replace(temporary, path)
+    except OSError:  # a read-only store still answers, only slower
+        temporary.unlink(missing_ok=True)
 
 
 # -- per-file work (in worker processes) -------------------------------------------------------
@@ -274,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
 
     failed = {o.job.index for o in summary.failures}
-    kept, vectors = load_vectors([j for j in jobs if j.index not in failed])
+    kept, vectors = load_vectors([j for j in jobs if j.index not in failed], root)
     if args.text:
         started = time.perf_counter()
         from runner.models import clap

@@ -293,6 +293,7 @@ def test_music_clap_dump_reuse_refresh_json(clap_models: Path, library: Path, tm
     decoded = clap_search.decode(str(library / "long.wav"))
     np.testing.assert_allclose(np.load(dump / "long.npy"), tiny.embed_audio(decoded), atol=1e-5)
 
+    assert (dump / "index.npz").exists()  # all vectors in one file for later searches
     before = {p: p.stat().st_mtime_ns for p in dump.rglob("*.npy")}
     code, out2, err = _music_clap(capsys, *args)
     assert code == 0 and "0 embedded, 3 reused" in err
@@ -372,3 +373,25 @@ def test_runner_import_does_not_pay_for_torch() -> None:
             "'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_index_follows_changed_vectors(tmp_path: Path) -> None:
+    from runner import batch
+
+    rng = np.random.default_rng(4)
+    vectors = clap._normalise(rng.standard_normal((3, 512)).astype(np.float32))
+    jobs = []
+    for i, vector in enumerate(vectors):
+        out = tmp_path / f"t{i}.npy"
+        clap_search.save_vector(out, vector)
+        jobs.append(batch.Job(i, tmp_path / f"t{i}.wav", out))
+    kept, matrix = clap_search.load_vectors(jobs, tmp_path)
+    assert len(kept) == 3 and np.array_equal(matrix, vectors)
+    assert (tmp_path / "index.npz").exists()
+    clap_search.save_vector(jobs[1].output, -vectors[1])
+    stat = jobs[1].output.stat()
+    os.utime(jobs[1].output, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    jobs[2].output.unlink()
+    kept, matrix = clap_search.load_vectors(jobs, tmp_path)
+    assert [j.index for j in kept] == [0, 1]
+    assert np.array_equal(matrix[1], -vectors[1])
