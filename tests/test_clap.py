@@ -21,11 +21,10 @@ torch = pytest.importorskip("torch")
 if importlib.util.find_spec("laion_clap") is None:  # not importorskip: its import goes online
     pytest.skip("laion-clap is not installed", allow_module_level=True)
 
-from conftest import tone, write_audio  # noqa: E402
-
 from runner import clap_search, cli  # noqa: E402
 from runner.errors import ModelError  # noqa: E402
 from runner.models import clap, lock  # noqa: E402
+from tests.conftest import tone, write_audio  # noqa: E402
 
 SR = 48000
 TEXT_CONFIG = {"num_hidden_layers": 1, "intermediate_size": 64, "num_attention_heads": 2}
