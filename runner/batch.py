@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -25,6 +25,9 @@ from typing import Any
 import yaml
 
 from runner.errors import ExtractorError, OutputError
+
+Analyse = Callable[[str, str], None]  # analyse(input path, output path)
+Maker = tuple[Callable[..., Analyse], tuple[Any, ...]]  # (factory, args), run in each worker
 
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .flac .mp3 .ogg .oga .opus .m4a .mp4 .aac .aif .aiff .aifc .wma .ape .wv "
@@ -188,15 +191,15 @@ def remove_stale_temporaries(out_dir: Path) -> None:
 
 
 # -- workers ------------------------------------------------------------------------------------
-def pending_jobs(jobs: list[Job], digest: str, force: bool, summary: Summary, report: Any
-                 ) -> list[Job]:
+def pending_jobs(jobs: list[Job], current: Callable[[Job], bool], force: bool,
+                 summary: Summary, report: Any) -> list[Job]:
     """The jobs to run, in input order; up-to-date outputs are counted and reported as skipped.
 
     Decided in the parent for every backend, so local workers and Dask resume alike.
     """
     pending: list[Job] = []
     for job in jobs:
-        if not force and up_to_date(job.output, digest):
+        if not force and current(job):
             summary.skipped += 1
             report(Outcome(job, "skipped"))
         else:
@@ -204,7 +207,7 @@ def pending_jobs(jobs: list[Job], digest: str, force: bool, summary: Summary, re
     return pending
 
 
-def analyse_one(extractor: Any, src: str, dst: str) -> tuple[str, str, float]:
+def analyse_one(analyse: Analyse, src: str, dst: str) -> tuple[str, str, float]:
     """(status, message, seconds) for one file: the per-file step of every backend.
 
     Expected failures (ExtractorError: bad audio, model stage) and bugs alike become a
@@ -214,7 +217,7 @@ def analyse_one(extractor: Any, src: str, dst: str) -> tuple[str, str, float]:
     if os.environ.get("EXTRACTOR_FAULT_INJECT") == os.path.basename(src):
         os.abort()  # fault injection for the tests: a worker dying in native code
     try:
-        extractor.extract(src, dst)
+        analyse(src, dst)
         return "done", "", time.perf_counter() - started
     except ExtractorError as exc:
         return "failed", str(exc), time.perf_counter() - started
@@ -225,13 +228,19 @@ def analyse_one(extractor: Any, src: str, dst: str) -> tuple[str, str, float]:
         return "failed", f"{src}: internal error: {detail}", time.perf_counter() - started
 
 
-def _worker(conn: Connection, profile: str, overrides: list[str], legacy_base: str) -> None:
-    """Compile the profile once, then analyse the files the parent sends, one at a time."""
+def _extractor(profile: str, overrides: list[str], legacy_base: str) -> Analyse:
+    """The default per-file work: a compiled profile's ``extract(src, dst)``."""
+    from runner.extract import Extractor
+
+    return Extractor(profile, overrides, legacy_base=legacy_base, warn=False).extract
+
+
+def _worker(conn: Connection, make: Maker) -> None:
+    """Build the per-file work once (``make``), then run it on each file the parent sends."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        from runner.extract import Extractor
-
-        extractor = Extractor(profile, overrides, legacy_base=legacy_base, warn=False)
+        factory, args = make
+        analyse = factory(*args)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         conn.send(("fatal", str(exc)))
         return
@@ -245,7 +254,7 @@ def _worker(conn: Connection, profile: str, overrides: list[str], legacy_base: s
             return
         index, src, dst = task
         try:
-            status, message, seconds = analyse_one(extractor, src, dst)
+            status, message, seconds = analyse_one(analyse, src, dst)
         except KeyboardInterrupt:
             return
         conn.send((index, status, message, seconds))
@@ -263,19 +272,28 @@ class Batch:
     """Run one profile over many files with ``jobs`` worker processes."""
 
     def __init__(self, profile: str, overrides: list[str], legacy_base: str, digest: str,
-                 jobs: int | None = None, force: bool = False) -> None:
+                 jobs: int | None = None, force: bool = False, *, make: Maker | None = None,
+                 current: Callable[[Job], bool] | None = None) -> None:
+        """``make`` and ``current`` replace the profile for other per-file work (music-clap).
+
+        ``make`` is ``(factory, args)``: each worker calls ``factory(*args)`` once and gets
+        the ``analyse(src, dst)`` it runs per file (both must pickle: workers are spawned).
+        ``current(job)`` says whether a job's output can be reused (runs in this process).
+        """
         self.profile = profile
         self.overrides = overrides
         self.legacy_base = legacy_base
         self.digest = digest
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.force = force
+        self.make: Maker = make or (_extractor, (profile, overrides, legacy_base))
+        self.current = current or (lambda job: up_to_date(job.output, self.digest))
         self.context = multiprocessing.get_context("spawn")  # no fork of a loaded libtensorflow
 
     def run(self, jobs: list[Job], report: Any) -> Summary:
         summary = Summary()
         started = time.perf_counter()
-        pending = pending_jobs(jobs, self.digest, self.force, summary, report)
+        pending = pending_jobs(jobs, self.current, self.force, summary, report)
         pending.reverse()  # pop() from the end keeps the input order
         slots: list[_Slot] = []
         # Model stages: TensorFlow would give every worker as many threads as there are cores;
@@ -319,7 +337,7 @@ class Batch:
     def _start(self) -> _Slot:
         parent, child = self.context.Pipe()
         process = self.context.Process(
-            target=_worker, args=(child, self.profile, self.overrides, self.legacy_base),
+            target=_worker, args=(child, self.make),
             daemon=True,
         )
         process.start()

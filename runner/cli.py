@@ -307,6 +307,14 @@ def music_highlevel(argv: Sequence[str] | None = None) -> int:
     return _guard(lambda: _execute(args.profile_option, args), args.debug)
 
 
+def music_clap(argv: Sequence[str] | None = None) -> int:
+    """`music-clap`: text-to-music search with CLAP (runner/clap_search.py)."""
+    from runner import clap_search
+
+    args = clap_search.parser().parse_args(argv)
+    return _guard(lambda: clap_search.run(args), args.debug)
+
+
 # -- extractor ----------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace) -> int:
     return _execute(args.profile, args)

@@ -25,7 +25,7 @@ from typing import Any
 import distributed
 
 from runner import __version__
-from runner.batch import Job, Outcome, Summary, analyse_one, pending_jobs
+from runner.batch import Job, Outcome, Summary, analyse_one, pending_jobs, up_to_date
 from runner.errors import ExtractorError
 
 CONNECT_TIMEOUT = "10s"
@@ -64,7 +64,7 @@ def analyse_task(profile: str, overrides: tuple[str, ...], legacy_base: str, src
         extractor = _extractor(profile, overrides, legacy_base)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the batch
         return "fatal", str(exc), 0.0
-    return analyse_one(extractor, src, dst)
+    return analyse_one(extractor.extract, src, dst)
 
 
 def worker_version() -> str:
@@ -120,7 +120,8 @@ class DaskBatch:
     def run(self, jobs: list[Job], report: Any) -> Summary:
         summary = Summary()
         started = time.perf_counter()
-        pending = pending_jobs(jobs, self.digest, self.force, summary, report)
+        pending = pending_jobs(jobs, lambda job: up_to_date(job.output, self.digest), self.force,
+                               summary, report)
         if pending:
             pending.reverse()  # pop() from the end keeps the input order
             client = connect(self.address)

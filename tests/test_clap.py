@@ -1,0 +1,396 @@
+"""CLAP backends and `music-clap`, offline, with the real model code and small random weights.
+
+A tiny laion-clap checkpoint (HTSAT-tiny, a one-layer roberta of roberta-base's width), a tiny
+transformers ClapModel and a tiny roberta tokenizer are built here, registered through a test
+lock file (``$EXTRACTOR_MODELS_LOCK``) and a models root (``$EXTRACTOR_MODELS``), so every
+load goes through the same hash verification as the real checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if importlib.util.find_spec("laion_clap") is None:  # not importorskip: its import goes online
+    pytest.skip("laion-clap is not installed", allow_module_level=True)
+
+from runner import clap_search, cli  # noqa: E402
+from runner.errors import ModelError  # noqa: E402
+from runner.models import clap, lock  # noqa: E402
+from tests.conftest import tone, write_audio  # noqa: E402
+
+SR = 48000
+TEXT_CONFIG = {"num_hidden_layers": 1, "intermediate_size": 64, "num_attention_heads": 2}
+
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2/roberta's byte alphabet: the 256 one-character tokens of a byte-level BPE."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in cs]
+
+
+def make_tokenizer(folder: Path) -> int:
+    """vocab.json + merges.txt of a small byte-level BPE; returns the vocabulary size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>"] + _bytes_to_unicode())}
+    merges = [("Ġ", "r"), ("o", "c"), ("Ġr", "oc"), ("Ġ", "p"), ("i", "a"), ("n", "o"),
+              ("Ġp", "ia"), ("Ġpia", "no")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    vocab["<mask>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
+                                       encoding="utf-8")
+    return len(vocab)
+
+
+def _pins(folder: Path) -> list[dict]:
+    return [{"name": f.name, "url": f"file://{f}", "size": f.stat().st_size,
+             "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+            for f in sorted(folder.iterdir()) if f.is_file()]
+
+
+@pytest.fixture(scope="session")
+def clap_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models root and a lock file with: tok-tiny, clap-tiny, clap-hf-tiny, clap-missing,
+    clap-tampered (pinned to clap-tiny's hash, but one byte differs)."""
+    root = tmp_path_factory.mktemp("models")
+    vocab_size = make_tokenizer(root / "tok-tiny")
+
+    torch.manual_seed(0)
+    config = clap.roberta_config()
+    for key, value in {**TEXT_CONFIG, "vocab_size": vocab_size}.items():
+        setattr(config, key, value)
+    net = clap.build_laion_clap("HTSAT-tiny", config)
+    state = {"module." + k: v for k, v in net.state_dict().items()}
+    state["module.text_branch.embeddings.position_ids"] = torch.arange(514)[None]  # as released
+    (root / "clap-tiny").mkdir()
+    torch.save({"epoch": 1, "state_dict": state}, root / "clap-tiny" / "tiny.pt")
+    (root / "clap-tampered").mkdir()
+    data = bytearray((root / "clap-tiny" / "tiny.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (root / "clap-tampered" / "tiny.pt").write_bytes(bytes(data))
+
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        ClapTextConfig,
+        RobertaTokenizer,
+    )
+
+    audio = ClapAudioConfig(depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 1, 1],
+                            patch_embeds_hidden_size=8, hidden_size=64, enable_fusion=False)
+    text = ClapTextConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=37)
+    hf = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(),
+                              projection_dim=512))
+    hf.save_pretrained(root / "clap-hf-tiny")
+    tokenizer = RobertaTokenizer.from_pretrained(str(root / "tok-tiny"))
+    ClapProcessor(feature_extractor=ClapFeatureExtractor(), tokenizer=tokenizer
+                  ).save_pretrained(root / "clap-hf-tiny")
+
+    tiny_pin = _pins(root / "clap-tiny")
+    models = {
+        "tok-tiny": {"kind": "tokenizer", "files": _pins(root / "tok-tiny")},
+        "clap-tiny": {"kind": "laion-clap", "groups": ["clap"], "files": tiny_pin,
+                      "amodel": "HTSAT-tiny", "enable_fusion": False, "tokenizer": "tok-tiny",
+                      "text_config": {**TEXT_CONFIG, "vocab_size": vocab_size}},
+        "clap-tampered": {"kind": "laion-clap", "files": tiny_pin, "amodel": "HTSAT-tiny",
+                          "tokenizer": "tok-tiny", "text_config": TEXT_CONFIG},
+        "clap-missing": {"kind": "laion-clap", "amodel": "HTSAT-tiny", "tokenizer": "tok-tiny",
+                         "files": [{**tiny_pin[0], "name": "missing.pt"}]},
+        "clap-hf-tiny": {"kind": "transformers-clap", "files": _pins(root / "clap-hf-tiny")},
+    }
+    lock_file = root / "test.lock.json"
+    lock_file.write_text(json.dumps({"format": 1, "models": models}), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EXTRACTOR_MODELS", str(root))
+        patch.setenv("EXTRACTOR_MODELS_LOCK", str(lock_file))
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("LAION_CLAP_CACHE", str(root / "embedding-cache"))
+        lock.models.cache_clear()
+        yield root
+    lock.models.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def tiny(clap_models: Path) -> clap.ClapBackend:
+    return clap.backend(lock.get("clap-tiny"), threads=2)
+
+
+@pytest.fixture(scope="session")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three tracks in a tree: a short tone, a noise burst, and a 25 s track (3 windows)."""
+    folder = tmp_path_factory.mktemp("library")
+    (folder / "a").mkdir()
+    rng = np.random.default_rng(1)
+    write_audio(folder / "a" / "tone.wav", tone(3.0, 440.0, SR), SR)
+    write_audio(folder / "a" / "noise.flac", (0.3 * rng.standard_normal(4 * SR)).astype(np.float32),
+                SR)
+    write_audio(folder / "long.wav", tone(25.0, 220.0, SR), SR)
+    return folder
+
+
+# -- windowing ---------------------------------------------------------------------------------
+def test_windows_cover_the_whole_signal_without_padding() -> None:
+    x = np.arange(25, dtype=np.float32)
+    w = clap.windows(x, size=10)
+    assert [row[0] for row in w] == [0, 10, 15]  # the last window ends at the last sample
+    assert w[-1][-1] == 24
+    assert clap.windows(np.arange(20, dtype=np.float32), size=10).shape == (2, 10)
+
+
+def test_short_signal_is_repeat_padded_like_laion_clap() -> None:
+    w = clap.windows(np.array([1, 2, 3], np.float32), size=10)
+    assert w.tolist() == [[1, 2, 3, 1, 2, 3, 1, 2, 3, 0]]
+
+
+def test_long_signal_embeds_as_the_mean_of_its_windows(tiny: clap.ClapBackend) -> None:
+    rng = np.random.default_rng(2)
+    signal = (0.2 * rng.standard_normal(int(22.5 * SR))).astype(np.float32)
+    parts = clap.windows(signal)
+    assert len(parts) == 3
+    each = clap._normalise(tiny._embed_windows(parts))
+    expected = clap._normalise(each.mean(axis=0))
+    got = tiny.embed_audio(signal)
+    assert got.shape == (512,) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert abs(np.linalg.norm(got) - 1) < 1e-5
+
+
+def test_same_signal_same_vector(tiny: clap.ClapBackend) -> None:
+    signal = tone(11.0, 330.0, SR)
+    first, second = tiny.embed_audio(signal), tiny.embed_audio(signal.copy())
+    assert np.array_equal(first, second)
+
+
+def test_fast_spectrogram_matches_torchlibrosa(clap_models: Path) -> None:
+    config = clap.roberta_config()
+    for key, value in TEXT_CONFIG.items():
+        setattr(config, key, value)
+    net = clap.build_laion_clap("HTSAT-tiny", config)
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((2, 48000)).astype(np.float32))
+    branch = net.audio_branch
+    with torch.inference_mode():
+        reference = branch.logmel_extractor(branch.spectrogram_extractor(x))
+        clap.fast_spectrogram(net)
+        fast = branch.logmel_extractor(branch.spectrogram_extractor(x))
+    assert (reference - fast).abs().max().item() < 1e-3
+
+
+def test_text_embeddings(tiny: clap.ClapBackend) -> None:
+    vectors = tiny.embed_text(["rock piano", "a quiet flute", "rock piano"])
+    assert vectors.shape == (3, 512) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert np.array_equal(vectors[0], vectors[2])
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+def test_transformers_backend(clap_models: Path) -> None:
+    backend = clap.backend(lock.get("clap-hf-tiny"))
+    signal = tone(12.0, 440.0, SR)
+    first = backend.embed_audio(signal)
+    assert first.shape == (512,) and np.array_equal(first, backend.embed_audio(signal))
+    texts = backend.embed_text(["rock piano", "noise"])
+    assert texts.shape == (2, 512)
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
+
+
+# -- verification before loading -----------------------------------------------------------------
+def test_tampered_checkpoint_is_refused_before_torch_load(clap_models: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_load(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("torch.load called on an unverified file")
+
+    monkeypatch.setattr(torch, "load", no_load)
+    # clap-tiny's copy is the only one under clap-tampered/: the root's copy must not be used
+    with pytest.raises(ModelError) as err:
+        clap.backend(lock.get("clap-tampered"))
+    message = str(err.value)
+    assert "sha256 does not match" in message and "clap-tampered" in message
+    assert "extractor models fetch --force clap-tampered" in message
+    assert "\n" not in message
+
+
+def test_missing_checkpoint_is_one_line_naming_the_fetch_command(clap_models: Path) -> None:
+    with pytest.raises(ModelError) as err:
+        clap.backend(lock.get("clap-missing"))
+    assert "model 'clap-missing' is not in the model cache" in str(err.value)
+    assert "extractor models fetch clap-missing" in str(err.value)
+
+
+def test_not_a_clap_model(clap_models: Path) -> None:
+    with pytest.raises(ModelError, match="not a CLAP model"):
+        clap.backend(lock.get("tok-tiny"))
+
+
+# -- ranking -------------------------------------------------------------------------------------
+def test_rank_orders_by_cosine() -> None:
+    vectors = clap._normalise(np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1], [0.8, 0.6, 0]],
+                                       np.float32))
+    queries = clap._normalise(np.array([[1, 0, 0], [0, 1, 0.1]], np.float32))
+    best = clap_search.rank(vectors, queries, 3)
+    assert [i for i, _ in best[0]] == [0, 3, 1]
+    assert [i for i, _ in best[1]] == [1, 3, 2]
+    assert best[0][1][1] == pytest.approx(0.8)
+    assert clap_search.rank(vectors, queries, 10)[0][-1][0] == 2  # limit > tracks: all
+
+
+# -- music-clap end to end -------------------------------------------------------------------------
+def _music_clap(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.music_clap(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_music_clap_dump_reuse_refresh_json(clap_models: Path, library: Path, tmp_path: Path,
+                                            tiny: clap.ClapBackend,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    dump = tmp_path / "vectors"
+    args = [str(library), "--model", "clap-tiny", "--dump", str(dump), "--text", "rock piano",
+            "--text", "noise", "--limit", "2", "--json", "--torch-threads", "1"]
+    code, out, err = _music_clap(capsys, *args)
+    assert code == 0, err
+    assert "3 embedded, 0 reused, 0 failed" in err
+    stored = sorted(p.relative_to(dump).as_posix() for p in dump.rglob("*.npy"))
+    assert stored == ["a/noise.npy", "a/tone.npy", "long.npy"]
+    doc = json.loads(out)
+    assert doc["model"] == "clap-tiny" and doc["tracks"] == 3
+    assert [q["text"] for q in doc["queries"]] == ["rock piano", "noise"]
+    assert all(len(q["matches"]) == 2 for q in doc["queries"])
+
+    # the scores are cosines of the stored vectors and the text vectors, best first
+    texts = tiny.embed_text(["rock piano", "noise"])
+    rel = {str(library / "a" / "tone.wav"): "a/tone.npy",
+           str(library / "a" / "noise.flac"): "a/noise.npy", str(library / "long.wav"): "long.npy"}
+    for query, text in zip(doc["queries"], texts, strict=True):
+        scores = [m["similarity"] for m in query["matches"]]
+        assert scores == sorted(scores, reverse=True)
+        for match in query["matches"]:
+            vector = np.load(dump / rel[match["path"]])
+            assert match["similarity"] == pytest.approx(float(vector @ text), abs=1e-5)
+
+    # the file's vector in the dump is what the backend gives for the decoded file
+    decoded = clap_search.decode(str(library / "long.wav"))
+    np.testing.assert_allclose(np.load(dump / "long.npy"), tiny.embed_audio(decoded), atol=1e-5)
+
+    assert (dump / "index.npz").exists()  # all vectors in one file for later searches
+    before = {p: p.stat().st_mtime_ns for p in dump.rglob("*.npy")}
+    code, out2, err = _music_clap(capsys, *args)
+    assert code == 0 and "0 embedded, 3 reused" in err
+    assert json.loads(out2) == doc
+    assert before == {p: p.stat().st_mtime_ns for p in dump.rglob("*.npy")}
+
+    code, out3, err = _music_clap(capsys, *args, "--refresh")
+    assert code == 0 and "3 embedded, 0 reused" in err
+    assert json.loads(out3) == doc  # same files, same vectors
+
+
+def test_music_clap_table_cache_and_failures(clap_models: Path, library: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF not audio at all")
+    code, out, err = _music_clap(capsys, str(library / "a" / "tone.wav"), str(bad),
+                                 "--model", "clap-tiny", "--text", "rock piano")
+    assert code == 1
+    assert "1 embedded, 0 reused, 1 failed" in err
+    assert "broken.wav" in err
+    assert "rock piano" in out and "tone.wav" in out and "broken.wav" not in out
+    cache = Path(os.environ["LAION_CLAP_CACHE"]) / "clap-tiny"
+    assert len(list(cache.rglob("*.npy"))) == 1
+    assert json.loads((cache / "clap.json").read_text())["model"] == "clap-tiny"
+
+
+def test_music_clap_refuses_a_store_of_another_model(clap_models: Path, library: Path,
+                                                     tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    dump = tmp_path / "vectors"
+    dump.mkdir()
+    (dump / "clap.json").write_text(json.dumps({"model": "clap-music"}))
+    code, _, err = _music_clap(capsys, str(library), "--model", "clap-tiny", "--dump", str(dump),
+                               "--text", "x")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        f"error: {dump} holds CLAP vectors of another model or windowing (clap-music); use "
+        "another --dump folder, or --refresh to replace them"]
+
+
+def test_music_clap_missing_model_is_one_line(clap_models: Path, library: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _music_clap(capsys, str(library / "a" / "tone.wav"), "--model", "clap-missing",
+                               "--dump", str(tmp_path / "v"), "--text", "x", "--quiet")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "clap-missing" in lines[0]
+    assert "extractor models fetch clap-missing" in lines[0]
+
+
+def test_music_clap_usage_errors(clap_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _music_clap(capsys, "--text", "x")
+    assert code == 2 and "give an audio folder or file" in err
+    code, _, err = _music_clap(capsys, ".", "--limit", "0")
+    assert code == 2 and "--limit must be at least 1 (got 0)" in err
+    code, _, err = _music_clap(capsys, ".", "--model", "musicnn-msd")
+    assert code == 1 and "not a CLAP model" in err
+
+
+def test_embedding_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LAION_CLAP_CACHE", str(tmp_path / "a"))
+    assert clap_search.cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("LAION_CLAP_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert clap_search.cache_dir() == tmp_path / "x" / "laion_clap"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    assert clap_search.cache_dir() == tmp_path / "h" / ".cache" / "laion_clap"
+
+
+def test_runner_import_does_not_pay_for_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, runner.cli, runner.clap_search, runner.models.clap; "
+            "print('torch' in sys.modules, 'laion_clap' in sys.modules, "
+            "'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_index_follows_changed_vectors(tmp_path: Path) -> None:
+    from runner import batch
+
+    rng = np.random.default_rng(4)
+    vectors = clap._normalise(rng.standard_normal((3, 512)).astype(np.float32))
+    jobs = []
+    for i, vector in enumerate(vectors):
+        out = tmp_path / f"t{i}.npy"
+        clap_search.save_vector(out, vector)
+        jobs.append(batch.Job(i, tmp_path / f"t{i}.wav", out))
+    kept, matrix = clap_search.load_vectors(jobs, tmp_path)
+    assert len(kept) == 3 and np.array_equal(matrix, vectors)
+    assert (tmp_path / "index.npz").exists()
+    clap_search.save_vector(jobs[1].output, -vectors[1])
+    stat = jobs[1].output.stat()
+    os.utime(jobs[1].output, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    jobs[2].output.unlink()
+    kept, matrix = clap_search.load_vectors(jobs, tmp_path)
+    assert [j.index for j in kept] == [0, 1]
+    assert np.array_equal(matrix[1], -vectors[1])
