@@ -126,9 +126,7 @@ def clap_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("EXTRACTOR_MODELS_LOCK", str(lock_file))
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("LAION_CLAP_CACHE", str(root / "embedding-cache"))
-        lock.models.cache_clear()
         yield root
-    lock.models.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -394,3 +392,21 @@ def test_index_follows_changed_vectors(tmp_path: Path) -> None:
     kept, matrix = clap_search.load_vectors(jobs, tmp_path)
     assert [j.index for j in kept] == [0, 1]
     assert np.array_equal(matrix[1], -vectors[1])
+
+
+def test_clap_profile_writes_the_embedding_through_the_model_stage(clap_models: Path,
+                                                                   library: Path,
+                                                                   tiny: clap.ClapBackend
+                                                                   ) -> None:
+    """`extractor run clap` (the generic model stage) gives music-clap's vector for a file."""
+    from runner import registry
+    from runner.extract import Extractor
+
+    extractor = Extractor("clap", ["models.outputs.embedding=clap-tiny"])
+    doc, _ = extractor.analyse(str(library / "long.wav"))
+    vector = np.asarray(doc["clap"]["embedding"], dtype=np.float32)
+    assert vector.shape == (512,)
+    assert doc["metadata"]["models"]["used"]["clap-tiny"] == lock.get("clap-tiny").files[0].sha256
+    std = registry.quiet_essentia().standard
+    audio = std.MonoLoader(filename=str(library / "long.wav"), sampleRate=48000)()
+    np.testing.assert_allclose(vector, tiny.embed_audio(audio), atol=1e-6)
