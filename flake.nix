@@ -71,15 +71,10 @@
         )
       );
 
-      # Apps: pyproject's hyphenated console scripts, plus the two commands being added
-      # (music-highlevel, music-clap) while pyproject lacks them. tests/nix/consistency.py
-      # compares this list with pyproject and profiles/.
-      pendingApps = [
-        "music-highlevel"
-        "music-clap"
-      ];
+      # Apps: pyproject's hyphenated console scripts. tests/nix/consistency.py compares this
+      # list with pyproject and profiles/.
       scripts = lib.attrNames pyproject.project.scripts;
-      appNames = lib.unique (lib.filter (name: !lib.hasInfix "_" name) scripts ++ pendingApps);
+      appNames = lib.filter (name: !lib.hasInfix "_" name) scripts;
 
       # Model groups each app's wrapper puts on $EXTRACTOR_MODELS (groups of models.lock.json).
       appModelGroups = {

@@ -28,8 +28,6 @@ from typing import Any
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-# Commands being added elsewhere; the flake defines their apps before pyproject has them.
-PENDING = ("music-highlevel", "music-clap")
 GENERAL_APP = "extractor"  # runs any profile: no built-in profile of its own
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -40,9 +38,8 @@ def console_scripts(root: Path = ROOT) -> dict[str, str]:
 
 
 def expected_apps(root: Path = ROOT) -> list[str]:
-    """The apps the flake should define: hyphenated console scripts, then pending ones."""
-    names = [name for name in console_scripts(root) if "_" not in name]
-    return names + [name for name in PENDING if name not in names]
+    """The apps the flake should define: the hyphenated console scripts."""
+    return [name for name in console_scripts(root) if "_" not in name]
 
 
 def builtin_profiles(root: Path = ROOT) -> list[str]:
@@ -60,11 +57,10 @@ def check_apps(apps: set[str], root: Path = ROOT) -> tuple[list[str], list[str]]
     notes: list[str] = []
     scripts = console_scripts(root)
     hyphenated = {name for name in scripts if "_" not in name}
-    pending = [name for name in PENDING if name not in hyphenated]
 
     if missing := sorted(hyphenated - apps):
         errors.append(f"console scripts without a flake app: {', '.join(missing)}")
-    if extra := sorted(apps - hyphenated - set(pending)):
+    if extra := sorted(apps - hyphenated):
         errors.append(f"flake apps without a console script in pyproject.toml: {', '.join(extra)}")
     for name, target in sorted(scripts.items()):
         if "_" in name:
@@ -82,11 +78,7 @@ def check_apps(apps: set[str], root: Path = ROOT) -> tuple[list[str], list[str]]
                           f"{', '.join(profile_apps(profile))})")
         covered.update(runners)
     for app in sorted(apps - covered - {GENERAL_APP}):
-        if app in pending:
-            notes.append(f"pending: app {app} has no console script in pyproject.toml and no "
-                         "built-in profile yet")
-        else:
-            errors.append(f"app {app} runs no built-in profile (no profiles/<name>.yaml for it)")
+        errors.append(f"app {app} runs no built-in profile (no profiles/<name>.yaml for it)")
     if GENERAL_APP not in apps:
         errors.append(f"no app {GENERAL_APP}")
     return errors, notes
