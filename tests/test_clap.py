@@ -65,7 +65,9 @@ def _pins(folder: Path) -> list[dict]:
             for f in sorted(folder.iterdir()) if f.is_file()]
 
 
-@pytest.fixture(scope="session")
+# Module scope: the fixture sets EXTRACTOR_MODELS and EXTRACTOR_MODELS_LOCK, which must not
+# leak into other test modules (a writable EXTRACTOR_MODELS would receive their fetches).
+@pytest.fixture(scope="module")
 def clap_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models root and a lock file with: tok-tiny, clap-tiny, clap-hf-tiny, clap-missing,
     clap-tampered (pinned to clap-tiny's hash, but one byte differs)."""
@@ -129,7 +131,7 @@ def clap_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         yield root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny(clap_models: Path) -> clap.ClapBackend:
     return clap.backend(lock.get("clap-tiny"), threads=2)
 
