@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -13,15 +14,12 @@ from runner.run import Analysis
 
 def aggregate(plan: Plan, analysis: Analysis) -> dict[str, Any]:
     """Descriptor name -> value: statistics for frame-wise descriptors, single values as is."""
-    std = registry.quiet_essentia().standard
-
     exceptions = {d.name: d.stats for d in plan.descriptors if not d.single}
     present = set(analysis.frames.descriptorNames())
     flat: dict[str, Any] = {}
     if present:
-        aggregated = std.PoolAggregator(
-            defaultStats=[], exceptions={k: v for k, v in exceptions.items() if k in present}
-        )(analysis.frames)
+        wanted = tuple(sorted((k, tuple(v)) for k, v in exceptions.items() if k in present))
+        aggregated = _aggregator(wanted)(analysis.frames)
         for name in aggregated.descriptorNames():
             flat[name] = to_plain(aggregated[name])
     for desc in plan.descriptors:
@@ -31,6 +29,15 @@ def aggregate(plan: Plan, analysis: Analysis) -> dict[str, Any]:
     for name, value in analysis.singles.items():
         flat[name] = to_plain(value)
     return flat
+
+
+@lru_cache(maxsize=16)
+def _aggregator(exceptions: tuple[tuple[str, tuple[str, ...]], ...]) -> Any:
+    """One PoolAggregator per set of statistics, reused for every file: creating one with a
+    large ``exceptions`` map leaks about 30 KB in Essentia's parameter conversion, which a
+    library run would pay per file."""
+    std = registry.quiet_essentia().standard
+    return std.PoolAggregator(defaultStats=[], exceptions={k: list(v) for k, v in exceptions})
 
 
 def to_plain(value: Any) -> Any:

@@ -31,11 +31,11 @@ class Extractor:
 
             self.models = ModelStage(self.plan.models, warn=warn)
         self.schema = write.output_schema(self.plan)
-        self.user_schema: dict[str, Any] | None = None
+        self.checks = [write.validator(self.schema)]
         if self.plan.output.schema:
             from runner.validate import load_schema
 
-            self.user_schema = load_schema(self.plan.output.schema)
+            self.checks.append(write.validator(load_schema(self.plan.output.schema)))
 
     def analyse(self, path: str) -> tuple[dict[str, Any], Any]:
         """Analyse one file; return the validated document and the raw analysis."""
@@ -59,9 +59,8 @@ class Extractor:
             doc["metadata"]["models"] = {"used": models.used, "missing": self.models.missing,
                                          "left_out": self.models.left_out}
         analysis.models = models
-        write.validate_output(doc, self.schema, path)
-        if self.user_schema is not None:
-            write.validate_output(doc, self.user_schema, path)
+        for check in self.checks:
+            write.validate_output(doc, check, path)
         return doc, analysis
 
     def extract(self, path: str, output: str) -> dict[str, Any]:

@@ -234,9 +234,16 @@ def _deep_schema_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             into[key] = value
 
 
-def validate_output(doc: dict[str, Any], schema: dict[str, Any], label: str) -> None:
-    validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+def validator(schema: dict[str, Any]) -> Any:
+    """A validator built once per schema: built per file, jsonschema's reference resolution
+    grows memory for every document checked."""
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_output(doc: dict[str, Any], schema: Any, label: str) -> None:
+    """Check ``doc`` against a schema (a dict, or a validator from :func:`validator`)."""
+    checker = schema if isinstance(schema, jsonschema.protocols.Validator) else validator(schema)
+    error = jsonschema.exceptions.best_match(checker.iter_errors(doc))
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(root)"
         raise OutputError(f"{label}: output does not match its schema at {where}: "
