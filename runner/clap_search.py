@@ -186,7 +186,9 @@ def decode(path: str, sample_rate: int = 48000) -> np.ndarray:
     if not os.path.isfile(path):
         raise AudioError(path, "no such file")
     try:
-        signal = std.MonoLoader(filename=path, sampleRate=sample_rate)()
+        # resampleQuality 2: libsamplerate's fastest band-limited sinc. The default (1) costs
+        # 2.9 s of CPU per 5 minutes at 48 kHz, a third of the whole embedding; 2 halves it.
+        signal = std.MonoLoader(filename=path, sampleRate=sample_rate, resampleQuality=2)()
     except RuntimeError as exc:
         raise AudioError(path, f"cannot decode: {str(exc).strip().splitlines()[-1]}") from None
     if len(signal) == 0:
