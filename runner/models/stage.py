@@ -60,6 +60,10 @@ def _first_present(model_id: str) -> tuple[lock.Model, cache.State] | None:
         except ModelError as exc:
             first_error = first_error or exc
     if first_error:
+        others = [m.id for m in candidates[1:]]
+        if others:  # say that a stand-in would do (e.g. the offline musicnn conversion)
+            raise ModelError(f"{first_error} (or a stand-in for it: extractor models fetch "
+                             f"{' '.join(others)})", first_error.model_id)
         raise first_error
     return None
 
