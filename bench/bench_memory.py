@@ -1,14 +1,16 @@
 """Memory at library scale: flat across many files, and long tracks against short ones.
 
-    python bench/bench_memory.py flat [--files 500] [--seconds 5] [--profile music]
+    python bench/bench_memory.py flat [--files 500] [--seconds 5] [--files-per-worker 0 200]
     python bench/bench_memory.py long [--profile music] [--workdir DIR]
 
-``flat``: one worker's Extractor (what every batch worker runs) analyses N short files; the
-RSS after every 10% of them is printed, with the ratio of the last to the first reading
-(target: about 1.0; memory does not creep up). ``long``: a 5-minute and a 60-minute track
-(the 5-minute demo music repeated 12 times), each in a fresh process, peak RSS for ours and,
-as the anchor measured in the same run, Essentia's MusicExtractor; target: the 60-minute
-peak at most 2x the 5-minute one. Each measurement is a child process (ru_maxrss).
+``flat``: the batch engine with one worker analyses N short files; the worker's RSS after
+every 10% of them is printed, with the ratio of the last (and the peak) to the first reading
+(target: about 1.0; memory does not creep up), once with the worker never renewed and once
+renewed every 200 files (the default, --files-per-worker).
+
+``long``: a 5-minute and a 60-minute track (the 5-minute demo music repeated 12 times), each
+in a fresh process (ru_maxrss), for ours and, as the anchor measured in the same run,
+Essentia's MusicExtractor; target: the 60-minute peak at most 2x the 5-minute one.
 """
 
 from __future__ import annotations
@@ -23,26 +25,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-FLAT_CHILD = r"""
-import json, os, sys
-sys.path.insert(0, {root!r})
-from runner.extract import Extractor
-
-def rss():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-files = {files!r}
-extractor = Extractor({profile!r}, {overrides!r}, warn=False)
-readings = []
-step = max(1, len(files) // 10)
-for i, path in enumerate(files, 1):
-    extractor.extract(path, os.path.join({out!r}, "out.json"))
-    if i % step == 0 or i == len(files):
-        readings.append((i, rss()))
-print(json.dumps(readings))
-"""
 
 LONG_CHILD = r"""
 import json, os, resource, sys, time
@@ -87,18 +69,30 @@ def make_audio(path: Path, seconds: float, repeat: int = 1, seed: int = 7) -> Pa
 
 
 def flat(args: argparse.Namespace) -> None:
+    """The batch engine on N files with one worker: its memory after each file."""
+    from runner import batch, compile, load
+
+    overrides = NO_MODELS if args.profile == "music" else []
+    plan = compile.compile_profile(load.load_profile(args.profile, overrides))
     with tempfile.TemporaryDirectory() as work:
         originals = [make_audio(Path(work) / f"seed{s}.wav", args.seconds, seed=s)
                      for s in range(5)]
-        files = [str(originals[i % len(originals)]) for i in range(args.files)]
-        overrides = NO_MODELS if args.profile == "music" else []
-        readings = child(FLAT_CHILD.format(root=str(ROOT), files=files, profile=args.profile,
-                                           overrides=overrides, out=work))
-    print(f"{args.profile}: {args.files} files of {args.seconds:.0f} s through one Extractor")
-    for count, kib in readings:
-        print(f"  after {count:5d} files: {kib / 1024:7.1f} MiB")
-    first, last = readings[0][1], readings[-1][1]
-    print(f"ratio last/first reading: {last / first:.3f} (target: about 1.0)")
+        jobs = [batch.Job(i, originals[i % len(originals)], Path(work) / "out" / f"{i}.json")
+                for i in range(args.files)]
+        for per_worker in args.files_per_worker:
+            seen: list[batch.Outcome] = []
+            engine = batch.Batch(args.profile, overrides, "music", plan.digest, jobs=1,
+                                 force=True, files_per_worker=per_worker)
+            summary = engine.run(jobs, seen.append)
+            rss = [o.rss_kib / 1024 for o in sorted(seen, key=lambda o: o.job.index)]
+            step = max(1, len(rss) // 10)
+            label = "never renewed" if per_worker == 0 else f"renewed every {per_worker} files"
+            print(f"{args.profile}: {args.files} files of {args.seconds:.0f} s, one worker, "
+                  f"{label} ({summary.done} done, {summary.failed} failed)")
+            for i in range(step - 1, len(rss), step):
+                print(f"  after {i + 1:5d} files: {rss[i]:7.1f} MiB")
+            print(f"  peak {max(rss):.1f} MiB; last / first reading: {rss[-1] / rss[step - 1]:.3f}"
+                  f"; peak / first: {max(rss) / rss[step - 1]:.3f} (target: about 1.0)")
 
 
 def long(args: argparse.Namespace) -> None:
@@ -132,6 +126,8 @@ def main() -> int:
     p.add_argument("--files", type=int, default=500)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--profile", default="music")
+    p.add_argument("--files-per-worker", type=int, nargs="+", default=[0, 200],
+                   help="runs to compare (0: the worker is never renewed)")
     p = sub.add_parser("long")
     p.add_argument("--profile", default="music")
     p.add_argument("--workdir", default=None, help="keep the generated audio here")

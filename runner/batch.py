@@ -26,6 +26,7 @@ import yaml
 
 from runner.errors import ExtractorError, OutputError
 
+FILES_PER_WORKER = 200  # see Batch: bounds what Essentia keeps per file in a long-lived worker
 Analyse = Callable[[str, str], None]  # analyse(input path, output path)
 Maker = tuple[Callable[..., Analyse], tuple[Any, ...]]  # (factory, args), run in each worker
 
@@ -48,6 +49,7 @@ class Outcome:
     status: str  # done | skipped | failed
     message: str = ""
     seconds: float = 0.0
+    rss_kib: int = 0  # the worker's resident memory after the file (0: not measured)
 
 
 @dataclass
@@ -257,7 +259,15 @@ def _worker(conn: Connection, make: Maker) -> None:
             status, message, seconds = analyse_one(analyse, src, dst)
         except KeyboardInterrupt:
             return
-        conn.send((index, status, message, seconds))
+        conn.send((index, status, message, seconds, _rss_kib()))
+
+
+def _rss_kib() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 @dataclass
@@ -266,6 +276,7 @@ class _Slot:
     conn: Connection
     job: Job | None = None
     ready: bool = False
+    done: int = 0  # files this worker has analysed
 
 
 class Batch:
@@ -273,8 +284,13 @@ class Batch:
 
     def __init__(self, profile: str, overrides: list[str], legacy_base: str, digest: str,
                  jobs: int | None = None, force: bool = False, *, make: Maker | None = None,
-                 current: Callable[[Job], bool] | None = None) -> None:
+                 current: Callable[[Job], bool] | None = None,
+                 files_per_worker: int = FILES_PER_WORKER) -> None:
         """``make`` and ``current`` replace the profile for other per-file work (music-clap).
+
+        ``files_per_worker``: a worker is replaced by a fresh one after that many files (0:
+        never). Essentia's networks keep a few tens of KB per file that no API releases;
+        replacing a worker every few hundred files bounds that at the cost of one start-up.
 
         ``make`` is ``(factory, args)``: each worker calls ``factory(*args)`` once and gets
         the ``analyse(src, dst)`` it runs per file (both must pickle: workers are spawned).
@@ -286,6 +302,7 @@ class Batch:
         self.digest = digest
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.force = force
+        self.files_per_worker = max(0, files_per_worker)
         self.make: Maker = make or (_extractor, (profile, overrides, legacy_base))
         self.current = current or (lambda job: up_to_date(job.output, self.digest))
         self.context = multiprocessing.get_context("spawn")  # no fork of a loaded libtensorflow
@@ -317,6 +334,10 @@ class Batch:
                     if outcome is not None:
                         summary.add(outcome)
                         report(outcome)
+                        slot.done += 1
+                        if (self.files_per_worker and slot.done >= self.files_per_worker
+                                and pending and slot.process.is_alive()):
+                            self._retire(slot)
                     if not slot.process.is_alive() and slot in slots:
                         slots.remove(slot)
                         if pending or slot.job:
@@ -333,6 +354,18 @@ class Batch:
                     slot.process.kill()
         summary.seconds = time.perf_counter() - started
         return summary
+
+    @staticmethod
+    def _retire(slot: _Slot) -> None:
+        """Ask an idle worker to exit; the loop then starts a fresh one in its place."""
+        try:
+            slot.conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        slot.process.join(timeout=30)
+        if slot.process.is_alive():
+            slot.process.kill()
+            slot.process.join()
 
     def _start(self) -> _Slot:
         parent, child = self.context.Pipe()
@@ -354,10 +387,10 @@ class Batch:
                     return None
                 if message[0] == "fatal":
                     raise ExtractorError(message[1])
-                index, status, text, seconds = message
+                index, status, text, seconds, rss = message
                 job, slot.job = slot.job, None
                 assert job is not None and job.index == index
-                return Outcome(job, status, text, seconds)
+                return Outcome(job, status, text, seconds, rss)
         except (EOFError, OSError):
             pass
         slot.process.join(timeout=5)

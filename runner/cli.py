@@ -71,6 +71,9 @@ def _batch_options(parser: argparse.ArgumentParser,
                         help="worker processes (default: the number of cores)")
     parser.add_argument("--force", action="store_true",
                         help="recompute outputs that are already up to date")
+    parser.add_argument("--files-per-worker", type=int, default=None, metavar="N",
+                        help="replace each worker by a fresh one after N files, which keeps "
+                        "its memory flat (default: 200; 0: never)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     parser.add_argument("--failures", metavar="FILE", default=None,
                         help="where to write failed files as JSON lines "
@@ -87,7 +90,13 @@ def _batch_runner(profile: str, args: argparse.Namespace, legacy_base: str, dige
     from runner import batch
 
     if not args.dask_scheduler:
-        return batch.Batch(profile, args.overrides, legacy_base, digest, args.jobs, args.force)
+        per_worker = batch.FILES_PER_WORKER if args.files_per_worker is None else (
+            args.files_per_worker)
+        return batch.Batch(profile, args.overrides, legacy_base, digest, args.jobs, args.force,
+                           files_per_worker=per_worker)
+    if args.files_per_worker is not None:
+        raise UsageError("--files-per-worker is for local workers; Dask workers are renewed "
+                         "with: dask worker --lifetime ...")
     if args.jobs is not None:
         raise UsageError("--jobs is for local workers; with --dask-scheduler the cluster's "
                          "worker threads decide")

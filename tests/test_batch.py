@@ -127,3 +127,26 @@ def test_usage_errors(tmp_path, library):
     result = run("streaming-extractor-music", str(library))
     assert result.returncode == 2
     assert "needs an output folder: --output DIR" in result.stderr
+
+
+def _pid_writer() -> object:
+    """Per-file work for the test below: write the worker's pid (module level: it pickles)."""
+    def analyse(src: str, dst: str) -> None:
+        Path(dst).write_text(str(os.getpid()))
+    return analyse
+
+
+@pytest.mark.parametrize("per_worker, workers", [(2, 3), (0, 1)])
+def test_workers_are_renewed_after_files_per_worker(tmp_path, per_worker, workers):
+    """A worker is replaced by a fresh process after N files (memory stays bounded)."""
+    from runner.batch import Batch, Job
+
+    jobs = [Job(i, tmp_path / f"in{i}.wav", tmp_path / f"out{i}.txt") for i in range(5)]
+    seen = []
+    engine = Batch("", [], "", "", jobs=1, make=(_pid_writer, ()), current=lambda job: False,
+                   files_per_worker=per_worker)
+    summary = engine.run(jobs, seen.append)
+    assert summary.done == 5 and summary.failed == 0
+    pids = {(tmp_path / f"out{i}.txt").read_text() for i in range(5)}
+    assert len(pids) == workers
+    assert all(o.rss_kib > 0 for o in seen)  # each result carries its worker's memory
