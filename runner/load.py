@@ -147,11 +147,15 @@ def deep_merge(
 
     A ``null`` value deletes the key, so a profile can drop what it extends.
     """
+    # origins below this level, by their next key: one pass each, not one per replaced key
+    over_below = _by_next_key(over_origins, path)
+    base_below = _by_next_key(base_origins, path)
     for key, value in over.items():
         here = path + (key,)
         if value is None:
             base.pop(key, None)
-            _drop_origins(base_origins, here)
+            for sub in base_below.get(key, ()):
+                base_origins.pop(sub, None)
             continue
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             if here in over_origins:
@@ -159,15 +163,21 @@ def deep_merge(
             deep_merge(base[key], value, base_origins, over_origins, here)
         else:
             base[key] = copy.deepcopy(value)
-            _drop_origins(base_origins, here)
-            for sub, origin in over_origins.items():
-                if sub[: len(here)] == here:
-                    base_origins[sub] = origin
+            for sub in base_below.get(key, ()):
+                base_origins.pop(sub, None)
+            for sub in over_below.get(key, ()):
+                base_origins[sub] = over_origins[sub]
 
 
-def _drop_origins(origins: dict[KeyPath, Origin], prefix: KeyPath) -> None:
-    for sub in [p for p in origins if p[: len(prefix)] == prefix]:
-        del origins[sub]
+def _by_next_key(origins: dict[KeyPath, Origin], prefix: KeyPath) -> dict[Any, list[KeyPath]]:
+    """Key paths under ``prefix`` (itself included for its last key), grouped by the key that
+    follows ``prefix``."""
+    depth = len(prefix)
+    groups: dict[Any, list[KeyPath]] = {}
+    for sub in origins:
+        if len(sub) > depth and sub[:depth] == prefix:
+            groups.setdefault(sub[depth], []).append(sub)
+    return groups
 
 
 def load_profile(ref: str, overrides: list[str] | None = None, legacy_base: str = "music"

@@ -130,3 +130,19 @@ def test_unknown_option_reference(write_profile):
     assert error_text(exc) == (
         f"{path}:7: graph.fc.params.frameSize: unknown option 'fram' (did you mean 'frame'?)"
     )
+
+
+def test_every_committed_schema_is_valid_against_its_metaschema():
+    """The runner trusts its own schemas at start-up (no check_schema per run): this is that
+    check."""
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    folder = Path(__file__).parent.parent / "schemas"
+    paths = sorted(folder.glob("*.json"))
+    assert any(p.name == "profile.schema.json" for p in paths)
+    for path in paths:
+        schema = json.loads(path.read_text())
+        jsonschema.validators.validator_for(schema).check_schema(schema)
