@@ -169,3 +169,11 @@ descriptors:
     stage1 = {n.id for n in plan.nodes_in_stage(1)}
     assert "hpcp" in stage1 and "peaks__s1" in stage1
     assert {n.id for n in plan.nodes_in_stage(0)} >= {"peaks", "tuning"}
+
+
+def test_audio_is_recorded_only_where_a_later_stage_or_a_value_reader_needs_it():
+    """EBU R128 reads the stereo signal in stage 0: recording it too cost 101 MB per 5 min."""
+    plan = compile_profile(load_profile("music"))
+    assert "ebu_r128" in plan.nodes and plan.nodes["ebu_r128"].stage == 0
+    assert "audio.stereo" not in plan.recorded
+    assert "audio.signal" in plan.recorded  # replayed by the later stages
