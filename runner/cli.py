@@ -111,6 +111,20 @@ def _batch_runner(profile: str, args: argparse.Namespace, legacy_base: str, dige
                      args.force)
 
 
+def _announce(plan: Any, notes: list[str], quiet: bool) -> None:
+    """Before a batch: the output-planning notes, and which models are not in the cache
+    (checked once here; the workers stay quiet). ``missing: error`` stops here."""
+    if plan.models is not None and plan.models.outputs:
+        from runner.models.stage import ModelStage
+
+        stage = ModelStage(plan.models, warn=False, load=False)
+        if stage.missing:
+            notes.append(stage.note())
+    if not quiet:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+
+
 def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music") -> int:
     """One file to one output, or (folder, --list, --output) a batch: local workers or Dask."""
     from pathlib import Path
@@ -133,15 +147,7 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
     if not pairs:
         raise UsageError("no audio files found")
     jobs, notes = batch.plan_outputs(pairs, Path(out_dir), "." + plan.output.format)
-    if plan.models is not None and plan.models.outputs:
-        from runner.models.stage import ModelStage
-
-        stage = ModelStage(plan.models, warn=False, load=False)  # missing: error stops here
-        if stage.missing:
-            notes.append(stage.note())
-    if not args.quiet:
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
+    _announce(plan, notes, args.quiet)
     runner = _batch_runner(profile, args, legacy_base, plan.digest)
     batch.remove_stale_temporaries(Path(out_dir))
     update, close = batch.reporter(len(jobs), args.quiet)
@@ -186,15 +192,7 @@ def _summary(args: argparse.Namespace) -> int:
     if not pairs:
         raise UsageError("no audio files found")
     jobs, notes = batch.plan_outputs(pairs, tracks, ".json")
-    if plan.models is not None and plan.models.outputs:
-        from runner.models.stage import ModelStage
-
-        stage = ModelStage(plan.models, warn=False, load=False)  # missing: error stops here
-        if stage.missing:
-            notes.append(stage.note())
-    if not args.quiet:
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
+    _announce(plan, notes, args.quiet)
     runner = _batch_runner(args.profile_option or "summary", args, "music", plan.digest)
     batch.remove_stale_temporaries(tracks)
     update, close = batch.reporter(len(jobs), args.quiet)

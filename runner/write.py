@@ -204,7 +204,6 @@ def _model_schemas(tree: dict[str, Any], plan: Plan) -> None:
         vector = out.output == "embeddings" or model.kind != "tensorflow"
         section["properties"][out.name] = (
             {"type": "array", "items": _NUMBER} if vector else _CLASSES)
-    tree["properties"].setdefault("metadata", {"type": "object"})
 
 
 def _schema_tree(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:

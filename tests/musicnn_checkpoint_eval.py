@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from runner.models.musicnn_convert import IS_TRAINING, read_wheel  # noqa: E402
+from runner.models.musicnn_convert import IS_TRAINING, checkpoint_graph, read_wheel  # noqa: E402
 
 tf1 = tf.compat.v1
 
@@ -26,14 +26,8 @@ def main(wheel: str, checkpoint: str, patches_file: str, out_file: str) -> None:
     tf1.disable_eager_execution()
     with tempfile.TemporaryDirectory() as work:
         prefix, _ = read_wheel(wheel, checkpoint, work)
-        meta = tf1.MetaGraphDef()
-        with open(prefix + ".meta", "rb") as handle:
-            meta.ParseFromString(handle.read())
-        graph_def = meta.graph_def
-        for node in graph_def.node:
-            node.attr.pop("_output_shapes", None)
-            node.device = ""
-        graph_def = tf1.graph_util.extract_sub_graph(graph_def, ["model/Sigmoid"])
+        # the checkpoint's graph with its variables; they are restored below, not frozen
+        graph_def = checkpoint_graph(prefix, ["model/Sigmoid"])
         reader = tf1.train.NewCheckpointReader(prefix)
         graph = tf.Graph()
         with graph.as_default():

@@ -48,8 +48,9 @@ def read_wheel(wheel: str, checkpoint: str, workdir: str) -> tuple[str, list[str
     return os.path.join(workdir, "musicnn", checkpoint) + os.sep, tags
 
 
-def freeze(prefix: str) -> bytes:
-    """The frozen GraphDef (serialised) of the checkpoint at ``prefix``."""
+def checkpoint_graph(prefix: str, outputs: list[str]) -> object:
+    """The checkpoint's own graph (variables still variables), cut down to ``outputs``, with
+    the TF1.12 shape annotations and device pins current TensorFlow rejects removed."""
     import tensorflow as tf
 
     meta = tf.compat.v1.MetaGraphDef()
@@ -59,7 +60,14 @@ def freeze(prefix: str) -> bytes:
     for node in graph.node:
         node.attr.pop("_output_shapes", None)
         node.device = ""
-    graph = tf.compat.v1.graph_util.extract_sub_graph(graph, list(OUTPUTS))
+    return tf.compat.v1.graph_util.extract_sub_graph(graph, outputs)
+
+
+def freeze(prefix: str) -> bytes:
+    """The frozen GraphDef (serialised) of the checkpoint at ``prefix``."""
+    import tensorflow as tf
+
+    graph = checkpoint_graph(prefix, list(OUTPUTS))
     reader = tf.compat.v1.train.NewCheckpointReader(prefix)  # not the stale "checkpoint" file
     frozen = tf.compat.v1.GraphDef()
     frozen.versions.CopyFrom(graph.versions)
