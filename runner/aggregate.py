@@ -9,7 +9,7 @@ import numpy as np
 
 from runner import registry
 from runner.compile import Plan
-from runner.run import Analysis
+from runner.run import Analysis, pool_values
 
 
 def aggregate(plan: Plan, analysis: Analysis) -> dict[str, Any]:
@@ -20,8 +20,8 @@ def aggregate(plan: Plan, analysis: Analysis) -> dict[str, Any]:
     if present:
         wanted = tuple(sorted((k, tuple(v)) for k, v in exceptions.items() if k in present))
         aggregated = _aggregator(wanted)(analysis.frames)
-        for name in aggregated.descriptorNames():
-            flat[name] = to_plain(aggregated[name])
+        for name, value in pool_values(aggregated).items():
+            flat[name] = to_plain(value)
     for desc in plan.descriptors:
         if not desc.single and desc.name not in present and desc.empty is not None:
             for stat in desc.stats:  # e.g. no beats found: Essentia writes zeros

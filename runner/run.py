@@ -75,7 +75,7 @@ def probe(path: str, all_tags: bool = False) -> dict[str, Any]:
             reason = f"cannot read audio: {reason}"
         raise AudioError(path, reason) from None
     tags_pool = result[7]
-    tags = {name: tags_pool[name] for name in tags_pool.descriptorNames()}
+    tags = pool_values(tags_pool)
     return {
         "duration": result[8],
         "bit_rate": result[9],
@@ -83,6 +83,16 @@ def probe(path: str, all_tags: bool = False) -> dict[str, Any]:
         "channels": result[11],
         "tags": tags,
     }
+
+
+def pool_values(pool: Any) -> dict[str, Any]:
+    """Every entry of an Essentia Pool by name.
+
+    ``pool[name]`` lists all of the pool's names to check the key first, so reading n entries
+    that way costs O(n^2): about 40 ms per file for the music profile's pools.
+    """
+    cpp = pool.cppPool
+    return {name: cpp.__value__(name, cpp.__keyType__(name)) for name in cpp.descriptorNames()}
 
 
 def _reason(exc: BaseException) -> str:
@@ -177,10 +187,10 @@ class Executor:
             if len(signal) == 0:
                 raise AudioError(path, "no audio in the analysed range (empty signal)")
         singles = {}
-        names = set(self.singles.descriptorNames())
+        stored = pool_values(self.singles)
         for desc in self.plan.descriptors:
-            if desc.single and desc.name in names:
-                tokens = _tokens(self.singles[desc.name], self._type(desc.ref.key))
+            if desc.single and desc.name in stored:
+                tokens = _tokens(stored[desc.name], self._type(desc.ref.key))
                 singles[desc.name] = tokens[-1] if len(tokens) == 1 else tokens
         return Analysis(frames=self.frames, singles=singles, values=values, audio=audio)
 
@@ -403,8 +413,8 @@ class Executor:
 
     def _read_recorded(self) -> dict[str, Any]:
         """Recorded streams as token sequences (Essentia's Pool collapses a single token)."""
-        work = self.work
-        return {name: _tokens(work[name], self._type(name)) for name in work.descriptorNames()}
+        return {name: _tokens(value, self._type(name))
+                for name, value in pool_values(self.work).items()}
 
     def _type(self, key: str) -> str:
         node_id, _, output = key.partition(".")

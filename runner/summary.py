@@ -17,6 +17,7 @@ from runner.aggregate import to_plain
 from runner.batch import Job, Summary
 from runner.errors import ProfileError
 from runner.load import Profile
+from runner.run import pool_values
 from runner.tree import flatten
 from runner.write import render, write_atomic
 
@@ -59,9 +60,9 @@ def summarise(profile: Profile, digest: str, jobs: list[Job], batch: Summary
     if present:
         aggregated = essentia.standard.PoolAggregator(
             defaultStats=[], exceptions={name: list(stats) for name in present})(pool)
-        for key in aggregated.descriptorNames():
+        for key, value in pool_values(aggregated).items():
             name, _, stat = key.rpartition(".")
-            statistics[stat][name] = to_plain(aggregated[key])
+            statistics[stat][name] = to_plain(value)
     distributions = {
         short: dict(Counter(str(row[short]) for row in rows if short in row).most_common())
         for short in counted

@@ -16,7 +16,7 @@ from runner import __version__, registry
 from runner.aggregate import to_plain
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Plan
 from runner.errors import OutputError
-from runner.run import Analysis
+from runner.run import Analysis, pool_values
 from runner.tree import nest
 
 LOSSLESS_CODECS = {"flac", "alac", "wavpack", "ape", "tta", "shorten", "mlp", "truehd"}
@@ -79,7 +79,7 @@ def document(plan: Plan, analysis: Analysis, flat: dict[str, Any], input_path: s
 
 def frames_document(plan: Plan, analysis: Analysis) -> dict[str, Any]:
     """The frame-level pool, as Essentia's ``outputFrames`` writes it."""
-    flat = {n: to_plain(analysis.frames[n]) for n in analysis.frames.descriptorNames()}
+    flat = {n: to_plain(v) for n, v in pool_values(analysis.frames).items()}
     flat.update({n: to_plain(v) for n, v in analysis.singles.items()})
     return _finite(nest(flat))
 
@@ -233,10 +233,37 @@ def _deep_schema_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             into[key] = value
 
 
+_EXACT_TYPES: dict[str, tuple[type, ...]] = {
+    "number": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,),
+    "null": (type(None),),
+}
+_ITEMS = jsonschema.Draft202012Validator.VALIDATORS["items"]
+
+
+def _items(validator: Any, items: Any, instance: Any, schema: dict[str, Any]) -> Any:
+    """Draft 2020-12 ``items``, checking arrays whose item schema is only a ``type`` in one pass.
+
+    jsonschema descends into every element: about 20 us per number, 80 ms per music output
+    (melbands128 statistics alone are 1280 numbers). When every element's exact Python type
+    is allowed, that descent cannot find an error; otherwise it runs as usual, so the
+    verdict and the error messages are jsonschema's own.
+    """
+    if (isinstance(instance, list) and isinstance(items, dict) and items.keys() == {"type"}
+            and "prefixItems" not in schema):
+        names = [items["type"]] if isinstance(items["type"], str) else items["type"]
+        allowed = {t for name in names for t in _EXACT_TYPES.get(name, ())}
+        if allowed and all(type(item) in allowed for item in instance):
+            return
+    yield from _ITEMS(validator, items, instance, schema)
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"items": _items})
+
+
 def validator(schema: dict[str, Any]) -> Any:
     """A validator built once per schema: built per file, jsonschema's reference resolution
     grows memory for every document checked."""
-    return jsonschema.Draft202012Validator(schema)
+    return _Validator(schema)
 
 
 def validate_output(doc: dict[str, Any], schema: Any, label: str) -> None:

@@ -146,3 +146,33 @@ def test_every_committed_schema_is_valid_against_its_metaschema():
     for path in paths:
         schema = json.loads(path.read_text())
         jsonschema.validators.validator_for(schema).check_schema(schema)
+
+
+ITEMS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "stats": {"type": "array", "items": {"type": ["number", "null"]}},
+        "counts": {"type": "array", "items": {"type": "integer"}},
+        "cov": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        "names": {"type": "array", "items": {"type": "string"}},
+        "pair": {"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "number"}},
+    },
+}
+
+
+@pytest.mark.parametrize("doc", [
+    {"stats": [1.0, None, 2]}, {"stats": [1.0, "x"]}, {"stats": [True, 1.0]},
+    {"counts": [1, 2.0]}, {"counts": [1.5]}, {"counts": [False]},
+    {"cov": [[1.0, 2.0], [3.0, "q"]]}, {"cov": [[1.0], 2.0]}, {"names": ["a", 1]},
+    {"pair": ["a", 1.0]}, {"pair": [1.0, 1.0]}, {"stats": []},
+])
+def test_output_validator_gives_jsonschemas_verdict_and_errors(doc):
+    """The output validator checks type-only arrays in one pass (runner.write._items); its
+    verdict, messages and error paths must stay exactly jsonschema's."""
+    import jsonschema
+
+    from runner.write import validator
+
+    ours = [(e.message, list(e.absolute_path)) for e in validator(ITEMS_SCHEMA).iter_errors(doc)]
+    reference = jsonschema.Draft202012Validator(ITEMS_SCHEMA).iter_errors(doc)
+    assert ours == [(e.message, list(e.absolute_path)) for e in reference]
