@@ -355,3 +355,22 @@ def test_malformed_inline_metadata_is_one_error_line(graphs, tmp_path, monkeypat
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert str(inline) in lines[0] and message in lines[0], lines[0]
 
+
+def test_packaged_inline_metadata_names_its_public_source():
+    from runner.models import lock
+    from runner.models.metadata import Metadata
+
+    inline = {m.id: m for m in lock.models().values() if m.inline_metadata is not None}
+    assert {"moods_mirex-msd-musicnn-1", "mood_acoustic-msd-musicnn-1",
+            "mood_electronic-msd-musicnn-1", "mtg_jamendo_genre-discogs-effnet-1"} <= set(inline)
+    for model in inline.values():
+        assert re.fullmatch(r"https://github\.com/[^/]+/[^/]+/blob/[0-9a-f]{40}/\S+\.json",
+                            str(model.metadata_source)), model.id
+        assert model.metadata is None and model.graph and [p.name for p in model.files] == [
+            model.graph]
+        meta = Metadata.parse(model.inline_metadata, model.id)
+        assert meta.embedding_model == model.embedding
+        assert model.inline_metadata["link"].endswith("/" + model.graph)  # MTG's own link
+    mirex = Metadata.parse(inline["moods_mirex-msd-musicnn-1"].inline_metadata, "mirex")
+    assert (mirex.input, mirex.outputs["predictions"], len(mirex.classes)) == (
+        "serving_default_model_Placeholder", "PartitionedCall", 5)
