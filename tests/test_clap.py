@@ -8,10 +8,12 @@ load goes through the same hash verification as the real checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,10 @@ from runner.models import clap, lock  # noqa: E402
 from tests.conftest import tone, write_audio  # noqa: E402
 
 SR = 48000
+# The files of laion/larger_clap_music at its pinned revision (models.lock.json)
+LARGER_CLAP_FILES = ["config.json", "preprocessor_config.json", "merges.txt", "vocab.json",
+                     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                     "pytorch_model.bin"]
 TEXT_CONFIG = {"num_hidden_layers": 1, "intermediate_size": 64, "num_attention_heads": 2}
 
 
@@ -109,6 +115,23 @@ def clap_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ClapProcessor(feature_extractor=ClapFeatureExtractor(), tokenizer=tokenizer
                   ).save_pretrained(root / "clap-hf-tiny")
 
+    # The same model as the files of a repository without model.safetensors (the layout of
+    # laion/larger_clap_music at its pinned revision): pytorch_model.bin and the processor's
+    # and tokenizer's files as separate JSON/text files, by the names the real entry pins.
+    legacy = root / "clap-hf-bin"
+    legacy.mkdir()
+    hf.config.save_pretrained(legacy)
+    torch.save(hf.state_dict(), legacy / "pytorch_model.bin")
+    ClapFeatureExtractor().save_pretrained(legacy)
+    tokenizer.save_pretrained(legacy)
+    for name in ("vocab.json", "merges.txt"):
+        if not (legacy / name).exists():
+            shutil.copy(root / "tok-tiny" / name, legacy / name)
+    if not (legacy / "special_tokens_map.json").exists():
+        (legacy / "special_tokens_map.json").write_text(json.dumps(tokenizer.special_tokens_map))
+    for extra in set(os.listdir(legacy)) - set(LARGER_CLAP_FILES):
+        os.unlink(legacy / extra)
+
     tiny_pin = _pins(root / "clap-tiny")
     models = {
         "tok-tiny": {"kind": "tokenizer", "files": _pins(root / "tok-tiny")},
@@ -120,6 +143,7 @@ def clap_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "clap-missing": {"kind": "laion-clap", "amodel": "HTSAT-tiny", "tokenizer": "tok-tiny",
                          "files": [{**tiny_pin[0], "name": "missing.pt"}]},
         "clap-hf-tiny": {"kind": "transformers-clap", "files": _pins(root / "clap-hf-tiny")},
+        "clap-hf-bin": {"kind": "transformers-clap", "files": _pins(legacy)},
     }
     lock_file = root / "test.lock.json"
     lock_file.write_text(json.dumps({"format": 1, "models": models}), encoding="utf-8")
@@ -212,6 +236,45 @@ def test_transformers_backend(clap_models: Path) -> None:
     texts = backend.embed_text(["rock piano", "noise"])
     assert texts.shape == (2, 512)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
+
+
+def test_transformers_backend_reads_the_files_larger_clap_music_pins(clap_models: Path) -> None:
+    """pytorch_model.bin (no model.safetensors) and separate tokenizer files: the same vectors
+    as the same model saved by save_pretrained."""
+    entry = lock.get("larger-clap-music")  # the packaged lock file's entry
+    assert entry.kind == "transformers-clap" and sorted(p.name for p in entry.files) == sorted(
+        LARGER_CLAP_FILES)
+    assert sorted(os.listdir(clap_models / "clap-hf-bin")) == sorted(LARGER_CLAP_FILES)
+    legacy, saved = clap.backend(lock.get("clap-hf-bin")), clap.backend(lock.get("clap-hf-tiny"))
+    signal = tone(12.0, 440.0, SR)
+    np.testing.assert_allclose(legacy.embed_audio(signal), saved.embed_audio(signal), atol=1e-6)
+    np.testing.assert_allclose(legacy.embed_text(["rock piano", "noise"]),
+                               saved.embed_text(["rock piano", "noise"]), atol=1e-6)
+
+
+def test_transformers_backend_loads_only_a_pinned_weights_file(
+        clap_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unpinned model.safetensors beside the pinned pytorch_model.bin is never read; the
+    .bin is unpickled with weights_only, after its sha256 was checked."""
+    folder = tmp_path / "clap-hf-bin"
+    shutil.copytree(clap_models / "clap-hf-bin", folder)
+    (folder / "model.safetensors").write_bytes(b"not weights")
+    monkeypatch.setenv("EXTRACTOR_MODELS", str(tmp_path))
+    loads: list[object] = []
+    real = torch.load
+
+    def spy(*args: object, **kwargs: object) -> object:
+        loads.append(kwargs.get("weights_only"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    backend = clap.backend(lock.get("clap-hf-bin"))
+    assert backend.state.folder == folder and loads and all(w is True for w in loads)
+    model = lock.get("clap-hf-bin")
+    unpinned = dataclasses.replace(model, files=tuple(
+        p for p in model.files if p.name != "pytorch_model.bin"))
+    with pytest.raises(ModelError, match="pins no weights file"):
+        clap.backend(unpinned)
 
 
 # -- verification before loading -----------------------------------------------------------------

@@ -278,3 +278,99 @@ def test_unknown_model_in_a_profile_is_a_profile_error_with_its_line(write_profi
     assert result.returncode == 2
     assert re.search(r"p\.yaml:\d+: models\.outputs\.tags: unknown model 'musicnn-msdd' "
                      r"\(did you mean 'musicnn-msd'\?\)", result.stderr), result.stderr
+
+
+# -- MTG metadata carried inline in the lock file --------------------------------------------------
+def _inline_lock(path: Path, graphs: Path, metadata: object, **extra: object) -> Path:
+    """A lock file with 'tiny-party-inline': tiny-party-musicnn's graph, its metadata inline."""
+    entry = {"description": "inline metadata (test)", "license": "test",
+             "algorithm": "TensorflowPredict2D", "groups": ["inline"],
+             "files": [_pin(graphs / "tiny-party-musicnn.pb")],
+             "graph": "tiny-party-musicnn.pb", "metadata": metadata,
+             "metadata_source": "https://example.org/tiny-party-musicnn.json",
+             "embedding": "tiny-musicnn", **extra}
+    path.write_text(json.dumps({"format": 1, "models": {"tiny-party-inline": entry}}))
+    return path
+
+
+def test_inline_metadata_runs_like_a_metadata_file(models_env, graphs, test_lock, clips,
+                                                   write_profile, tmp_path, monkeypatch):
+    meta = json.loads((graphs / "tiny-party-musicnn.json").read_text())
+    inline = _inline_lock(tmp_path / "inline.lock.json", graphs, meta)
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", os.pathsep.join([str(test_lock), str(inline)]))
+    fetched = run("extractor", "models", "fetch", "tiny-party-inline", "--quiet")
+    assert fetched.returncode == 0, fetched.stderr
+    assert sorted(p.name for p in (models_env / "tiny-party-inline").iterdir()) == [
+        "tiny-party-musicnn.pb"]  # only the graph is a file: its metadata is the lock's
+    listing = run("extractor", "models", "list", "tiny-party-inline")
+    assert listing.returncode == 0 and listing.stdout.count("present") == 1  # verified
+    profile = write_profile("""
+        name: inline
+        audio: {sample_rate: 16000, resample_quality: 4}
+        models:
+          section: highlevel
+          outputs:
+            party: tiny-party-inline
+            party_file: tiny-party-musicnn
+        """)
+    assert run("extractor", "models", "fetch", "tiny-party-musicnn", "--quiet").returncode == 0
+    out = tmp_path / "o.json"
+    result = run("extractor", "run", str(profile), str(clips / "electronic.wav"), str(out))
+    assert result.returncode == 0, result.stderr
+    high = json.loads(out.read_text())["highlevel"]
+    party = high["party"]
+    assert sorted(party) == ["all", "probability", "value"]
+    assert set(party["all"]) == {"non_party", "party"} and party["value"] in party["all"]
+    assert party["probability"] == max(party["all"].values())
+    assert party == high["party_file"]  # the same graph and metadata, read from a file
+
+
+@pytest.mark.parametrize(("metadata", "extra", "message"), [
+    ({"schema": {"inputs": [{"name": "x"}], "outputs": []}}, {},
+     "model 'tiny-party-inline': inline metadata: not usable model metadata (KeyError: "
+     "'inference')"),
+    ({"inference": {"algorithm": "TensorflowPredict2D"}, "classes": "ab",
+      "schema": {"inputs": [{"name": "x"}], "outputs": [{"name": "y"}]}}, {},
+     "inline metadata: not usable model metadata (TypeError: classes is not a list of names)"),
+    ({"inference": {"algorithm": "TensorflowPredict2D"}, "schema": {"inputs": [], "outputs": []}},
+     {"metadata_source": None},
+     "model 'tiny-party-inline': inline 'metadata' needs a 'metadata_source'"),
+    (["not", "an", "object"], {},
+     "model 'tiny-party-inline': 'metadata' is neither a file name nor the metadata JSON"),
+    ({"inference": {"algorithm": "TensorflowPredict2D", "embedding_model": {"model_name": "x"}},
+      "schema": {"inputs": [{"name": "x"}], "outputs": [{"name": "y"}]}}, {},
+     "inline metadata names the embedding model 'x', the entry 'tiny-musicnn'"),
+])
+def test_malformed_inline_metadata_is_one_error_line(graphs, tmp_path, monkeypatch, metadata,
+                                                     extra, message):
+    inline = _inline_lock(tmp_path / "bad.lock.json", graphs, metadata, **extra)
+    if extra.get("metadata_source", "") is None:
+        data = json.loads(inline.read_text())
+        del data["models"]["tiny-party-inline"]["metadata_source"]
+        inline.write_text(json.dumps(data))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(inline))
+    result = run("extractor", "models", "list")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(inline) in lines[0] and message in lines[0], lines[0]
+
+
+def test_packaged_inline_metadata_names_its_public_source():
+    from runner.models import lock
+    from runner.models.metadata import Metadata
+
+    inline = {m.id: m for m in lock.models().values() if m.inline_metadata is not None}
+    assert {"moods_mirex-msd-musicnn-1", "mood_acoustic-msd-musicnn-1",
+            "mood_electronic-msd-musicnn-1", "mtg_jamendo_genre-discogs-effnet-1"} <= set(inline)
+    for model in inline.values():
+        assert re.fullmatch(r"https://github\.com/[^/]+/[^/]+/blob/[0-9a-f]{40}/\S+\.json",
+                            str(model.metadata_source)), model.id
+        assert model.metadata is None and model.graph and [p.name for p in model.files] == [
+            model.graph]
+        meta = Metadata.parse(model.inline_metadata, model.id)
+        assert meta.embedding_model == model.embedding
+        assert model.inline_metadata["link"].endswith("/" + model.graph)  # MTG's own link
+    mirex = Metadata.parse(inline["moods_mirex-msd-musicnn-1"].inline_metadata, "mirex")
+    assert (mirex.input, mirex.outputs["predictions"], len(mirex.classes)) == (
+        "serving_default_model_Placeholder", "PartitionedCall", 5)

@@ -111,6 +111,21 @@ def test_a_malformed_pin_is_reported(repo):
     ]
 
 
+def test_metadata_is_a_pinned_file_or_inline_with_its_source(repo):
+    inline = {"inference": {"algorithm": "TensorflowPredict2D"}}
+    lock = {"format": 1, "models": {
+        "file": {"groups": ["g"], "files": [PLAIN], "metadata": "m.json"},
+        "inline": {"groups": ["g"], "files": [PLAIN], "metadata": inline,
+                   "metadata_source": "https://github.com/o/r/blob/0/m.json"},
+        "unsourced": {"groups": ["g"], "files": [PLAIN], "metadata": inline},
+    }}
+    (repo / "models.lock.json").write_text(json.dumps(lock))
+    assert consistency.check_lock(repo) == [
+        "models.lock.json: models.file: metadata 'm.json' is not among its files",
+        "models.lock.json: models.unsourced: inline metadata without a metadata_source",
+    ]
+
+
 def test_the_essentia_wheel_is_the_required_version(repo):
     edit_json(repo / "nix" / "wheels.json",
               lambda w: w["essentia-tensorflow"].update(version="2.1b6.dev1"))

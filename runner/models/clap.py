@@ -295,7 +295,13 @@ class LaionClapBackend(ClapBackend):
 
 
 class TransformersClapBackend(ClapBackend):
-    """A transformers ``ClapModel`` folder (config, weights, processor and tokenizer files)."""
+    """A transformers ``ClapModel`` folder (config, weights, processor and tokenizer files).
+
+    The weights are ``model.safetensors`` or, where a repository has none (laion's
+    larger_clap_* at their pinned revisions), ``pytorch_model.bin``: whichever the lock file
+    pins, never an unpinned file beside it. A ``.bin`` is a pickle: it is read only after
+    cache.require verified its sha256, and with ``weights_only`` (tensors, never objects).
+    """
 
     def __init__(self, model: Model, threads: int | None = None,
                  inter_op_threads: int | None = None) -> None:
@@ -304,8 +310,16 @@ class TransformersClapBackend(ClapBackend):
 
         assert self.state.folder is not None
         folder = str(self.state.folder)
+        pinned = {pin.name for pin in model.files}
+        if "model.safetensors" in pinned:
+            weights: dict[str, Any] = {"use_safetensors": True}
+        elif "pytorch_model.bin" in pinned:
+            weights = {"use_safetensors": False, "weights_only": True}
+        else:
+            raise ModelError(f"model '{model.id}': the lock file pins no weights file "
+                             "(model.safetensors or pytorch_model.bin)")
         try:
-            self.net = ClapModel.from_pretrained(folder, local_files_only=True).eval()
+            self.net = ClapModel.from_pretrained(folder, local_files_only=True, **weights).eval()
             self.processor = ClapProcessor.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

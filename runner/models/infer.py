@@ -7,12 +7,12 @@ outputs a track needs fetched from one session run; tests check the results equa
 wrappers'. Classifier heads (TensorflowPredict2D models) then run on the embeddings.
 The front-end settings per algorithm are those hard-coded in Essentia's wrappers
 (src/algorithms/machinelearning/tensorflowpredict*.cpp); everything model-specific (node
-names, classes, sample rate, the embedding model a head needs) comes from the metadata JSON.
+names, classes, sample rate, the embedding model a head needs) comes from the metadata JSON
+(runner.models.metadata: a pinned file, or its content inline in the lock file).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 
 from runner import registry
 from runner.errors import ModelError
+from runner.models.metadata import Metadata
 
 
 @dataclass(frozen=True)
@@ -39,44 +40,7 @@ FRONTENDS = {
     "TensorflowPredictVGGish": Frontend("TensorflowInputVGGish", 400, 160, 96, 93, None),
 }
 HEADS = ("TensorflowPredict2D",)
-SAMPLE_RATE = 16000.0
 _CHUNK = 64  # patches per session run: bounds memory on long tracks
-
-
-@dataclass(frozen=True)
-class Metadata:
-    """The fields of an MTG metadata JSON that inference needs."""
-
-    algorithm: str
-    sample_rate: float
-    input: str
-    outputs: dict[str, str]  # output_purpose ("predictions", "embeddings") -> node name
-    classes: tuple[str, ...]
-    embedding_model: str | None  # for heads: inference.embedding_model.model_name
-    is_training: str  # a boolean placeholder to feed False, when the graph has one
-
-    @classmethod
-    def read(cls, path: Path) -> Metadata:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            inference = data["inference"]
-            schema = data["schema"]
-            outputs: dict[str, str] = {}
-            for out in schema["outputs"]:
-                outputs.setdefault(out.get("output_purpose", "predictions"), out["name"])
-            embedding = inference.get("embedding_model") or {}
-            return cls(
-                algorithm=inference["algorithm"],
-                sample_rate=float(inference.get("sample_rate", SAMPLE_RATE)),
-                input=schema["inputs"][0]["name"],
-                outputs=outputs,
-                classes=tuple(data.get("classes", [])),
-                embedding_model=embedding.get("model_name"),
-                is_training=str(data.get("is_training_name", "")),
-            )
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-            raise ModelError(f"{path}: not usable model metadata ({type(exc).__name__}: "
-                             f"{exc})") from None
 
 
 class Predictor:

@@ -3,6 +3,12 @@
 The runner, `extractor models` and flake.nix all read this one file. A model is either a set
 of files downloaded as they are (``files``: URL, sha256, size), or built here from a pinned
 ``source`` by a ``convert`` tool (the musicnn checkpoints in a PyPI wheel).
+
+A TensorFlow model's MTG metadata JSON is either one of its pinned files (``"metadata": "<file
+name>"``) or, where no public hash of that file exists, its content inline: ``"metadata":
+{...}`` with ``"metadata_source"`` naming the public copy of MTG's file it was read from
+(``https://github.com/<owner>/<repo>/blob/<commit>/<path>``). Inline content is checked when
+the lock file is loaded and is read by the runner exactly as a fetched file would be.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ModelError
+from runner.models.metadata import Metadata
 
 LOCK_FILE = Path(__file__).resolve().parent.parent / "models.lock.json"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -44,6 +51,8 @@ class Model:
     convert: dict[str, Any] = field(default_factory=dict)
     graph: str | None = None  # the .pb among the model's files
     metadata: str | None = None  # the MTG-style metadata JSON among them
+    inline_metadata: dict[str, Any] | None = None  # or its content, in the lock file itself
+    metadata_source: str | None = None  # where the inline content was read from
     provides: tuple[str, ...] = ()  # other model ids this one can stand in for
     embedding: str | None = None  # a classifier head: the embedding model whose output it takes
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific fields
@@ -59,7 +68,7 @@ class Model:
 
 
 _KNOWN = {"description", "license", "kind", "algorithm", "groups", "files", "source", "convert",
-          "graph", "metadata", "provides", "embedding"}
+          "graph", "metadata", "metadata_source", "provides", "embedding"}
 
 
 def _pin(model_id: str, data: Any, where: Path) -> Pin:
@@ -76,6 +85,30 @@ def _pin(model_id: str, data: Any, where: Path) -> Pin:
     return pin
 
 
+def _inline_metadata(model_id: str, entry: dict[str, Any], where: Path
+                     ) -> tuple[str | None, dict[str, Any] | None, str | None]:
+    """(metadata file name, inline content, its source) of an entry, checked."""
+    meta, source = entry.get("metadata"), entry.get("metadata_source")
+    at = f"{where}: model '{model_id}'"
+    if meta is None or isinstance(meta, str):
+        if source is not None:
+            raise ModelError(f"{at}: 'metadata_source' goes with inline 'metadata' content")
+        return meta, None, None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{at}: 'metadata' is neither a file name nor the metadata JSON content")
+    if not isinstance(source, str) or not source.strip():
+        raise ModelError(f"{at}: inline 'metadata' needs a 'metadata_source' (the public copy "
+                         "of the metadata JSON it was read from)")
+    if "source" in entry:
+        raise ModelError(f"{at}: a converted model writes its metadata file; it cannot be inline")
+    parsed = Metadata.parse(meta, f"{at}: inline metadata")
+    embedding = entry.get("embedding")
+    if embedding and parsed.embedding_model and parsed.embedding_model != embedding:
+        raise ModelError(f"{at}: inline metadata names the embedding model "
+                         f"'{parsed.embedding_model}', the entry '{embedding}'")
+    return None, meta, source
+
+
 def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
     """Models by id, checked: every pin well formed, every named graph/metadata a file."""
     if data.get("format") != 1:
@@ -86,6 +119,7 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
         source = _pin(model_id, entry["source"], where) if "source" in entry else None
         if bool(source) != bool(entry.get("convert")):
             raise ModelError(f"{where}: model '{model_id}': 'source' and 'convert' go together")
+        metadata, inline, inline_source = _inline_metadata(model_id, entry, where)
         model = Model(
             id=model_id,
             description=entry.get("description", ""),
@@ -97,7 +131,9 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
             source=source,
             convert=dict(entry.get("convert", {})),
             graph=entry.get("graph"),
-            metadata=entry.get("metadata"),
+            metadata=metadata,
+            inline_metadata=inline,
+            metadata_source=inline_source,
             provides=tuple(entry.get("provides", [])),
             embedding=entry.get("embedding"),
             extra={k: v for k, v in entry.items() if k not in _KNOWN},

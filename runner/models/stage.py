@@ -116,7 +116,7 @@ class ModelStage:
             raise ModelError(f"model '{model_id}' is not in the lock file")
         model, state = found
         if model.id not in self.embedders:
-            meta = Metadata.read(state.path(str(model.metadata)))
+            meta = _metadata(model, state)
             if meta.algorithm not in FRONTENDS:
                 raise ModelError(f"model '{model.id}': inference algorithm {meta.algorithm} is "
                                  f"not an embedding model ({', '.join(FRONTENDS)})")
@@ -133,7 +133,7 @@ class ModelStage:
         if model.embedding:  # a classifier head on another model's embeddings
             state = cache.require(model)
             emb_id = self._embedder(model.embedding)
-            meta = Metadata.read(state.path(str(model.metadata)))
+            meta = _metadata(model, state)
             if meta.algorithm not in HEADS:
                 raise ModelError(f"model '{model.id}': {meta.algorithm} is not a head algorithm")
             self.embedders[emb_id].purposes.add("embeddings")
@@ -186,6 +186,16 @@ class ModelStage:
             results.descriptors[f"{section}.{out.name}"] = [float(v) for v in vector]
             results.used[out.model] = _pin_of(lock.get(out.model))
         return results
+
+
+def _metadata(model: lock.Model, state: cache.State) -> Metadata:
+    """The model's MTG metadata: inline in the lock file, or its (verified) metadata file."""
+    if model.inline_metadata is not None:
+        return Metadata.parse(model.inline_metadata,
+                              f"model '{model.id}': metadata from {model.metadata_source}")
+    if not model.metadata:
+        raise ModelError(f"model '{model.id}': the lock file names no metadata for it")
+    return Metadata.read(state.path(model.metadata))
 
 
 def _pin_of(model: lock.Model) -> str:

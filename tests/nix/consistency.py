@@ -137,6 +137,14 @@ def check_lock(root: Path = ROOT) -> list[str]:
                 continue
             for i, pin in enumerate(files):
                 errors += _pin_errors(f"{at}.files[{i}]", pin)
+            names = {str(pin.get("name")) for pin in files if isinstance(pin, dict)}
+            meta = entry.get("metadata")
+            if isinstance(meta, dict):  # MTG's metadata JSON inline: Nix fetches only the files
+                source = entry.get("metadata_source")
+                if not isinstance(source, str) or not source.strip():
+                    errors.append(f"{at}: inline metadata without a metadata_source")
+            elif meta is not None and meta not in names:
+                errors.append(f"{at}: metadata {meta!r} is not among its files")
     return errors
 
 
