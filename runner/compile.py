@@ -251,7 +251,7 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
             params[pname] = value
         node.inputs = {p: r if r.take else Ref(r.node, r.output, "all") for p, r in inputs.items()}
         node.input_types = {name: "any" for name in fn.inputs}
-        node.output_types = {name: "any" for name in fn.outputs}
+        node.output_types = dict(fn.types)
     return node
 
 
