@@ -7,8 +7,9 @@ inputs) are merged so shared front ends run once, and nodes no descriptor needs 
 
 Stages: a node whose *parameter* (or a reduced input, ``take: mean``) needs a value computed
 by another node can only be configured after that node has run, so it goes into a later
-stage. Streams that cross stages are recorded once and replayed, so the audio is decoded
-once per run whatever the number of stages.
+stage. A later-stage network that reads the audio decodes the file again (as Essentia's own
+extractors do for each pass); other streams that cross stages are recorded and replayed.
+No stage keeps the whole decoded signal unless a node reads it back as a value (``take``).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class Plan:
     descriptors: list[Descriptor]
     audio: AudioConfig
     output: OutputConfig
-    recorded: set[str]  # node.output keys stored in the pool (descriptors, references, replays)
+    recorded: set[str]  # node.output keys kept in the work pool (values later nodes read)
     profile: Profile
     models: ModelsConfig | None = None  # model stages run after the network (runner.models)
 
@@ -163,19 +164,21 @@ def compile_profile(profile: Profile) -> Plan:
     stages = _assign_stages(nodes, order)
     order = _single_replay_per_network(profile, nodes, order, descriptors)
     stages = _assign_stages(nodes, order)
-    recorded = {d.ref.key for d in descriptors}
-    # the loader's outputs feed the metadata section; the signal's length is the analysed length
-    recorded |= {f"{AUDIO}.{name}" for name in AUDIO_OUTPUTS if name != "stereo"}
+    # Descriptors stream straight into the output pools; recorded are only the values that
+    # later nodes read (recording every frame-wise descriptor too doubled the frame pools:
+    # about 180 MB per hour of music), and the loader's outputs for the metadata section (the
+    # analysed length is measured apart).
+    recorded = {f"{AUDIO}.{name}" for name in AUDIO_OUTPUTS if name not in ("signal", "stereo")}
     for node in nodes.values():
         for ref in node.dependencies():
-            # The audio source feeds stage-0 streaming nodes directly; only later stages
-            # (which replay it) and value readers need it recorded. Recording the stereo
-            # signal for EBU R128 in stage 0 cost 101 MB on 5 minutes, 1.2 GB on an hour.
+            # The audio source feeds streaming nodes directly, in stage 0 and in later stages
+            # (which decode the file again); only value readers need it recorded. Recording
+            # the signal costs 53 MB per 5 minutes of 44.1 kHz audio (635 MB per hour), the
+            # stereo signal twice that.
             if not node.streaming or ref.take is not None:
                 recorded.add(ref.key)
             elif ref.node == AUDIO:
-                if node.stage > 0:
-                    recorded.add(ref.key)
+                continue
             elif nodes[ref.node].stage < node.stage or not nodes[ref.node].streaming:
                 recorded.add(ref.key)
     return Plan(
@@ -251,7 +254,7 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
             params[pname] = value
         node.inputs = {p: r if r.take else Ref(r.node, r.output, "all") for p, r in inputs.items()}
         node.input_types = {name: "any" for name in fn.inputs}
-        node.output_types = {name: "any" for name in fn.outputs}
+        node.output_types = dict(fn.types)
     return node
 
 
@@ -494,11 +497,11 @@ def _single_replay_per_network(
 ) -> list[str]:
     """Essentia runs a network from one source, so each later-stage network gets exactly one.
 
-    A later-stage network replays the decoded audio (recorded once, never decoded again); the
-    streaming chain between the audio and the network (e.g. gain, frame cutter, spectrum,
-    spectral peaks) is re-run in that stage, as Essentia's own extractors do in their second
-    pass. Recording every intermediate stream instead would multiply memory per track, and
-    Essentia cannot drive one network from several recorded streams.
+    A later-stage network reads the audio (decoded again); the streaming chain between the
+    audio and the network (e.g. gain, frame cutter, spectrum, spectral peaks) is re-run in that
+    stage, as Essentia's own extractors do in their second pass. Recording every intermediate
+    stream instead would multiply memory per track, and Essentia cannot drive one network
+    from several recorded streams.
     """
     for _ in range(64):
         changed = False

@@ -22,15 +22,18 @@ class Function:
     outputs: tuple[str, ...]
     run: Callable[..., dict[str, Any]]
     doc: str
+    types: dict[str, str]  # Essentia type of an output where it is fixed (else "any")
 
 
 FUNCTIONS: dict[str, Function] = {}
 
 
-def function(inputs: tuple[str, ...], outputs: tuple[str, ...], **params: Any) -> Callable:
+def function(inputs: tuple[str, ...], outputs: tuple[str, ...],
+             types: dict[str, str] | None = None, **params: Any) -> Callable:
     def register(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         FUNCTIONS[fn.__name__] = Function(
-            fn.__name__, inputs, params, outputs, fn, (fn.__doc__ or "").strip()
+            fn.__name__, inputs, params, outputs, fn, (fn.__doc__ or "").strip(),
+            {name: (types or {}).get(name, "any") for name in outputs},
         )
         return fn
 
@@ -112,3 +115,51 @@ def refuse_all_silent(silent: Any) -> dict[str, Any]:
     if flags.size and bool(np.all(flags == 1)):
         raise RuntimeError("looks like a completely silent file (every frame is below -90 dB)")
     return {"silent": flags}
+
+
+@function(inputs=("energy",), outputs=("dynamicComplexity", "loudness"),
+          types={"dynamicComplexity": "real", "loudness": "real"})
+def dynamic_complexity(energy: Any) -> dict[str, Any]:
+    """Essentia's DynamicComplexity from its block energies, so the signal is never held.
+
+    ``energy``: the smoothed energy at the end of every block (Essentia's ``Vms``), one frame
+    per block, after a first frame that ends before the first sample (see the lowlevel
+    profile). The steps below are DynamicComplexity::compute's after its energy loop, in its
+    float32/double mix: levels in dB (Essentia's pow2db: -100 dB below 1e-10), blocks at
+    exactly -90 dB dropped at both ends (Essentia's test for silence, which its -100 dB floor
+    never meets: silent blocks count), loudness = mean level weighted by 0.9^-level,
+    complexity = mean absolute deviation from it.
+    """
+    f32 = np.float32
+    vms = np.asarray(energy, dtype=f32).reshape(-1)[1:]
+    with np.errstate(divide="ignore"):
+        level = np.where(vms < f32(1e-10), f32(-100.0), f32(10.0) * np.log10(vms)).astype(f32)
+    sounding = np.flatnonzero(level != f32(-90.0))
+    if sounding.size == 0:
+        return {"dynamicComplexity": 0.0, "loudness": -90.0}
+    level = level[sounding[0]:sounding[-1] + 1]
+    weight = np.power(f32(0.9), -level).astype(f32)
+    weight = (weight / f32(np.sum(weight, dtype=np.float64))).astype(f32)
+    loudness = f32(np.sum((weight * level).astype(f32), dtype=np.float64))
+    # a running float32 sum (cumsum adds in order), as Essentia's
+    complexity = np.cumsum(np.abs(level - loudness), dtype=f32)[-1]
+    return {"dynamicComplexity": float(complexity / f32(level.size)), "loudness": float(loudness)}
+
+
+@function(inputs=("variance",), outputs=("signal",), types={"signal": "vector_real"},
+          blockSize=441)
+def block_stand_in(variance: Any, blockSize: int) -> dict[str, Any]:
+    """A short signal with the same per-block standard deviations as the analysed one.
+
+    Essentia's Danceability reads its signal only through the sample standard deviation of
+    each block of ``blockSize`` samples (10 ms at its default 44100 Hz). Given each block's
+    variance (Essentia's Variance, which divides by the block size), this returns two samples
+    per block, ``0, sqrt(2) * stdev``, whose sample standard deviation is that block's: run
+    Danceability on it with sampleRate 200 (2-sample blocks) and it computes the same
+    detrended fluctuation analysis without the whole signal in memory.
+    """
+    var = np.asarray(variance, dtype=np.float64).reshape(-1)
+    stdev = np.sqrt(var * blockSize / (blockSize - 1.0)).astype(np.float32)
+    signal = np.zeros(2 * stdev.size, dtype=np.float32)
+    signal[1::2] = (stdev.astype(np.float64) * np.sqrt(2.0)).astype(np.float32)
+    return {"signal": signal}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from runner import aggregate, compile, load, write
 from runner.compile import AUDIO
 from runner.errors import AudioError, ModelError
@@ -24,12 +26,14 @@ class Extractor:
                  legacy_base: str = "music", warn: bool = True) -> None:
         self.profile = load.load_profile(profile, overrides, legacy_base=legacy_base)
         self.plan = compile.compile_profile(self.profile)
-        self.executor = Executor(self.plan)
         self.models = None
         if self.plan.models is not None and self.plan.models.outputs:
             from runner.models.stage import ModelStage
 
             self.models = ModelStage(self.plan.models, warn=warn)
+        # the models read the whole signal; without them it is never held in memory
+        self.executor = Executor(self.plan, keep_signal=bool(self.models and
+                                                              self.models.reads_audio))
         self.schema = write.output_schema(self.plan)
         self.checks = [write.validator(self.schema)]
         if self.plan.output.schema:
@@ -48,7 +52,8 @@ class Extractor:
                              "is the audio silent?") from None
         models = None
         if self.models is not None:
-            signal = analysis.values[f"{AUDIO}.signal"]
+            signal = (analysis.values[f"{AUDIO}.signal"] if self.models.reads_audio
+                      else np.zeros(0, dtype=np.float32))  # nothing to run: names what is missing
             try:
                 models = self.models.run(signal, self.plan.audio.sample_rate)
             except ModelError as exc:

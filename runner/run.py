@@ -2,16 +2,16 @@
 
 Stage 0 is one Essentia streaming network driven by the loader chain
 (AudioLoader -> MonoMixer -> Resample [-> Trimmer]), the same chain as Essentia's
-MonoLoader/EasyLoader. Later stages are networks driven by a replay of a recorded stream
-(VectorInput), preceded by standard-mode and derive nodes that work on recorded values.
+MonoLoader/EasyLoader. A later-stage network that reads the audio is driven by the same chain
+again (the file is decoded once per stage that needs it, as in Essentia's extractors, so the
+decoded signal is never held in memory); one that reads another recorded stream replays it
+(VectorInput). Standard-mode and derive nodes of a stage work on recorded values first.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import struct
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,10 @@ from runner.compile import AUDIO, AUDIO_OUTPUTS, Node, Plan, Ref, replay_sources
 from runner.errors import AudioError
 from runner.tagwhitelist import TAG_WHITELIST
 
-_UNTRIMMED = "audio.untrimmed"  # the resampled signal before trimming (only when trimming)
+# Lengths in seconds (Essentia's Duration, float32 like Essentia's own metadata), measured while
+# the signal streams by: the analysed (trimmed) signal, and the whole input when trimming.
+_ANALYSED = "audio.analysed_seconds"
+_UNTRIMMED = "audio.untrimmed_seconds"
 
 # Essentia's loader outputs behind the built-in `audio` node.
 _LOADER_PORTS = {
@@ -126,8 +129,11 @@ class Executor:
     connection, never freed by Python), which would cost the music graph about 55 MB per file.
     """
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, keep_signal: bool = False) -> None:
+        """``keep_signal``: also record the whole analysed signal (``audio.signal`` in the
+        values), for readers outside the graph (the model stage); 635 MB per hour."""
         self.plan = plan
+        self.keep_signal = keep_signal
         self.essentia = registry.quiet_essentia()
         self.streaming = self.essentia.streaming
         self.standard = self.essentia.standard
@@ -141,7 +147,6 @@ class Executor:
         self.singles = self.essentia.Pool()
         self.work = self.essentia.Pool()
         self.networks: dict[tuple[int, int], _Network] = {}
-        self._replay_file: str | None = None
 
     def analyse(self, path: str) -> Analysis:
         """Analyse one file. The returned Analysis is valid until the next call."""
@@ -152,7 +157,6 @@ class Executor:
         for pool in (self.frames, self.singles, self.work):
             pool.clear()
         values: dict[str, Any] = {}
-        self._replay_file = None
         try:
             self._run_stage0(path, header)
             values.update(self._read_recorded())
@@ -160,7 +164,7 @@ class Executor:
                 self._values_stage(stage, values)
                 self.work.clear()
                 for index, group in enumerate(stream_components(self.plan.nodes, stage)):
-                    self._run_group(stage, index, group, values)
+                    self._run_group(stage, index, group, path, header, values)
                 values.update(self._read_recorded())
         except AudioError:
             self._discard_networks()
@@ -171,21 +175,16 @@ class Executor:
         except BaseException:
             self._discard_networks()
             raise
-        finally:
-            if self._replay_file:
-                os.unlink(self._replay_file)
-                self._replay_file = None
-        signal = values.get(f"{AUDIO}.signal")
         audio = dict(header)
         for name in _LOADER_PORTS:
             key = f"{AUDIO}.{name}"
             if key in values and len(values[key]):
                 audio[name] = values[key][-1]
-        if signal is not None:
-            audio["analysis_length"] = len(signal) / self.plan.audio.sample_rate
-            audio["length"] = len(values.get(_UNTRIMMED, signal)) / self.plan.audio.sample_rate
-            if len(signal) == 0:
-                raise AudioError(path, "no audio in the analysed range (empty signal)")
+        analysed = float(values[_ANALYSED][-1])
+        audio["analysis_length"] = analysed
+        audio["length"] = float(values[_UNTRIMMED][-1]) if _UNTRIMMED in values else analysed
+        if analysed == 0:
+            raise AudioError(path, "no audio in the analysed range (empty signal)")
         singles = {}
         stored = pool_values(self.singles)
         for desc in self.plan.descriptors:
@@ -205,31 +204,38 @@ class Executor:
         if net is None:
             net = self.networks[(0, 0)] = self._build_stage0(path, header)
         else:
-            try:
-                net.source.configure(filename=path, computeMD5=self._md5_needed())
-            except Exception as exc:
-                self._discard_networks()
-                raise AudioError(path, f"cannot decode: {_reason(exc)}") from None
+            self._reload(net, path, header, computeMD5=self._md5_needed())
+        self.essentia.run(net.source)
+        self.essentia.reset(net.source)
+
+    def _reload(self, net: _Network, path: str, header: dict[str, Any], **loader: Any) -> None:
+        """Point a built network's loader chain at the next file."""
+        try:
+            net.source.configure(filename=path, **loader)
+        except Exception as exc:
+            self._discard_networks()
+            raise AudioError(path, f"cannot decode: {_reason(exc)}") from None
         cfg = self.plan.audio
         for resampler in net.resamplers:
             resampler.configure(inputSampleRate=header["sample_rate"],
                                 outputSampleRate=cfg.sample_rate, quality=cfg.resample_quality)
-        self.essentia.run(net.source)
-        self.essentia.reset(net.source)
 
     def _md5_needed(self) -> bool:
         return f"{AUDIO}.md5" in self.plan.recorded or f"{AUDIO}.md5" in self.descriptors_by_source
 
-    def _build_stage0(self, path: str, header: dict[str, Any]) -> _Network:
+    def _loader_chain(self, path: str, header: dict[str, Any], md5: bool,
+                      lengths: bool) -> tuple[_Network, Any]:
+        """AudioLoader -> MonoMixer -> Resample [-> Trimmer]: a network and its mono signal.
+
+        With ``lengths``, the analysed length (and the input's, when trimming) is measured on
+        the way (Duration), in seconds.
+        """
         es = self.streaming
         cfg = self.plan.audio
         try:
-            loader = es.AudioLoader(filename=path, computeMD5=self._md5_needed())
+            loader = es.AudioLoader(filename=path, computeMD5=md5)
         except Exception as exc:
             raise AudioError(path, f"cannot decode: {_reason(exc)}") from None
-        trimming = cfg.start_time > 0 or cfg.end_time is not None
-        trim_args = {"startTime": cfg.start_time,
-                     "endTime": cfg.end_time if cfg.end_time is not None else 1e6}
         mono = es.MonoMixer(type=cfg.downmix)
         loader.audio >> mono.audio
         loader.numberChannels >> mono.numberChannels
@@ -239,12 +245,37 @@ class Executor:
         signal = resample.signal
         net = _Network(source=loader, algos={}, refreshed=[], keep=[mono, resample],
                        resamplers=[resample])
-        if trimming:
-            trim = es.Trimmer(sampleRate=cfg.sample_rate, **trim_args)
+        if self._trimming():
+            trim = es.Trimmer(sampleRate=cfg.sample_rate, **self._trim_args())
             signal >> trim.signal
-            signal >> (self.work, _UNTRIMMED)  # for the input's full length
-            signal = trim.signal
             net.keep.append(trim)
+            if lengths:
+                net.keep.append(self._duration(signal, _UNTRIMMED))
+            signal = trim.signal
+        if lengths:
+            net.keep.append(self._duration(signal, _ANALYSED))
+        return net, signal
+
+    def _duration(self, signal: Any, key: str) -> Any:
+        duration = self.streaming.Duration(sampleRate=self.plan.audio.sample_rate)
+        signal >> duration.signal
+        duration.duration >> (self.work, key)
+        return duration
+
+    def _trimming(self) -> bool:
+        cfg = self.plan.audio
+        return cfg.start_time > 0 or cfg.end_time is not None
+
+    def _trim_args(self) -> dict[str, float]:
+        cfg = self.plan.audio
+        return {"startTime": cfg.start_time,
+                "endTime": cfg.end_time if cfg.end_time is not None else 1e6}
+
+    def _build_stage0(self, path: str, header: dict[str, Any]) -> _Network:
+        es = self.streaming
+        cfg = self.plan.audio
+        net, signal = self._loader_chain(path, header, md5=self._md5_needed(), lengths=True)
+        loader = net.source
         outputs = {f"{AUDIO}.signal": signal}
         stage0 = self.plan.nodes_in_stage(0)
         consumed = {r.key for n in stage0 if n.streaming for r in n.inputs.values()}
@@ -259,7 +290,7 @@ class Executor:
                 rs.signal >> getattr(mux, side)
                 net.keep.append(rs)
                 net.resamplers.append(rs)
-            stereo_trim = es.StereoTrimmer(sampleRate=cfg.sample_rate, **trim_args)
+            stereo_trim = es.StereoTrimmer(sampleRate=cfg.sample_rate, **self._trim_args())
             mux.audio >> stereo_trim.signal
             outputs[f"{AUDIO}.stereo"] = stereo_trim.signal
             net.keep += [demux, mux, stereo_trim]
@@ -268,6 +299,8 @@ class Executor:
         consumed |= {f"{AUDIO}.signal", f"{AUDIO}.channels"}  # the mixer reads the channels
         for key, port in outputs.items():
             self._sink(key, port, allow_none=key not in consumed)
+        if self.keep_signal and f"{AUDIO}.signal" not in self.plan.recorded:
+            signal >> (self.work, f"{AUDIO}.signal")
         net.algos = self._build(stage0, outputs, values={})
         return net
 
@@ -293,44 +326,43 @@ class Executor:
                 for name, single in self.descriptors_by_source.get(key, []):
                     _store(self.singles if single else self.frames, name, value, single)
 
-    def _run_group(self, stage: int, index: int, group: list[str],
-                   values: dict[str, Any]) -> None:
+    def _run_group(self, stage: int, index: int, group: list[str], path: str,
+                   header: dict[str, Any], values: dict[str, Any]) -> None:
         (key,) = replay_sources(self.plan.nodes, group)
         from_audio = key == f"{AUDIO}.signal"
-        if from_audio and self._replay_file is None:
-            self._replay_file = _write_float_wav(values[key], self.plan.audio.sample_rate)
-            values[key] = _mapped_signal(self._replay_file)  # the copy in memory can go
         net = self.networks.get((stage, index))
         if net is None or not from_audio:  # a VectorInput holds its data: rebuilt per file
-            net = self._build_group(group, key, values)
+            net = self._build_group(group, key, path, header, values)
             if from_audio:
                 self.networks[(stage, index)] = net
         else:
-            net.source.configure(filename=self._replay_file,
-                                 sampleRate=self.plan.audio.sample_rate)
+            self._reload(net, path, header)
             for node in net.refreshed:
                 net.algos[node.id].configure(**self._params(node, values))
         self.essentia.run(net.source)
         self.essentia.reset(net.source)
 
-    def _build_group(self, group: list[str], key: str, values: dict[str, Any]) -> _Network:
+    def _build_group(self, group: list[str], key: str, path: str, header: dict[str, Any],
+                     values: dict[str, Any]) -> _Network:
+        members = [self.plan.nodes[n] for n in self.plan.order if n in set(group)]
         if key == f"{AUDIO}.signal":
-            # Replaying sample by sample through VectorInput costs a scheduler round per sample
-            # (minutes per track); a float32 WAV read by Essentia's loader streams in blocks,
-            # bit-exact, and keeps the replayed audio out of memory.
-            source = self.streaming.MonoLoader(filename=self._replay_file,
-                                               sampleRate=self.plan.audio.sample_rate)
-            port = source.audio
+            # The file is decoded again, through the same (deterministic) chain as in stage 0:
+            # the same samples, without keeping an hour of audio (635 MB) in memory. Replaying
+            # a recorded signal sample by sample through VectorInput would also cost a
+            # scheduler round per sample (minutes per track).
+            net, port = self._loader_chain(path, header, md5=False, lengths=False)
+            for name, loader_port in _LOADER_PORTS.items():
+                if name != "channels":  # the mixer reads the channels
+                    getattr(net.source, loader_port) >> None
         else:
             data = values[key]
             if isinstance(data, np.ndarray):
                 data = np.ascontiguousarray(data, dtype=np.float32)
             source = self.streaming.VectorInput(data)
-            port = source.data
-        members = [self.plan.nodes[n] for n in self.plan.order if n in set(group)]
-        algos = self._build(members, {key: port}, values)
-        refreshed = [n for n in members if n.streaming and n.param_refs]
-        return _Network(source=source, algos=algos, refreshed=refreshed)
+            net, port = _Network(source=source, algos={}, refreshed=[]), source.data
+        net.algos = self._build(members, {key: port}, values)
+        net.refreshed = [n for n in members if n.streaming and n.param_refs]
+        return net
 
     # -- helpers ----------------------------------------------------------------------------------
     def _params(self, node: Node, values: dict[str, Any]) -> dict[str, Any]:
@@ -418,37 +450,12 @@ class Executor:
 
     def _type(self, key: str) -> str:
         node_id, _, output = key.partition(".")
-        if key == _UNTRIMMED:
+        if key in (_ANALYSED, _UNTRIMMED):
             return "real"
         if node_id == AUDIO:
             return AUDIO_OUTPUTS[output]
         node = self.plan.nodes[node_id]
         return node.output_types[output]
-
-
-_WAV_HEADER = 44
-
-
-def _write_float_wav(signal: Any, sample_rate: float) -> str:
-    """Write a mono float32 WAV (IEEE float, format 3) to a private temporary file."""
-    samples = np.asarray(signal, dtype="<f4")
-    size = samples.size * 4
-    rate = int(round(sample_rate))
-    header = (
-        b"RIFF" + struct.pack("<I", 36 + size) + b"WAVE"
-        + b"fmt " + struct.pack("<IHHIIHH", 16, 3, 1, rate, rate * 4, 4, 32)
-        + b"data" + struct.pack("<I", size)
-    )
-    handle, path = tempfile.mkstemp(prefix="extractor-replay-", suffix=".wav")
-    with os.fdopen(handle, "wb") as out:
-        out.write(header)
-        samples.tofile(out)  # no in-memory copy of the whole signal
-    return path
-
-
-def _mapped_signal(path: str) -> Any:
-    """The replay file's samples, paged in from disk when a node reads them."""
-    return np.memmap(path, dtype="<f4", mode="r", offset=_WAV_HEADER)
 
 
 def _tokens(value: Any, kind: str) -> Any:

@@ -1,4 +1,5 @@
-"""Networks are built and torn down for every file: memory must not creep up (MTG/essentia#405)."""
+"""Memory: networks reused for every file must not creep up (MTG/essentia#405), and a longer
+track must not cost copies of its decoded signal (issue #3: an hour of 44.1 kHz audio is 635 MB)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import click_track, write_audio
+import numpy as np
+
+from tests.conftest import SR, click_track, write_audio
+from tests.data.make_demo import demo
 
 SCRIPT = textwrap.dedent("""
     import json, os, sys
@@ -48,3 +52,52 @@ def test_repeated_runs_do_not_grow_memory_and_repeat_exactly(tmp_path):
     warm, end = samples[9], samples[-1]
     # 30 more runs after warming up: allow allocator noise, not a per-run leak
     assert end - warm < 15, f"RSS grew from {warm:.0f} MiB to {end:.0f} MiB over 30 runs"
+
+
+GROWTH_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    from runner.extract import Extractor
+
+    def peak_kib():  # VmHWM: the peak resident set size since the last reset
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("VmHWM")).split()[1])
+
+    def extra_peak_kib(path):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        with open("/proc/self/status") as f:
+            before = int(next(line for line in f if line.startswith("VmRSS")).split()[1])
+        extractor.extract(path, sys.argv[3])
+        return peak_kib() - before
+
+    extractor = Extractor("music", ["options.highlevel.compute=false"], warn=False)
+    short, longer = sys.argv[1:3]
+    extractor.extract(short, sys.argv[3])  # builds the networks
+    print(json.dumps([extra_peak_kib(short), extra_peak_kib(longer)]))
+    sys.stdout.flush()
+    os._exit(0)
+""")
+
+
+def test_a_longer_track_does_not_cost_copies_of_its_signal(tmp_path):
+    """The music graph on 10 s and on 100 s of music, in one process (networks reused): the
+    extra peak memory of the longer track must stay below two copies of the 90 s it adds
+    (15 MB each). Holding the signal cost about five: a recording of it replayed by the later
+    stages (pool and numpy copy), DynamicComplexity (input and a filtered copy), Danceability.
+    What remains grows with the number of frames (frame-wise descriptors, the beat tracker's
+    detection functions), about 1.5 copies here."""
+    piece = demo(10.0, seed=2)
+    short = write_audio(tmp_path / "short.wav", piece)
+    longer = write_audio(tmp_path / "long.wav", np.tile(piece, 10))
+    result = subprocess.run(
+        [sys.executable, "-c", GROWTH_SCRIPT, str(short), str(longer), str(tmp_path / "o.json")],
+        capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    short_kib, long_kib = json.loads(result.stdout)
+    copy_kib = 90 * SR * 4 / 1024  # float32 samples
+    growth = long_kib - short_kib
+    assert growth < 2 * copy_kib, (
+        f"100 s needs {growth / 1024:.1f} MiB more than 10 s: "
+        f"{growth / copy_kib:.1f} copies of the added signal")

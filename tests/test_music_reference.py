@@ -11,6 +11,11 @@ that agrees. Tolerances, and why:
   descriptors built on peak picking or sorting (dissonance, spectral contrast, the moments of
   the equal-loudness spectrum, HPCP) and on matrix inversion (icov) amplify that, to at most
   1.2e-2 there.
+- FRAMEWISE (relative 1e-3): lowlevel.dynamic_complexity is computed frame-wise (IIR
+  filters, profiles/lowlevel.yaml) instead of by DynamicComplexity, which keeps the whole
+  signal; its block energies differ from Essentia's in float32 rounding (3e-6 relative, about
+  1e-5 dB). Measured: up to 3.1e-5 relative on these files, except the steady 3 s tone whose
+  complexity is only 0.002 dB: 6.3e-4 relative there (1.2e-6 dB absolute).
 - NOISY: FrameCutter's silentFrames="noise" fills digitally silent frames (MP3 encoder delay,
   gaps) with random noise, so MusicExtractor does not agree with itself on such files. There
   MusicExtractor runs eight times; means, medians and single values may differ from its first
@@ -39,6 +44,7 @@ from tests.reference_report import problems
 HERE = Path(__file__).parent
 SENSITIVE = ("lowlevel.dissonance.", "lowlevel.spectral_contrast_", "lowlevel.spectral_kurtosis.",
              "lowlevel.spectral_skewness.", "lowlevel.spectral_spread.", "tonal.hpcp.")
+FRAMEWISE = {"lowlevel.dynamic_complexity"}
 EXPECTED_EXTRA = {
     "metadata.audio_properties.analysis.end_time", "metadata.profile.hash",
     "metadata.profile.name", "metadata.version.runner", "rhythm.onset_times",
@@ -62,6 +68,8 @@ def limit_for(name: str) -> float:
     stat = name.rsplit(".", 1)[-1]
     if stat == "icov" or name.startswith(SENSITIVE):
         return 2e-2
+    if name in FRAMEWISE:
+        return 1e-3
     return 1e-4
 
 

@@ -97,6 +97,11 @@ class ModelStage:
         if self.missing and warn:
             print(f"note: {self.note()}", file=sys.stderr)
 
+    @property
+    def reads_audio(self) -> bool:
+        """Whether run() will read the signal (some model is in the cache and loaded)."""
+        return bool(self.embedders or self.backends)
+
     def note(self) -> str:
         """One line naming what was left out and the command that fetches it."""
         table = lock.models()
