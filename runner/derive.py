@@ -122,16 +122,18 @@ def refuse_all_silent(silent: Any) -> dict[str, Any]:
 def dynamic_complexity(energy: Any) -> dict[str, Any]:
     """Essentia's DynamicComplexity from its block energies, so the signal is never held.
 
-    ``energy``: the smoothed energy at the end of every block (Essentia's ``Vms``), one frame
-    per block, after a first frame that ends before the first sample (see the lowlevel
-    profile). The steps below are DynamicComplexity::compute's after its energy loop, in its
-    float32/double mix: levels in dB (Essentia's pow2db: -100 dB below 1e-10), blocks at
-    exactly -90 dB dropped at both ends (Essentia's test for silence, which its -100 dB floor
-    never meets: silent blocks count), loudness = mean level weighted by 0.9^-level,
-    complexity = mean absolute deviation from it.
+    ``energy``: frames centred on the smoothed energy at the end of every block (Essentia's
+    ``Vms``), one frame per block, after a first frame whose centre is before the first sample
+    (see the lowlevel profile); only each frame's centre sample is read. The steps below are
+    DynamicComplexity::compute's after its energy loop, in its float32/double mix: levels in
+    dB (Essentia's pow2db: -100 dB below 1e-10), blocks at exactly -90 dB dropped at both ends
+    (Essentia's test for silence, which its -100 dB floor never meets: silent blocks count),
+    loudness = mean level weighted by 0.9^-level, complexity = mean absolute deviation from it.
     """
     f32 = np.float32
-    vms = np.asarray(energy, dtype=f32).reshape(-1)[1:]
+    frames = np.asarray(energy, dtype=f32)
+    frames = frames.reshape(len(frames), -1) if frames.size else frames.reshape(0, 1)
+    vms = frames[:, frames.shape[1] // 2][1:]
     with np.errstate(divide="ignore"):
         level = np.where(vms < f32(1e-10), f32(-100.0), f32(10.0) * np.log10(vms)).astype(f32)
     sounding = np.flatnonzero(level != f32(-90.0))
