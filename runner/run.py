@@ -1,4 +1,4 @@
-"""Run a compiled Plan on one audio file: decode once, stream every stage, collect pools.
+"""Run a compiled Plan on one audio file: decode once per stage, stream it, collect pools.
 
 Stage 0 is one Essentia streaming network driven by the loader chain
 (AudioLoader -> MonoMixer -> Resample [-> Trimmer]), the same chain as Essentia's
