@@ -11,17 +11,36 @@ from runner import registry
 from runner.compile import Plan
 from runner.run import Analysis, pool_values
 
+# Statistics of one column that do not depend on the others: for these, a wide descriptor can
+# be aggregated a band of columns at a time with the same results (cov and icov cannot).
+PER_COLUMN = frozenset({"min", "max", "median", "mean", "var", "stdev", "skew", "kurt",
+                        "dmean", "dvar", "dmean2", "dvar2"})
+# Tracks longer than this are aggregated part by part (see aggregate_by_parts).
+LONG_TRACK_SECONDS = 600.0
+# Frame values per PoolAggregator call in that case (16 MB of float32).
+PART_VALUES = 1 << 22
 
-def aggregate(plan: Plan, analysis: Analysis) -> dict[str, Any]:
-    """Descriptor name -> value: statistics for frame-wise descriptors, single values as is."""
+
+def aggregate(plan: Plan, analysis: Analysis, keep_frames: bool = True) -> dict[str, Any]:
+    """Descriptor name -> value: statistics for frame-wise descriptors, single values as is.
+
+    ``keep_frames=False`` lets a long track's frame pool be emptied on the way (it is not
+    needed afterwards unless the frames are written too).
+    """
     exceptions = {d.name: d.stats for d in plan.descriptors if not d.single}
-    present = set(analysis.frames.descriptorNames())
+    frames = analysis.frames
+    present = set(frames.descriptorNames())
     flat: dict[str, Any] = {}
     if present:
-        wanted = tuple(sorted((k, tuple(v)) for k, v in exceptions.items() if k in present))
-        aggregated = _aggregator(wanted)(analysis.frames)
-        for name, value in pool_values(aggregated).items():
-            flat[name] = to_plain(value)
+        wanted = {k: tuple(v) for k, v in exceptions.items() if k in present}
+        if not keep_frames and analysis.audio.get("analysis_length", 0.0) > LONG_TRACK_SECONDS:
+            for name, value in aggregate_by_parts(frames, wanted).items():
+                flat[name] = to_plain(value)
+            wanted = {k: v for k, v in wanted.items() if k in set(frames.descriptorNames())}
+        if wanted:
+            aggregated = _aggregator(tuple(sorted(wanted.items())))(frames)
+            for name, value in pool_values(aggregated).items():
+                flat[name] = to_plain(value)
     for desc in plan.descriptors:
         if not desc.single and desc.name not in present and desc.empty is not None:
             for stat in desc.stats:  # e.g. no beats found: Essentia writes zeros
@@ -31,7 +50,53 @@ def aggregate(plan: Plan, analysis: Analysis) -> dict[str, Any]:
     return flat
 
 
-@lru_cache(maxsize=16)
+def aggregate_by_parts(frames: Any, wanted: dict[str, tuple[str, ...]],
+                       part_values: int = PART_VALUES) -> dict[str, Any]:
+    """Statistics of the numeric frame-wise descriptors, one part per PoolAggregator call.
+
+    Essentia's Python binding copies the whole pool it hands to PoolAggregator (about four
+    times its values: 357 MiB on an hour of the music profile). Here each descriptor is moved
+    out of ``frames`` into a pool of its own, a band of columns at a time when it is wide and
+    its statistics are per column, so the copy stays near ``part_values`` and the memory of
+    a removed descriptor is reused for the next. The statistics are PoolAggregator's own, on
+    the same values: the results are identical. Descriptors of other types stay in
+    ``frames``; the removed ones are gone from it afterwards.
+    """
+    essentia = registry.quiet_essentia()
+    cpp = frames.cppPool
+    results: dict[str, Any] = {}
+    for name, stats in sorted(wanted.items()):
+        kind = cpp.__keyType__(name)
+        if kind not in ("VECTOR_REAL", "VECTOR_VECTOR_REAL"):
+            continue
+        values = cpp.__value__(name, kind)
+        if not isinstance(values, np.ndarray) or values.ndim != (1 if kind == "VECTOR_REAL"
+                                                                  else 2):
+            continue  # ragged or a single frame: left to the whole-pool call
+        cpp.remove(name)
+        width = 1 if values.ndim == 1 else values.shape[1]
+        columns = width
+        if values.ndim == 2 and set(stats) <= PER_COLUMN:
+            columns = max(1, min(width, part_values // max(1, len(values))))
+        parts: dict[str, list[Any]] = {}
+        for start in range(0, width, columns):
+            part = essentia.Pool()
+            if values.ndim == 1:
+                part.cppPool.__merge__(name, kind, values, "")
+            else:
+                block = np.ascontiguousarray(values[:, start:start + columns])
+                part.cppPool.__merge__(name, kind, list(block), "")
+                del block
+            for key, value in pool_values(_aggregator(((name, stats),))(part)).items():
+                parts.setdefault(key, []).append(value)
+            del part
+        del values
+        for key, pieces in parts.items():
+            results[key] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    return results
+
+
+@lru_cache(maxsize=64)
 def _aggregator(exceptions: tuple[tuple[str, tuple[str, ...]], ...]) -> Any:
     """One PoolAggregator per set of statistics, reused for every file: creating one with a
     large ``exceptions`` map leaks about 30 KB in Essentia's parameter conversion, which a

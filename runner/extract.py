@@ -45,7 +45,7 @@ class Extractor:
         """Analyse one file; return the validated document and the raw analysis."""
         analysis = self.executor.analyse(path)
         try:
-            flat = aggregate.aggregate(self.plan, analysis)
+            flat = aggregate.aggregate(self.plan, analysis, keep_frames=self.plan.output.frames)
         except RuntimeError as exc:  # e.g. a covariance matrix of silence cannot be inverted
             reason = str(exc).strip().splitlines()[-1]
             raise AudioError(path, f"cannot compute statistics ({reason}); "

@@ -101,3 +101,22 @@ def test_a_longer_track_does_not_cost_copies_of_its_signal(tmp_path):
     assert growth < 2 * copy_kib, (
         f"100 s needs {growth / 1024:.1f} MiB more than 10 s: "
         f"{growth / copy_kib:.1f} copies of the added signal")
+
+
+def test_long_track_statistics_by_parts_equal_the_whole_pool_call(tmp_path, monkeypatch):
+    """Long tracks are aggregated a descriptor (or a band of columns) at a time, so that
+    PoolAggregator's copy of the pool stays small; the numbers must not change at all."""
+    from runner import aggregate, compile, load
+    from runner.run import Executor
+
+    path = write_audio(tmp_path / "m.wav", demo(12.0, seed=3))
+    plan = compile.compile_profile(load.load_profile("music", ["options.highlevel.compute=false"]))
+    analysis = Executor(plan).analyse(str(path))
+    whole = aggregate.aggregate(plan, analysis, keep_frames=False)  # a short track: one call
+    assert analysis.frames.descriptorNames()  # ... which leaves the frames in place
+    monkeypatch.setattr(aggregate, "LONG_TRACK_SECONDS", 1.0)
+    monkeypatch.setattr(aggregate, "PART_VALUES", 3000)  # melbands128: 6 columns per call
+    parts = aggregate.aggregate(plan, analysis, keep_frames=False)
+    assert parts == whole
+    assert len(whole) > 500 and "lowlevel.melbands128.median" in whole
+    assert analysis.frames.descriptorNames() == []  # moved out as they were aggregated
