@@ -43,7 +43,7 @@ class Analysis:
 
     frames: Any  # essentia Pool: frame-wise descriptors, by descriptor name
     singles: dict[str, Any]  # one value per track, by descriptor name
-    values: dict[str, Any] = field(default_factory=dict)  # recorded node.output values
+    values: dict[str, Any] = field(default_factory=dict)  # audio.signal, when kept
     audio: dict[str, Any] = field(default_factory=dict)  # properties of the input
     models: Any = None  # runner.models.stage.ModelResults, when the profile has models
 
@@ -166,6 +166,7 @@ class Executor:
                 for index, group in enumerate(stream_components(self.plan.nodes, stage)):
                     self._run_group(stage, index, group, path, header, values)
                 values.update(self._read_recorded())
+            self.work.clear()  # read back into values: its memory serves the aggregation
         except AudioError:
             self._discard_networks()
             raise
@@ -191,7 +192,11 @@ class Executor:
             if desc.single and desc.name in stored:
                 tokens = _tokens(stored[desc.name], self._type(desc.ref.key))
                 singles[desc.name] = tokens[-1] if len(tokens) == 1 else tokens
-        return Analysis(frames=self.frames, singles=singles, values=values, audio=audio)
+        # Only the signal (for the model stage) is read after this; the recorded streams the
+        # stages read (HPCP frames, for one: 40 MB per hour) are let go before aggregation.
+        kept = {key: values[key] for key in (f"{AUDIO}.signal",) if key in values}
+        del values
+        return Analysis(frames=self.frames, singles=singles, values=kept, audio=audio)
 
     def _discard_networks(self) -> None:
         """After a failed run a network may be half-way: build fresh ones for the next file."""
