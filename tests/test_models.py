@@ -406,3 +406,30 @@ def test_packaged_inline_metadata_names_its_public_source():
     assert (mirex.input, mirex.outputs["predictions"], len(mirex.classes)) == (
         "serving_default_model_Placeholder", "PartitionedCall", 5)
 
+
+def test_tonal_atonal_head_is_pinned_with_its_metadata_marked_reconstructed():
+    """tonal_atonal-msd-musicnn-1: MTG's graph pinned by hash; no public copy of its metadata
+    JSON exists, so the lock carries content assembled from its sibling's JSON and MTG's
+    example script, and says so."""
+    from runner.models import lock
+    from runner.models.metadata import Metadata
+
+    model = lock.get("tonal_atonal-msd-musicnn-1")
+    assert (model.embedding, model.algorithm, model.groups) == (
+        "msd-musicnn-1", "TensorflowPredict2D", ("highlevel",))
+    assert [(p.name, p.sha256, p.size) for p in model.files] == [(
+        "tonal_atonal-msd-musicnn-1.pb",
+        "45a36e68a70a6692a60434ee3ae81df9bd5c402204fb04c3355c39f9e3d24aaf", None)]
+    assert model.files[0].url == ("https://essentia.upf.edu/models/classification-heads/"
+                                  "tonal_atonal/tonal_atonal-msd-musicnn-1.pb")
+    assert model.metadata_source is None and model.metadata_reconstructed is not None
+    sources = model.metadata_reconstructed["sources"]
+    assert any(s.endswith("/tonal_atonal-audioset-vggish-1.json") for s in sources)
+    assert any(s.startswith("https://github.com/MTG/essentia/blob/")
+               and s.endswith("/tonal_atonal-msd-musicnn-1_predictions.py") for s in sources)
+    meta = Metadata.parse(model.inline_metadata, model.id)
+    assert (meta.input, meta.outputs["predictions"], meta.classes, meta.sample_rate) == (
+        "model/Placeholder", "model/Softmax", ("atonal", "tonal"), 16000.0)
+    assert model.inline_metadata["schema"]["inputs"][0]["shape"] == [200]
+    assert "metrics" not in model.inline_metadata["dataset"]  # not public for this head
+    assert model.extra["note"].startswith("SINGLE SOURCE")
