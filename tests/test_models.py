@@ -282,21 +282,30 @@ def test_unknown_model_in_a_profile_is_a_profile_error_with_its_line(write_profi
 
 # -- MTG metadata carried inline in the lock file --------------------------------------------------
 def _inline_lock(path: Path, graphs: Path, metadata: object, **extra: object) -> Path:
-    """A lock file with 'tiny-party-inline': tiny-party-musicnn's graph, its metadata inline."""
+    """A lock file with 'tiny-party-inline': tiny-party-musicnn's graph, its metadata inline
+    (an ``extra`` key given as None is left out of the entry)."""
     entry = {"description": "inline metadata (test)", "license": "test",
              "algorithm": "TensorflowPredict2D", "groups": ["inline"],
              "files": [_pin(graphs / "tiny-party-musicnn.pb")],
              "graph": "tiny-party-musicnn.pb", "metadata": metadata,
              "metadata_source": "https://example.org/tiny-party-musicnn.json",
              "embedding": "tiny-musicnn", **extra}
+    entry = {key: value for key, value in entry.items() if value is not None}
     path.write_text(json.dumps({"format": 1, "models": {"tiny-party-inline": entry}}))
     return path
 
 
+REBUILT = {"note": "assembled from a sibling's metadata and an example script (test)",
+           "sources": ["https://example.org/sibling.json", "https://example.org/example.py"]}
+
+
+@pytest.mark.parametrize("provenance", [
+    {}, {"metadata_source": None, "metadata_reconstructed": REBUILT}], ids=["copy", "rebuilt"])
 def test_inline_metadata_runs_like_a_metadata_file(models_env, graphs, test_lock, clips,
-                                                   write_profile, tmp_path, monkeypatch):
+                                                   write_profile, tmp_path, monkeypatch,
+                                                   provenance):
     meta = json.loads((graphs / "tiny-party-musicnn.json").read_text())
-    inline = _inline_lock(tmp_path / "inline.lock.json", graphs, meta)
+    inline = _inline_lock(tmp_path / "inline.lock.json", graphs, meta, **provenance)
     monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", os.pathsep.join([str(test_lock), str(inline)]))
     fetched = run("extractor", "models", "fetch", "tiny-party-inline", "--quiet")
     assert fetched.returncode == 0, fetched.stderr
@@ -325,6 +334,10 @@ def test_inline_metadata_runs_like_a_metadata_file(models_env, graphs, test_lock
     assert party == high["party_file"]  # the same graph and metadata, read from a file
 
 
+GOOD_META = {"inference": {"algorithm": "TensorflowPredict2D"},
+             "schema": {"inputs": [{"name": "x"}], "outputs": [{"name": "y"}]}}
+
+
 @pytest.mark.parametrize(("metadata", "extra", "message"), [
     ({"schema": {"inputs": [{"name": "x"}], "outputs": []}}, {},
      "model 'tiny-party-inline': inline metadata: not usable model metadata (KeyError: "
@@ -340,14 +353,26 @@ def test_inline_metadata_runs_like_a_metadata_file(models_env, graphs, test_lock
     ({"inference": {"algorithm": "TensorflowPredict2D", "embedding_model": {"model_name": "x"}},
       "schema": {"inputs": [{"name": "x"}], "outputs": [{"name": "y"}]}}, {},
      "inline metadata names the embedding model 'x', the entry 'tiny-musicnn'"),
+    (GOOD_META, {"metadata_reconstructed": REBUILT},
+     "inline 'metadata' is either a copy ('metadata_source') or reconstructed "
+     "('metadata_reconstructed'), not both"),
+    (GOOD_META, {"metadata_source": None, "metadata_reconstructed": {"note": "x"}},
+     "'metadata_reconstructed' is an object with exactly 'note' and 'sources'"),
+    (GOOD_META, {"metadata_source": None,
+                 "metadata_reconstructed": dict(REBUILT, note=" ")},
+     "'metadata_reconstructed' needs a 'note'"),
+    (GOOD_META, {"metadata_source": None,
+                 "metadata_reconstructed": dict(REBUILT, sources=[])},
+     "'metadata_reconstructed' needs 'sources'"),
+    (GOOD_META, {"metadata_source": None,
+                 "metadata_reconstructed": dict(REBUILT, sources=["a sibling's JSON"])},
+     "'metadata_reconstructed' needs 'sources'"),
+    ("tiny-party-musicnn.pb", {"metadata_source": None, "metadata_reconstructed": REBUILT},
+     "'metadata_source' and 'metadata_reconstructed' go with inline 'metadata' content"),
 ])
 def test_malformed_inline_metadata_is_one_error_line(graphs, tmp_path, monkeypatch, metadata,
                                                      extra, message):
     inline = _inline_lock(tmp_path / "bad.lock.json", graphs, metadata, **extra)
-    if extra.get("metadata_source", "") is None:
-        data = json.loads(inline.read_text())
-        del data["models"]["tiny-party-inline"]["metadata_source"]
-        inline.write_text(json.dumps(data))
     monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(inline))
     result = run("extractor", "models", "list")
     assert result.returncode != 0
@@ -363,9 +388,15 @@ def test_packaged_inline_metadata_names_its_public_source():
     inline = {m.id: m for m in lock.models().values() if m.inline_metadata is not None}
     assert {"moods_mirex-msd-musicnn-1", "mood_acoustic-msd-musicnn-1",
             "mood_electronic-msd-musicnn-1", "mtg_jamendo_genre-discogs-effnet-1"} <= set(inline)
+    pinned = r"https://github\.com/[^/]+/[^/]+/blob/[0-9a-f]{40}/\S+"
     for model in inline.values():
-        assert re.fullmatch(r"https://github\.com/[^/]+/[^/]+/blob/[0-9a-f]{40}/\S+\.json",
-                            str(model.metadata_source)), model.id
+        if model.metadata_reconstructed is not None:  # assembled, not copied: its sources
+            assert model.metadata_source is None
+            assert "RECONSTRUCTED" in model.metadata_reconstructed["note"]
+            for source in model.metadata_reconstructed["sources"]:
+                assert re.fullmatch(pinned, source), (model.id, source)
+        else:
+            assert re.fullmatch(pinned + r"\.json", str(model.metadata_source)), model.id
         assert model.metadata is None and model.graph and [p.name for p in model.files] == [
             model.graph]
         meta = Metadata.parse(model.inline_metadata, model.id)
@@ -374,3 +405,31 @@ def test_packaged_inline_metadata_names_its_public_source():
     mirex = Metadata.parse(inline["moods_mirex-msd-musicnn-1"].inline_metadata, "mirex")
     assert (mirex.input, mirex.outputs["predictions"], len(mirex.classes)) == (
         "serving_default_model_Placeholder", "PartitionedCall", 5)
+
+
+def test_tonal_atonal_head_is_pinned_with_its_metadata_marked_reconstructed():
+    """tonal_atonal-msd-musicnn-1: MTG's graph pinned by hash; no public copy of its metadata
+    JSON exists, so the lock carries content assembled from its sibling's JSON and MTG's
+    example script, and says so."""
+    from runner.models import lock
+    from runner.models.metadata import Metadata
+
+    model = lock.get("tonal_atonal-msd-musicnn-1")
+    assert (model.embedding, model.algorithm, model.groups) == (
+        "msd-musicnn-1", "TensorflowPredict2D", ("highlevel",))
+    assert [(p.name, p.sha256, p.size) for p in model.files] == [(
+        "tonal_atonal-msd-musicnn-1.pb",
+        "45a36e68a70a6692a60434ee3ae81df9bd5c402204fb04c3355c39f9e3d24aaf", None)]
+    assert model.files[0].url == ("https://essentia.upf.edu/models/classification-heads/"
+                                  "tonal_atonal/tonal_atonal-msd-musicnn-1.pb")
+    assert model.metadata_source is None and model.metadata_reconstructed is not None
+    sources = model.metadata_reconstructed["sources"]
+    assert any(s.endswith("/tonal_atonal-audioset-vggish-1.json") for s in sources)
+    assert any(s.startswith("https://github.com/MTG/essentia/blob/")
+               and s.endswith("/tonal_atonal-msd-musicnn-1_predictions.py") for s in sources)
+    meta = Metadata.parse(model.inline_metadata, model.id)
+    assert (meta.input, meta.outputs["predictions"], meta.classes, meta.sample_rate) == (
+        "model/Placeholder", "model/Softmax", ("atonal", "tonal"), 16000.0)
+    assert model.inline_metadata["schema"]["inputs"][0]["shape"] == [200]
+    assert "metrics" not in model.inline_metadata["dataset"]  # not public for this head
+    assert model.extra["note"].startswith("SINGLE SOURCE")

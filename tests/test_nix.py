@@ -111,6 +111,9 @@ def test_a_malformed_pin_is_reported(repo):
     ]
 
 
+REBUILT = {"note": "assembled from a sibling's JSON", "sources": ["https://github.com/o/r/blob/0/s"]}
+
+
 def test_metadata_is_a_pinned_file_or_inline_with_its_source(repo):
     inline = {"inference": {"algorithm": "TensorflowPredict2D"}}
     lock = {"format": 1, "models": {
@@ -118,11 +121,27 @@ def test_metadata_is_a_pinned_file_or_inline_with_its_source(repo):
         "inline": {"groups": ["g"], "files": [PLAIN], "metadata": inline,
                    "metadata_source": "https://github.com/o/r/blob/0/m.json"},
         "unsourced": {"groups": ["g"], "files": [PLAIN], "metadata": inline},
+        "rebuilt": {"groups": ["g"], "files": [PLAIN], "metadata": inline,
+                    "metadata_reconstructed": REBUILT},
+        "both": {"groups": ["g"], "files": [PLAIN], "metadata": inline,
+                 "metadata_source": "https://github.com/o/r/blob/0/m.json",
+                 "metadata_reconstructed": REBUILT},
+        "noteless": {"groups": ["g"], "files": [PLAIN], "metadata": inline,
+                     "metadata_reconstructed": dict(REBUILT, note="")},
+        "unsourced_rebuild": {"groups": ["g"], "files": [PLAIN], "metadata": inline,
+                              "metadata_reconstructed": dict(REBUILT, sources=["a sibling"])},
+        "shapeless": {"groups": ["g"], "files": [PLAIN], "metadata": inline,
+                      "metadata_reconstructed": "from a sibling"},
     }}
     (repo / "models.lock.json").write_text(json.dumps(lock))
+    at = "models.lock.json: models."
     assert consistency.check_lock(repo) == [
-        "models.lock.json: models.file: metadata 'm.json' is not among its files",
-        "models.lock.json: models.unsourced: inline metadata without a metadata_source",
+        f"{at}file: metadata 'm.json' is not among its files",
+        f"{at}unsourced: inline metadata without a metadata_source",
+        f"{at}both: inline metadata with both a metadata_source and metadata_reconstructed",
+        f"{at}noteless: metadata_reconstructed without a note",
+        f"{at}unsourced_rebuild: metadata_reconstructed.sources is not a list of https addresses",
+        f"{at}shapeless: metadata_reconstructed is not an object of 'note' and 'sources'",
     ]
 
 

@@ -7,8 +7,12 @@ of files downloaded as they are (``files``: URL, sha256, size), or built here fr
 A TensorFlow model's MTG metadata JSON is either one of its pinned files (``"metadata": "<file
 name>"``) or, where no public hash of that file exists, its content inline: ``"metadata":
 {...}`` with ``"metadata_source"`` naming the public copy of MTG's file it was read from
-(``https://github.com/<owner>/<repo>/blob/<commit>/<path>``). Inline content is checked when
-the lock file is loaded and is read by the runner exactly as a fetched file would be.
+(``https://github.com/<owner>/<repo>/blob/<commit>/<path>``). Where no public copy of MTG's
+file exists at all, the content may be assembled from public facts about it instead; the
+entry then says so with ``"metadata_reconstructed": {"note": "...", "sources": [...]}`` in
+place of ``"metadata_source"`` (how it was assembled, and every public document it was
+assembled from). Inline content is checked when the lock file is loaded and is read by the
+runner exactly as a fetched file would be.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class Model:
     metadata: str | None = None  # the MTG-style metadata JSON among them
     inline_metadata: dict[str, Any] | None = None  # or its content, in the lock file itself
     metadata_source: str | None = None  # where the inline content was read from
+    # or, where it is assembled rather than copied: {"note": how, "sources": [public documents]}
+    metadata_reconstructed: dict[str, Any] | None = None
     provides: tuple[str, ...] = ()  # other model ids this one can stand in for
     embedding: str | None = None  # a classifier head: the embedding model whose output it takes
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific fields
@@ -68,7 +74,8 @@ class Model:
 
 
 _KNOWN = {"description", "license", "kind", "algorithm", "groups", "files", "source", "convert",
-          "graph", "metadata", "metadata_source", "provides", "embedding"}
+          "graph", "metadata", "metadata_source", "metadata_reconstructed", "provides",
+          "embedding"}
 
 
 def _pin(model_id: str, data: Any, where: Path) -> Pin:
@@ -86,17 +93,25 @@ def _pin(model_id: str, data: Any, where: Path) -> Pin:
 
 
 def _inline_metadata(model_id: str, entry: dict[str, Any], where: Path
-                     ) -> tuple[str | None, dict[str, Any] | None, str | None]:
-    """(metadata file name, inline content, its source) of an entry, checked."""
+                     ) -> tuple[str | None, dict[str, Any] | None, str | None,
+                                dict[str, Any] | None]:
+    """(metadata file name, inline content, its source, how it was reconstructed), checked."""
     meta, source = entry.get("metadata"), entry.get("metadata_source")
+    rebuilt = entry.get("metadata_reconstructed")
     at = f"{where}: model '{model_id}'"
     if meta is None or isinstance(meta, str):
-        if source is not None:
-            raise ModelError(f"{at}: 'metadata_source' goes with inline 'metadata' content")
-        return meta, None, None
+        if source is not None or rebuilt is not None:
+            raise ModelError(f"{at}: 'metadata_source' and 'metadata_reconstructed' go with "
+                             "inline 'metadata' content")
+        return meta, None, None, None
     if not isinstance(meta, dict):
         raise ModelError(f"{at}: 'metadata' is neither a file name nor the metadata JSON content")
-    if not isinstance(source, str) or not source.strip():
+    if source is not None and rebuilt is not None:
+        raise ModelError(f"{at}: inline 'metadata' is either a copy ('metadata_source') or "
+                         "reconstructed ('metadata_reconstructed'), not both")
+    if rebuilt is not None:
+        _check_reconstructed(rebuilt, at)
+    elif not isinstance(source, str) or not source.strip():
         raise ModelError(f"{at}: inline 'metadata' needs a 'metadata_source' (the public copy "
                          "of the metadata JSON it was read from)")
     if "source" in entry:
@@ -106,7 +121,23 @@ def _inline_metadata(model_id: str, entry: dict[str, Any], where: Path
     if embedding and parsed.embedding_model and parsed.embedding_model != embedding:
         raise ModelError(f"{at}: inline metadata names the embedding model "
                          f"'{parsed.embedding_model}', the entry '{embedding}'")
-    return None, meta, source
+    return None, meta, source, rebuilt
+
+
+def _check_reconstructed(rebuilt: Any, at: str) -> None:
+    """``metadata_reconstructed``: a note saying how, and the https sources it was built from."""
+    if not isinstance(rebuilt, dict) or set(rebuilt) != {"note", "sources"}:
+        raise ModelError(f"{at}: 'metadata_reconstructed' is an object with exactly 'note' and "
+                         "'sources'")
+    note, sources = rebuilt["note"], rebuilt["sources"]
+    if not isinstance(note, str) or not note.strip():
+        raise ModelError(f"{at}: 'metadata_reconstructed' needs a 'note' (how the metadata was "
+                         "assembled)")
+    if (not isinstance(sources, list) or not sources
+            or not all(isinstance(s, str) and s.startswith("https://") and " " not in s
+                       for s in sources)):
+        raise ModelError(f"{at}: 'metadata_reconstructed' needs 'sources': the https addresses "
+                         "of the public documents the metadata was assembled from")
 
 
 def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
@@ -119,7 +150,7 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
         source = _pin(model_id, entry["source"], where) if "source" in entry else None
         if bool(source) != bool(entry.get("convert")):
             raise ModelError(f"{where}: model '{model_id}': 'source' and 'convert' go together")
-        metadata, inline, inline_source = _inline_metadata(model_id, entry, where)
+        metadata, inline, inline_source, rebuilt = _inline_metadata(model_id, entry, where)
         model = Model(
             id=model_id,
             description=entry.get("description", ""),
@@ -134,6 +165,7 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
             metadata=metadata,
             inline_metadata=inline,
             metadata_source=inline_source,
+            metadata_reconstructed=rebuilt,
             provides=tuple(entry.get("provides", [])),
             embedding=entry.get("embedding"),
             extra={k: v for k, v in entry.items() if k not in _KNOWN},

@@ -3,9 +3,10 @@
 MTG publishes a metadata JSON beside each TensorFlow graph (classes, input and output node
 names, sample rate, the embedding model a head needs). A lock-file entry either pins that file
 like any other (``"metadata": "<file name>"``) or carries its content inline (``"metadata":
-{...}`` with ``"metadata_source"`` naming the public copy it was read from) where no public
-hash of the file exists. Both are read here, the same way. Pure Python (no numpy, no Essentia):
-the lock file checks inline metadata with it when it is loaded.
+{...}`` with ``"metadata_source"`` naming the public copy it was read from, or with
+``"metadata_reconstructed"`` where it was assembled from public facts about MTG's file) where
+no public hash of the file exists. Both are read here, the same way. Pure Python (no numpy,
+no Essentia): the lock file checks inline metadata with it when it is loaded.
 """
 
 from __future__ import annotations

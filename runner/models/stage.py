@@ -196,8 +196,9 @@ class ModelStage:
 def _metadata(model: lock.Model, state: cache.State) -> Metadata:
     """The model's MTG metadata: inline in the lock file, or its (verified) metadata file."""
     if model.inline_metadata is not None:
-        return Metadata.parse(model.inline_metadata,
-                              f"model '{model.id}': metadata from {model.metadata_source}")
+        origin = (f"from {model.metadata_source}" if model.metadata_source
+                  else "reconstructed in the lock file")
+        return Metadata.parse(model.inline_metadata, f"model '{model.id}': metadata {origin}")
     if not model.metadata:
         raise ModelError(f"model '{model.id}': the lock file names no metadata for it")
     return Metadata.read(state.path(model.metadata))

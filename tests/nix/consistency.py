@@ -103,6 +103,29 @@ def _pin_errors(where: str, pin: Any) -> list[str]:
     return errors
 
 
+def _inline_metadata_errors(at: str, entry: dict[str, Any]) -> list[str]:
+    """Inline metadata is a copy (metadata_source) or says how it was reconstructed, and from
+    what (metadata_reconstructed: note and https sources), as in runner/models/lock.py."""
+    source, rebuilt = entry.get("metadata_source"), entry.get("metadata_reconstructed")
+    if rebuilt is None:
+        if not isinstance(source, str) or not source.strip():
+            return [f"{at}: inline metadata without a metadata_source"]
+        return []
+    if source is not None:
+        return [f"{at}: inline metadata with both a metadata_source and metadata_reconstructed"]
+    if not isinstance(rebuilt, dict) or set(rebuilt) != {"note", "sources"}:
+        return [f"{at}: metadata_reconstructed is not an object of 'note' and 'sources'"]
+    errors = []
+    if not isinstance(rebuilt["note"], str) or not rebuilt["note"].strip():
+        errors.append(f"{at}: metadata_reconstructed without a note")
+    sources = rebuilt["sources"]
+    if (not isinstance(sources, list) or not sources
+            or not all(isinstance(s, str) and s.startswith("https://") and " " not in s
+                       for s in sources)):
+        errors.append(f"{at}: metadata_reconstructed.sources is not a list of https addresses")
+    return errors
+
+
 def lock_pins(lock: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """model id -> the files Nix fetches for it (its source, or its files)."""
     return {model_id: [entry["source"]] if "source" in entry else list(entry.get("files", []))
@@ -140,9 +163,7 @@ def check_lock(root: Path = ROOT) -> list[str]:
             names = {str(pin.get("name")) for pin in files if isinstance(pin, dict)}
             meta = entry.get("metadata")
             if isinstance(meta, dict):  # MTG's metadata JSON inline: Nix fetches only the files
-                source = entry.get("metadata_source")
-                if not isinstance(source, str) or not source.strip():
-                    errors.append(f"{at}: inline metadata without a metadata_source")
+                errors += _inline_metadata_errors(at, entry)
             elif meta is not None and meta not in names:
                 errors.append(f"{at}: metadata {meta!r} is not among its files")
     return errors
