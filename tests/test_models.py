@@ -244,9 +244,9 @@ def test_one_embedding_run_per_track_whatever_the_heads(fetched, clips, write_pr
     calls: list[str] = []
     original = infer.Predictor.run
 
-    def counting(self, batch, fixed=None):
+    def counting(self, batch, *args, **kwargs):
         calls.append(Path(self.session.paramValue("graphFilename")).stem)
-        return original(self, batch, fixed)
+        return original(self, batch, *args, **kwargs)
 
     monkeypatch.setattr(infer.Predictor, "run", counting)
     extractor = Extractor(str(write_profile(PROFILE)))

@@ -75,23 +75,35 @@ def test_tags_make_sense_on_contrasting_clips(tags):
     assert techno["electronic"] > 3 * techno["piano"]
 
 
-def test_frozen_graph_matches_the_checkpoint_evaluated_in_tensorflow(musicnn_cache, tmp_path):
+@pytest.mark.parametrize("model_id, checkpoint", [("musicnn-msd", "MSD_musicnn"),
+                                                   ("musicnn-mtt", "MTT_musicnn")])
+def test_frozen_graph_matches_the_checkpoint_evaluated_in_tensorflow(musicnn_cache, tmp_path,
+                                                                     model_id, checkpoint):
+    """Tags and embeddings of the converted graph (is-training branches removed, front-end
+    blocks rewritten for speed) equal the checkpoint's own graph up to float rounding."""
     from runner.models.infer import FRONTENDS, Metadata, Predictor, features, patches
 
-    folder = musicnn_cache / "musicnn-msd"
-    meta = Metadata.read(folder / "musicnn-msd.json")
-    audio = piano_clip(8.0, sr=16000)
-    batch = np.ascontiguousarray(patches(features(audio, FRONTENDS[meta.algorithm]), 187, 93))
-    ours = Predictor(folder / "musicnn-msd.pb", meta, ["model/Sigmoid"]).run(batch)
+    folder = musicnn_cache / model_id
+    meta = Metadata.read(folder / f"{model_id}.json")
+    front = FRONTENDS[meta.algorithm]
+    batch = np.ascontiguousarray(np.concatenate(
+        [patches(features(audio, front), 187, 93)
+         for audio in (piano_clip(8.0, sr=16000), electronic_clip(8.0, sr=16000))]))
+    outputs = [meta.outputs["predictions"], meta.outputs["embeddings"]]
+    ours = Predictor(folder / f"{model_id}.pb", meta, outputs).run(batch)
     np.save(tmp_path / "patches.npy", batch[:, 0])
     wheel = musicnn_cache / "_sources" / "musicnn-0.1.0-py3-none-any.whl"
     script = Path(__file__).with_name("musicnn_checkpoint_eval.py")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent),
                TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-    done = subprocess.run([sys.executable, str(script), str(wheel), "MSD_musicnn",
-                           str(tmp_path / "patches.npy"), str(tmp_path / "ref.npy")],
+    done = subprocess.run([sys.executable, str(script), str(wheel), checkpoint,
+                           str(tmp_path / "patches.npy"), str(tmp_path / "ref.npy"),
+                           str(tmp_path / "emb.npy")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     reference = np.load(tmp_path / "ref.npy")
-    assert reference.shape == ours["model/Sigmoid"].shape == (len(batch), 50)
-    np.testing.assert_allclose(ours["model/Sigmoid"], reference, atol=1e-5)
+    assert reference.shape == ours[outputs[0]].shape == (len(batch), 50)
+    np.testing.assert_allclose(ours[outputs[0]], reference, atol=1e-5)
+    embeddings = np.load(tmp_path / "emb.npy")
+    assert embeddings.shape == ours[outputs[1]].shape == (len(batch), 200)
+    np.testing.assert_allclose(ours[outputs[1]], embeddings, atol=1e-4)  # values up to ~13

@@ -18,7 +18,15 @@ import numpy as np
 from runner import registry
 from runner.errors import ModelError
 from runner.models import cache, lock
-from runner.models.infer import FRONTENDS, HEADS, Metadata, Predictor, features, patches
+from runner.models.infer import (
+    FRONTENDS,
+    HEADS,
+    PATCH_CHUNK,
+    Metadata,
+    Predictor,
+    features,
+    patches,
+)
 from runner.models.plan import ModelOutput, ModelsConfig
 
 
@@ -169,7 +177,7 @@ class ModelStage:
             hop = front.patch_hop if self.config.overlap else front.patch_size
             batch = patches(bands[key], front.patch_size, hop)
             assert emb.predictor is not None
-            out = emb.predictor.run(batch, fixed=front.batch)
+            out = emb.predictor.run(batch, fixed=front.batch, chunk=PATCH_CHUNK)
             computed[emb_id] = {p: out[emb.meta.outputs[p]] for p in emb.purposes}
             results.used[emb_id] = _pin_of(emb.model)
             if "embeddings" in computed[emb_id]:
