@@ -67,8 +67,9 @@ def checkpoint_graph(prefix: str, outputs: list[str]) -> object:
     return tf.compat.v1.graph_util.extract_sub_graph(graph, outputs)
 
 
-def freeze(prefix: str) -> bytes:
-    """The frozen GraphDef (serialised) of the checkpoint at ``prefix``."""
+def freeze(prefix: str) -> tuple[bytes, int]:
+    """The frozen GraphDef (serialised) of the checkpoint at ``prefix``, and how many
+    front-end blocks were rewritten (see pool_first_conv_blocks)."""
     import tensorflow as tf
 
     graph = checkpoint_graph(prefix, list(OUTPUTS))
@@ -92,8 +93,8 @@ def freeze(prefix: str) -> bytes:
             copy.CopyFrom(node)
             for attr in ("grad_a", "grad_b"):  # unknown to Essentia's libtensorflow 2.5
                 copy.attr.pop(attr, None)
-    frozen = pool_first_conv_blocks(inference_only(frozen))
-    return frozen.SerializeToString(deterministic=True)
+    frozen, rewritten = pool_first_conv_blocks(inference_only(frozen))
+    return frozen.SerializeToString(deterministic=True), rewritten
 
 
 def _node_of(ref: str) -> str:
@@ -179,7 +180,7 @@ def _topological(graph: object) -> list:
 TIME_BLOCK = 8  # output frames per row of the block-Toeplitz temporal kernels
 
 
-def pool_first_conv_blocks(graph: object) -> object:
+def pool_first_conv_blocks(graph: object) -> tuple[object, int]:
     """musicnn's front-end blocks, Conv2D -> BiasAdd -> ReLU -> batch norm -> max over all
     mel bands, rewritten to give the same values faster:
 
@@ -194,7 +195,10 @@ def pool_first_conv_blocks(graph: object) -> object:
       block-Toeplitz kernel: each kernel row computes ``TIME_BLOCK`` successive frames (the
       same weights, shifted, exact zeros elsewhere). TensorFlow's CPU convolution spent a
       third of the graph's time on these, a seventh of its multiply-adds. The same sums of
-      the same products; only the order of the additions differs (float rounding)."""
+      the same products; only the order of the additions differs (float rounding).
+
+    Returns the graph and the number of blocks rewritten (a block of another shape is left
+    as it is: correct, only slower)."""
     import numpy as np
     import tensorflow as tf
 
@@ -236,6 +240,7 @@ def pool_first_conv_blocks(graph: object) -> object:
         return name
 
     replaced: set[str] = set()
+    blocks = 0
     transposed: dict[str, str] = {}
     for conv in graph.node:
         bias_add = only(conv, "BiasAdd") if conv.op == "Conv2D" else None
@@ -322,13 +327,14 @@ def pool_first_conv_blocks(graph: object) -> object:
                     f"{scope}/Slice/size", np.array([-1, PATCH_FRAMES, -1], np.int32))],
                     T=float_t, Index=int_t)
         replaced.update(n.name for n in (conv, bias_add, relu, norm, pool, squeeze))
+        blocks += 1
     out = tf.compat.v1.GraphDef()
     out.versions.CopyFrom(graph.versions)
     for node in graph.node:
         if node.name not in replaced:
             out.node.add().CopyFrom(node)
     out.node.extend(added)
-    return tf.compat.v1.graph_util.extract_sub_graph(out, list(OUTPUTS))
+    return tf.compat.v1.graph_util.extract_sub_graph(out, list(OUTPUTS)), blocks
 
 
 def metadata(model_id: str, checkpoint: str, tags: list[str], source: str) -> dict:
@@ -378,9 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory() as work:
         prefix, tags = read_wheel(args.wheel, args.checkpoint, work)
-        graph = freeze(prefix)
+        graph, rewritten = freeze(prefix)
+    if rewritten == 0:
+        print(f"{args.checkpoint}: no front-end block had the expected shape; the graph is "
+              "converted as it is (the same results, about 1.6x slower)", file=sys.stderr)
     write_atomic(args.graph, graph)
     meta = metadata(args.model_id, args.checkpoint, tags, args.source)
+    meta["converted_from"]["rewritten_blocks"] = rewritten
     write_atomic(args.metadata, (json.dumps(meta, indent=2) + "\n").encode())
     return 0
 
