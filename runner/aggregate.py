@@ -21,18 +21,26 @@ LONG_TRACK_SECONDS = 600.0
 PART_VALUES = 1 << 22
 
 
-def aggregate(plan: Plan, analysis: Analysis, keep_frames: bool = True) -> dict[str, Any]:
+def aggregate(plan: Plan, analysis: Analysis, keep_frames: bool = True,
+              done: Early | None = None) -> dict[str, Any]:
     """Descriptor name -> value: statistics for frame-wise descriptors, single values as is.
 
     ``keep_frames=False`` lets a long track's frame pool be emptied on the way (it is not
-    needed afterwards unless the frames are written too).
+    needed afterwards unless the frames are written too). ``done``: descriptors already
+    aggregated (and removed from the pool) while later stages ran.
     """
     exceptions = {d.name: d.stats for d in plan.descriptors if not d.single}
     frames = analysis.frames
     present = set(frames.descriptorNames())
     flat: dict[str, Any] = {}
-    if present:
-        wanted = {k: tuple(v) for k, v in exceptions.items() if k in present}
+    if done is not None:
+        if done.error is not None:
+            raise done.error
+        present |= done.names
+        flat.update({name: to_plain(value) for name, value in done.values.items()})
+    if frames.descriptorNames():
+        wanted = {k: tuple(v) for k, v in exceptions.items()
+                  if k in set(frames.descriptorNames())}
         if not keep_frames and analysis.audio.get("analysis_length", 0.0) > LONG_TRACK_SECONDS:
             for name, value in aggregate_by_parts(frames, wanted).items():
                 flat[name] = to_plain(value)
@@ -48,6 +56,43 @@ def aggregate(plan: Plan, analysis: Analysis, keep_frames: bool = True) -> dict[
     for name, value in analysis.singles.items():
         flat[name] = to_plain(value)
     return flat
+
+
+class Early:
+    """Long tracks: the statistics of descriptors whose stage has finished, computed (by
+    parts) and removed from the frame pool before the later stages run, so their frames
+    do not stay in memory beside those stages' work (Executor.after_stage)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.stats = {d.name: tuple(d.stats) for d in plan.descriptors if not d.single}
+        self.finished: dict[int, list[str]] = {}  # stage -> descriptors final after it
+        for desc in plan.descriptors:
+            if not desc.single:
+                node = plan.nodes.get(desc.ref.node)
+                stage = node.stage if node is not None else 0
+                self.finished.setdefault(stage, []).append(desc.name)
+        self.names: set[str] = set()
+        self.values: dict[str, Any] = {}
+        self.error: RuntimeError | None = None  # raised by aggregate(), where it is reported
+
+    def clear(self) -> None:
+        self.names.clear()
+        self.values.clear()
+        self.error = None
+
+    def after_stage(self, stage: int, frames: Any, seconds: float) -> None:
+        if seconds <= LONG_TRACK_SECONDS or self.error is not None:
+            return
+        present = set(frames.descriptorNames())
+        ready = {}
+        for done_stage, names in self.finished.items():
+            if done_stage <= stage:
+                ready.update({n: self.stats[n] for n in names if n in present})
+        try:
+            self.values.update(aggregate_by_parts(frames, ready))
+        except RuntimeError as exc:  # e.g. the covariance of silence cannot be inverted
+            self.error = exc
+        self.names |= set(ready) - set(frames.descriptorNames())
 
 
 def aggregate_by_parts(frames: Any, wanted: dict[str, tuple[str, ...]],

@@ -34,6 +34,11 @@ class Extractor:
         # the models read the whole signal; without them it is never held in memory
         self.executor = Executor(self.plan, keep_signal=bool(self.models and
                                                               self.models.reads_audio))
+        # Long tracks: each stage's frame-wise descriptors are aggregated as soon as that
+        # stage has finished (unless the frames are written too), not beside later stages.
+        self.early = None if self.plan.output.frames else aggregate.Early(self.plan)
+        if self.early is not None:
+            self.executor.after_stage = self.early.after_stage
         self.schema = write.output_schema(self.plan)
         self.checks = [write.validator(self.schema)]
         if self.plan.output.schema:
@@ -43,9 +48,12 @@ class Extractor:
 
     def analyse(self, path: str) -> tuple[dict[str, Any], Any]:
         """Analyse one file; return the validated document and the raw analysis."""
+        if self.early is not None:
+            self.early.clear()
         analysis = self.executor.analyse(path)
         try:
-            flat = aggregate.aggregate(self.plan, analysis, keep_frames=self.plan.output.frames)
+            flat = aggregate.aggregate(self.plan, analysis, keep_frames=self.plan.output.frames,
+                                       done=self.early)
         except RuntimeError as exc:  # e.g. a covariance matrix of silence cannot be inverted
             reason = str(exc).strip().splitlines()[-1]
             raise AudioError(path, f"cannot compute statistics ({reason}); "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +148,9 @@ class Executor:
         self.singles = self.essentia.Pool()
         self.work = self.essentia.Pool()
         self.networks: dict[tuple[int, int], _Network] = {}
+        # Called after each stage with (stage, frame pool, analysed seconds): a caller may
+        # aggregate and remove the descriptors that stage finished (see Extractor).
+        self.after_stage: Callable[[int, Any, float], None] | None = None
 
     def analyse(self, path: str) -> Analysis:
         """Analyse one file. The returned Analysis is valid until the next call."""
@@ -160,12 +164,14 @@ class Executor:
         try:
             self._run_stage0(path, header)
             values.update(self._read_recorded())
+            self._stage_done(0, values)
             for stage in range(1, self.plan.stages):
                 self._values_stage(stage, values)
                 self.work.clear()
                 for index, group in enumerate(stream_components(self.plan.nodes, stage)):
                     self._run_group(stage, index, group, path, header, values)
                 values.update(self._read_recorded())
+                self._stage_done(stage, values)
             self.work.clear()  # read back into values: its memory serves the aggregation
         except AudioError:
             self._discard_networks()
@@ -197,6 +203,10 @@ class Executor:
         kept = {key: values[key] for key in (f"{AUDIO}.signal",) if key in values}
         del values
         return Analysis(frames=self.frames, singles=singles, values=kept, audio=audio)
+
+    def _stage_done(self, stage: int, values: dict[str, Any]) -> None:
+        if self.after_stage is not None and values.get(_ANALYSED):
+            self.after_stage(stage, self.frames, float(values[_ANALYSED][-1]))
 
     def _discard_networks(self) -> None:
         """After a failed run a network may be half-way: build fresh ones for the next file."""

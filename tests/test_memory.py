@@ -120,3 +120,21 @@ def test_long_track_statistics_by_parts_equal_the_whole_pool_call(tmp_path, monk
     assert parts == whole
     assert len(whole) > 500 and "lowlevel.melbands128.median" in whole
     assert analysis.frames.descriptorNames() == []  # moved out as they were aggregated
+
+
+def test_long_track_statistics_aggregated_after_each_stage_are_the_same(tmp_path, monkeypatch):
+    """Long tracks: a stage's descriptors are aggregated (and their frames let go) as soon as
+    the stage has finished, through Extractor; the document must not change."""
+    from runner import aggregate
+    from runner.extract import Extractor
+
+    path = write_audio(tmp_path / "m.wav", demo(12.0, seed=5))
+    overrides = ["options.highlevel.compute=false"]
+    whole, _ = Extractor("music", overrides).analyse(str(path))
+    monkeypatch.setattr(aggregate, "LONG_TRACK_SECONDS", 1.0)
+    monkeypatch.setattr(aggregate, "PART_VALUES", 3000)
+    extractor = Extractor("music", overrides)
+    early, analysis = extractor.analyse(str(path))
+    assert extractor.early is not None and len(extractor.early.names) > 40
+    assert analysis.frames.descriptorNames() == []
+    assert early == whole
