@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from functools import lru_cache
 from typing import Any
 
@@ -136,9 +137,30 @@ def aggregate_by_parts(frames: Any, wanted: dict[str, tuple[str, ...]],
                 parts.setdefault(key, []).append(value)
             del part
         del values
+        _give_back_freed_memory()
         for key, pieces in parts.items():
             results[key] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     return results
+
+
+@lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to call
+        return None
+
+
+def _give_back_freed_memory() -> None:
+    """Return the memory of a descriptor just removed from the pool to the system.
+
+    glibc keeps freed heap memory for reuse, but a pool's frames are many small blocks that
+    the next descriptor's copies do not fit, so without this the process grew by the copies
+    on top of the freed frames (on 60 minutes: +184 MiB over the frame pool instead of none).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @lru_cache(maxsize=64)
