@@ -16,40 +16,33 @@ from runner.run import Analysis, pool_values
 # be aggregated a band of columns at a time with the same results (cov and icov cannot).
 PER_COLUMN = frozenset({"min", "max", "median", "mean", "var", "stdev", "skew", "kurt",
                         "dmean", "dvar", "dmean2", "dvar2"})
-# Tracks longer than this are aggregated part by part (see aggregate_by_parts).
+# Tracks longer than this are aggregated stage by stage and part by part (see Early).
 LONG_TRACK_SECONDS = 600.0
 # Frame values per PoolAggregator call in that case (16 MB of float32).
 PART_VALUES = 1 << 22
 
 
-def aggregate(plan: Plan, analysis: Analysis, keep_frames: bool = True,
-              done: Early | None = None) -> dict[str, Any]:
+def aggregate(plan: Plan, analysis: Analysis, done: Early | None = None) -> dict[str, Any]:
     """Descriptor name -> value: statistics for frame-wise descriptors, single values as is.
 
-    ``keep_frames=False`` lets a long track's frame pool be emptied on the way (it is not
-    needed afterwards unless the frames are written too). ``done``: descriptors already
-    aggregated (and removed from the pool) while later stages ran.
+    ``done``: descriptors already aggregated (and removed from the pool) as their stages
+    finished (long tracks, see Early); the rest are aggregated here in one call.
     """
-    exceptions = {d.name: d.stats for d in plan.descriptors if not d.single}
     frames = analysis.frames
-    present = set(frames.descriptorNames())
+    remaining = set(frames.descriptorNames())
+    present = set(remaining)
     flat: dict[str, Any] = {}
     if done is not None:
         if done.error is not None:
             raise done.error
         present |= done.names
         flat.update({name: to_plain(value) for name, value in done.values.items()})
-    if frames.descriptorNames():
-        wanted = {k: tuple(v) for k, v in exceptions.items()
-                  if k in set(frames.descriptorNames())}
-        if not keep_frames and analysis.audio.get("analysis_length", 0.0) > LONG_TRACK_SECONDS:
-            for name, value in aggregate_by_parts(frames, wanted).items():
-                flat[name] = to_plain(value)
-            wanted = {k: v for k, v in wanted.items() if k in set(frames.descriptorNames())}
-        if wanted:
-            aggregated = _aggregator(tuple(sorted(wanted.items())))(frames)
-            for name, value in pool_values(aggregated).items():
-                flat[name] = to_plain(value)
+    wanted = {d.name: tuple(d.stats) for d in plan.descriptors
+              if not d.single and d.name in remaining}
+    if wanted:
+        aggregated = _aggregator(tuple(sorted(wanted.items())))(frames)
+        for name, value in pool_values(aggregated).items():
+            flat[name] = to_plain(value)
     for desc in plan.descriptors:
         if not desc.single and desc.name not in present and desc.empty is not None:
             for stat in desc.stats:  # e.g. no beats found: Essentia writes zeros
@@ -103,8 +96,8 @@ def aggregate_by_parts(frames: Any, wanted: dict[str, tuple[str, ...]],
     Essentia's Python binding copies the whole pool it hands to PoolAggregator (about four
     times its values: 357 MiB on an hour of the music profile). Here each descriptor is moved
     out of ``frames`` into a pool of its own, a band of columns at a time when it is wide and
-    its statistics are per column, so the copy stays near ``part_values`` and the memory of
-    a removed descriptor is reused for the next. The statistics are PoolAggregator's own, on
+    its statistics are per column, so the copy stays near ``part_values``, and the memory of
+    a removed descriptor is given back before the next. The statistics are PoolAggregator's own, on
     the same values: the results are identical. Descriptors of other types stay in
     ``frames``; the removed ones are gone from it afterwards.
     """

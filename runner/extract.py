@@ -52,8 +52,7 @@ class Extractor:
             self.early.clear()
         analysis = self.executor.analyse(path)
         try:
-            flat = aggregate.aggregate(self.plan, analysis, keep_frames=self.plan.output.frames,
-                                       done=self.early)
+            flat = aggregate.aggregate(self.plan, analysis, done=self.early)
         except RuntimeError as exc:  # e.g. a covariance matrix of silence cannot be inverted
             reason = str(exc).strip().splitlines()[-1]
             raise AudioError(path, f"cannot compute statistics ({reason}); "

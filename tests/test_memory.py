@@ -112,11 +112,13 @@ def test_long_track_statistics_by_parts_equal_the_whole_pool_call(tmp_path, monk
     path = write_audio(tmp_path / "m.wav", demo(12.0, seed=3))
     plan = compile.compile_profile(load.load_profile("music", ["options.highlevel.compute=false"]))
     analysis = Executor(plan).analyse(str(path))
-    whole = aggregate.aggregate(plan, analysis, keep_frames=False)  # a short track: one call
+    whole = aggregate.aggregate(plan, analysis)  # one PoolAggregator call
     assert analysis.frames.descriptorNames()  # ... which leaves the frames in place
     monkeypatch.setattr(aggregate, "LONG_TRACK_SECONDS", 1.0)
     monkeypatch.setattr(aggregate, "PART_VALUES", 3000)  # melbands128: 6 columns per call
-    parts = aggregate.aggregate(plan, analysis, keep_frames=False)
+    early = aggregate.Early(plan)
+    early.after_stage(plan.stages - 1, analysis.frames, 12.0)  # every descriptor, by parts
+    parts = aggregate.aggregate(plan, analysis, done=early)
     assert parts == whole
     assert len(whole) > 500 and "lowlevel.melbands128.median" in whole
     assert analysis.frames.descriptorNames() == []  # moved out as they were aggregated
