@@ -107,9 +107,11 @@ def problems(report: dict[str, Any], limit_for: Any, noisy: bool, abs_floor: flo
              ) -> list[str]:
     """Descriptors of a report that disagree beyond ``limit_for(name)`` (relative).
 
-    With ``noisy``, statistics the reference does not reproduce itself (NOISE_DRAWN, with a
-    non-zero "self") are skipped, every limit grows by 10x the reference's own range, and
-    statistics of frames are allowed at least NOISY_FRAME_FLOOR. Differences below
+    With ``noisy``, statistics drawn from the noise (NOISE_DRAWN) are skipped, even where the
+    reference's own runs happened to agree (one more run can still draw a noise frame beyond
+    them: seen in CI, freesound barkbands_skewness.min 1.4e-2 apart with 8 equal runs);
+    every other limit grows by 10x the reference's own range, and statistics of frames are
+    allowed at least NOISY_FRAME_FLOOR. Differences below
     ``abs_floor`` (absolute) never count.
     """
     found = []
@@ -125,7 +127,7 @@ def problems(report: dict[str, Any], limit_for: Any, noisy: bool, abs_floor: flo
             continue
         limit = limit_for(name)
         if noisy:
-            if name.rsplit(".", 1)[-1] in NOISE_DRAWN and d["self"] > 0:
+            if name.rsplit(".", 1)[-1] in NOISE_DRAWN:
                 continue
             limit += 10 * d["self"]
             if name.rsplit(".", 1)[-1] in FRAME_STATS:
