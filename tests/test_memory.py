@@ -140,3 +140,42 @@ def test_long_track_statistics_aggregated_after_each_stage_are_the_same(tmp_path
     assert extractor.early is not None and len(extractor.early.names) > 40
     assert analysis.frames.descriptorNames() == []
     assert early == whole
+
+
+def test_a_stream_read_back_and_also_a_descriptor_is_stored_once(tmp_path, monkeypatch):
+    """The HPCP frames are the descriptor tonal.hpcp and what the keys are computed from (their
+    mean): the frame pool holds them once and they are read back from there (on an hour they
+    were kept twice, 14 MiB). Each pass's recorded streams are let go before the hook that
+    aggregates runs. The results equal those of recording the stream separately."""
+    from runner import compile, load
+    from runner.run import Executor
+
+    path = write_audio(tmp_path / "m.wav", demo(12.0, seed=2))
+    plan = compile.compile_profile(load.load_profile("tonal"))
+    executor = Executor(plan)
+    assert executor.recorded_frames == {"hpcp_key.hpcp": "tonal.hpcp"}
+    recorded: list[set[str]] = []
+    left: list[int] = []
+    original = Executor._read_recorded
+
+    def spy(self, stage):
+        recorded.append(set(self.work.descriptorNames()))
+        return original(self, stage)
+
+    monkeypatch.setattr(Executor, "_read_recorded", spy)
+    executor.after_stage = lambda stage, frames, seconds: left.append(
+        len(executor.work.descriptorNames()))
+    once = executor.analyse(str(path))
+    once_singles, once_frames = dict(once.singles), set(once.frames.descriptorNames())
+    assert recorded and not any("hpcp_key.hpcp" in names for names in recorded)
+    assert "tonal.hpcp" in once_frames
+    assert left and set(left) == {0}
+
+    twice = Executor(plan)
+    twice.recorded_frames = {}  # the stream recorded apart as well, as before
+    separate = twice.analyse(str(path))
+    assert any("hpcp_key.hpcp" in names for names in recorded[len(left):])
+    assert separate.singles.keys() == once_singles.keys()
+    for name, value in separate.singles.items():
+        assert np.array_equal(np.asarray(value), np.asarray(once_singles[name])), name
+    assert "tonal.key_edma.key" in once_singles
