@@ -15,10 +15,12 @@ from runner.run import Analysis, give_back_freed_memory, pool_values
 # be aggregated a band of columns at a time with the same results (cov and icov cannot).
 PER_COLUMN = frozenset({"min", "max", "median", "mean", "var", "stdev", "skew", "kurt",
                         "dmean", "dvar", "dmean2", "dvar2"})
-# Tracks longer than this are aggregated stage by stage and part by part (see Early).
+# Tracks longer than this are aggregated stage by stage and part by part (see Early), and
+# their passes run as two networks where that keeps transients apart (Executor._split).
 LONG_TRACK_SECONDS = 600.0
-# Frame values per PoolAggregator call in that case (16 MB of float32).
-PART_VALUES = 1 << 22
+# Frame values per PoolAggregator call in that case (4 MB of float32; 16 MB added 12 MiB to
+# the 60-minute peak).
+PART_VALUES = 1 << 20
 
 
 def aggregate(plan: Plan, analysis: Analysis, done: Early | None = None) -> dict[str, Any]:
@@ -89,13 +91,14 @@ class Early:
 
 
 def aggregate_by_parts(frames: Any, wanted: dict[str, tuple[str, ...]],
-                       part_values: int = PART_VALUES) -> dict[str, Any]:
+                       part_values: int | None = None) -> dict[str, Any]:
     """Statistics of the numeric frame-wise descriptors, one part per PoolAggregator call.
 
     Essentia's Python binding copies the whole pool it hands to PoolAggregator (about four
     times its values: 357 MiB on an hour of the music profile). Here each descriptor is moved
     out of ``frames`` into a pool of its own, a band of columns at a time when it is wide and
-    its statistics are per column, so the copy stays near ``part_values``, and the memory of
+    its statistics are per column, so the copy stays near ``part_values`` (default
+    ``PART_VALUES``, read when called), and the memory of
     a removed descriptor is given back before the next. The statistics are PoolAggregator's own, on
     the same values: the results are identical. Descriptors of other types stay in
     ``frames``; the removed ones are gone from it afterwards.
@@ -119,7 +122,7 @@ def aggregate_by_parts(frames: Any, wanted: dict[str, tuple[str, ...]],
         width = 1 if values.ndim == 1 else values.shape[1]
         columns = width
         if values.ndim == 2 and set(stats) <= PER_COLUMN:
-            columns = max(1, min(width, part_values // max(1, len(values))))
+            columns = max(1, min(width, (part_values or PART_VALUES) // max(1, len(values))))
         parts: dict[str, list[Any]] = {}
         for start in range(0, width, columns):
             part = essentia.Pool()

@@ -39,6 +39,7 @@ class Extractor:
         self.early = None if self.plan.output.frames else aggregate.Early(self.plan)
         if self.early is not None:
             self.executor.after_stage = self.early.after_stage
+            self.executor.split_seconds = aggregate.LONG_TRACK_SECONDS
         self.schema = write.output_schema(self.plan)
         self.checks = [write.validator(self.schema)]
         if self.plan.output.schema:

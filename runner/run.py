@@ -4,7 +4,8 @@ Stage 0 is one Essentia streaming network driven by the loader chain
 (AudioLoader -> MonoMixer -> Resample [-> Trimmer]), the same chain as Essentia's
 MonoLoader/EasyLoader. A later-stage network that reads the audio is driven by the same chain
 again (the file is decoded once per stage that needs it, as in Essentia's extractors, so the
-decoded signal is never held in memory); one that reads another recorded stream replays it
+decoded signal is never held in memory; on long tracks a pass may run as two networks, each
+decoding it, see Executor._split); one that reads another recorded stream replays it
 (VectorInput). Standard-mode and derive nodes of a stage work on recorded values first.
 """
 
@@ -179,6 +180,9 @@ class Executor:
         # Called after each stage with (stage, frame pool, analysed seconds): a caller may
         # aggregate and remove the descriptors that stage finished (see Extractor).
         self.after_stage: Callable[[int, Any, float], None] | None = None
+        # Inputs longer than this run each pass as two networks (see _split); None: never.
+        self.split_seconds: float | None = None
+        self.splits: dict[tuple[int, int], list[tuple[list[str], set[str]]]] = {}
 
     def analyse(self, path: str) -> Analysis:
         """Analyse one file. The returned Analysis is valid until the next call."""
@@ -374,20 +378,79 @@ class Executor:
                    header: dict[str, Any], values: dict[str, Any]) -> None:
         (key,) = replay_sources(self.plan.nodes, group)
         from_audio = key == f"{AUDIO}.signal"
-        net = self.networks.get((stage, index))
-        if net is None or not from_audio:  # a VectorInput holds its data: rebuilt per file
-            net = self._build_group(group, key, path, header, values)
-            if from_audio:
-                self.networks[(stage, index)] = net
-        else:
-            self._reload(net, path, header)
-            for node in net.refreshed:
-                net.algos[node.id].configure(**self._params(node, values))
-        self.essentia.run(net.source)
-        self.essentia.reset(net.source)
+        parts = [(group, set(group))]
+        if from_audio and self._long(header):
+            if (stage, index) not in self.splits:
+                self.splits[(stage, index)] = self._split(group)
+            parts = self.splits[(stage, index)]
+        for part, (members, stored) in enumerate(parts):
+            net_key = (stage, index) if len(parts) == 1 else (stage, index, part)
+            net = self.networks.get(net_key)
+            if net is None or not from_audio:  # a VectorInput holds its data: rebuilt per file
+                net = self._build_group(members, stored, key, path, header, values)
+                if from_audio:
+                    self.networks[net_key] = net
+            else:
+                self._reload(net, path, header)
+                for node in net.refreshed:
+                    net.algos[node.id].configure(**self._params(node, values))
+            self.essentia.run(net.source)
+            self.essentia.reset(net.source)
 
-    def _build_group(self, group: list[str], key: str, path: str, header: dict[str, Any],
-                     values: dict[str, Any]) -> _Network:
+    def _long(self, header: dict[str, Any]) -> bool:
+        if self.split_seconds is None:
+            return False
+        cfg = self.plan.audio
+        seconds = float(header["duration"]) - cfg.start_time
+        if cfg.end_time is not None:
+            seconds = min(seconds, cfg.end_time - cfg.start_time)
+        return seconds > self.split_seconds
+
+    def _split(self, group: list[str]) -> list[tuple[list[str], set[str]]]:
+        """A long pass as two networks, each decoding the file: first the chains whose
+        results are single values or values for later stages, then the ones that store
+        frame-wise descriptors.
+
+        A frame store grows with the track, and whole-track work ends a pass with a transient
+        of its own (RhythmExtractor2013's beat decoding: 140 MiB per hour, inside Essentia);
+        in one network the two coincide. Split only where the two share nothing but what reads
+        the decoded audio itself (the gain-normalised signal), which then runs in both; what
+        it stores is stored once, by the frame part. Returns (members,
+        nodes whose outputs are stored) per network, in running order; one part when the
+        pass has only one kind.
+        """
+        nodes = self.plan.nodes
+        inside = set(group)
+        frame_sinks, value_sinks = set(), set()
+        for nid in group:
+            keys = [f"{nid}.{output}" for output in nodes[nid].output_types]
+            stored = [single for k in keys for _, single in self.descriptors_by_source.get(k, [])]
+            if not all(stored):
+                frame_sinks.add(nid)
+            elif stored or any(k in self.plan.recorded for k in keys):
+                value_sinks.add(nid)
+        if not frame_sinks or not value_sinks:
+            return [(group, inside)]
+
+        def upstream(ids: set[str]) -> set[str]:
+            seen: set[str] = set()
+            todo = list(ids)
+            while todo:
+                nid = todo.pop()
+                if nid not in seen:
+                    seen.add(nid)
+                    todo += [r.node for r in nodes[nid].inputs.values() if r.node in inside]
+            return seen
+
+        frames = upstream(frame_sinks)
+        first = upstream(value_sinks)
+        if any(r.node in inside for n in first & frames for r in nodes[n].inputs.values()):
+            return [(group, inside)]  # they share a chain (a spectrum): not worth running twice
+        return [([n for n in group if n in first], first - frames),
+                ([n for n in group if n in frames], frames)]
+
+    def _build_group(self, group: list[str], stored: set[str], key: str, path: str,
+                     header: dict[str, Any], values: dict[str, Any]) -> _Network:
         members = [self.plan.nodes[n] for n in self.plan.order if n in set(group)]
         if key == f"{AUDIO}.signal":
             # The file is decoded again, through the same (deterministic) chain as in stage 0:
@@ -404,7 +467,7 @@ class Executor:
                 data = np.ascontiguousarray(data, dtype=np.float32)
             source = self.streaming.VectorInput(data)
             net, port = _Network(source=source, algos={}, refreshed=[]), source.data
-        net.algos = self._build(members, {key: port}, values)
+        net.algos = self._build(members, {key: port}, values, stored)
         net.refreshed = [n for n in members if n.streaming and n.param_refs]
         return net
 
@@ -440,9 +503,10 @@ class Executor:
             return array.mean(axis=0)
         return np.median(array, axis=0).astype(np.float32)
 
-    def _build(self, members: list[Node], sources: dict[str, Any],
-               values: dict[str, Any]) -> dict[str, Any]:
-        """Instantiate and wire the streaming nodes of one network."""
+    def _build(self, members: list[Node], sources: dict[str, Any], values: dict[str, Any],
+               stored: set[str] | None = None) -> dict[str, Any]:
+        """Instantiate and wire the streaming nodes of one network; ``stored``: the nodes
+        whose outputs go to the pools here (all of them unless given)."""
         algos: dict[str, Any] = {}
         for node in members:
             if not node.streaming:
@@ -472,7 +536,10 @@ class Executor:
             for output in node.output_types:
                 key = f"{node.id}.{output}"
                 port = getattr(algos[node.id], output)
-                self._sink(key, port, allow_none=key not in consumed)
+                if stored is None or node.id in stored:
+                    self._sink(key, port, allow_none=key not in consumed)
+                elif key not in consumed:
+                    port >> None
         return algos
 
     def _sink(self, key: str, port: Any, allow_none: bool) -> None:

@@ -139,7 +139,31 @@ def test_long_track_statistics_aggregated_after_each_stage_are_the_same(tmp_path
     early, analysis = extractor.analyse(str(path))
     assert extractor.early is not None and len(extractor.early.names) > 40
     assert analysis.frames.descriptorNames() == []
+    assert (1, 0, 1) in extractor.executor.networks  # the main pass ran as two networks
     assert early == whole
+
+
+def test_a_long_main_pass_runs_its_value_chains_before_its_frame_chains():
+    """Long tracks: RhythmExtractor2013's end-of-track transient (140 MiB per hour) must not
+    coincide with the lowlevel frames, so the main pass runs as two networks, rhythm first;
+    they share only the gain-normalised signal, whose outputs go nowhere twice. Passes whose
+    parts would share a spectrum chain (the tonal pass) stay one network."""
+    from runner import compile, load
+    from runner.compile import stream_components
+    from runner.run import Executor
+
+    plan = compile.compile_profile(load.load_profile("music", ["options.highlevel.compute=false"]))
+    executor = Executor(plan)
+    (main,) = stream_components(plan.nodes, 1)
+    (first, first_stored), (frames, frames_stored) = executor._split(main)
+    assert {"rhythm_extractor", "onsets", "dance_variance", "loudness"} <= set(first)
+    assert {"ll_frames", "melbands128", "eq_frames", "contrast"} <= set(frames)
+    assert set(first) & set(frames) == {"signal"}
+    assert "signal" in frames_stored and "signal" not in first_stored
+    assert set(first) | set(frames) == set(main)
+    for stage in range(2, plan.stages):
+        for group in stream_components(plan.nodes, stage):
+            assert len(executor._split(group)) == 1
 
 
 def test_a_stream_read_back_and_also_a_descriptor_is_stored_once(tmp_path, monkeypatch):
