@@ -2,6 +2,7 @@
 
     python bench/bench_memory.py flat [--files 500] [--seconds 5] [--files-per-worker 0 200]
     python bench/bench_memory.py long [--profile music] [--workdir DIR]
+    python bench/bench_memory.py mixed [--profile music] [--workdir DIR]
 
 ``flat``: the batch engine with one worker analyses N short files; the worker's RSS after
 every 10% of them is printed, with the ratio of the last (and the peak) to the first reading
@@ -11,6 +12,10 @@ renewed every 200 files (the default, --files-per-worker).
 ``long``: a 5-minute and a 60-minute track (the 5-minute demo music repeated 12 times), each
 in a fresh process (ru_maxrss), for ours and, as the anchor measured in the same run,
 Essentia's MusicExtractor; target: the 60-minute peak at most 2x the 5-minute one.
+
+``mixed``: the same tracks in one batch with one worker (5, 60, 5 minutes): the peak of its
+workers, with long tracks given a fresh worker of their own (the default, see batch.Batch)
+and without (one worker for all three).
 """
 
 from __future__ import annotations
@@ -42,6 +47,20 @@ else:
     std.MusicExtractor()(path)
 print(json.dumps({{"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "seconds": time.perf_counter() - started}}))
+"""
+
+MIXED_CHILD = r"""
+import json, resource, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from runner import batch
+profile, overrides, paths, out = {profile!r}, {overrides!r}, {paths!r}, {out!r}
+jobs = [batch.Job(i, Path(p), Path(out) / f"{{i}}.json") for i, p in enumerate(paths)]
+make = (batch._ExtractorWork, (profile, overrides, "music", {alone!r}))
+summary = batch.Batch(profile, overrides, "music", "", jobs=1, force=True, make=make).run(
+    jobs, lambda outcome: None)
+print(json.dumps({{"peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                  "seconds": summary.seconds, "done": summary.done}}))
 """
 
 # The model stage is measured by bench_highlevel.py; here the music graph alone.
@@ -119,6 +138,23 @@ def long(args: argparse.Namespace) -> None:
     print(f"ours / MusicExtractor on 60 min: {ours:.2f}; target: 60/5 <= 2.0")
 
 
+def mixed(args: argparse.Namespace) -> None:
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-memory-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    short = make_audio(workdir / "music-5min.wav", 300.0)
+    longer = make_audio(workdir / "music-60min.wav", 300.0, repeat=12)
+    overrides = NO_MODELS if args.profile == "music" else []
+    paths = [str(short), str(longer), str(short)]
+    print("one batch, one worker: 5, 60, 5 minutes; peak RSS of its workers")
+    for alone in (True, False):
+        code = MIXED_CHILD.format(root=str(ROOT), profile=args.profile, overrides=overrides,
+                                  paths=paths, out=str(workdir / "mixed"), alone=alone)
+        row = child(code)
+        label = "long tracks alone (default)" if alone else "one worker for all"
+        print(f"  {label:28s} {row['peak_kib'] / 1024:6.0f} MiB   ({row['done']} done, "
+              f"{row['seconds']:.0f} s)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -131,8 +167,11 @@ def main() -> int:
     p = sub.add_parser("long")
     p.add_argument("--profile", default="music")
     p.add_argument("--workdir", default=None, help="keep the generated audio here")
+    p = sub.add_parser("mixed")
+    p.add_argument("--profile", default="music")
+    p.add_argument("--workdir", default=None, help="keep the generated audio here")
     args = parser.parse_args()
-    flat(args) if args.mode == "flat" else long(args)
+    {"flat": flat, "long": long, "mixed": mixed}[args.mode](args)
     return 0
 
 

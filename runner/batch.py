@@ -27,7 +27,9 @@ import yaml
 from runner.errors import ExtractorError, OutputError
 
 FILES_PER_WORKER = 200  # see Batch: bounds what Essentia keeps per file in a long-lived worker
-Analyse = Callable[[str, str], None]  # analyse(input path, output path)
+# analyse(input path, output path); it may have ``alone(input path) -> bool``: the files it
+# says so about get a worker of their own (see Batch).
+Analyse = Callable[[str, str], None]
 Maker = tuple[Callable[..., Analyse], tuple[Any, ...]]  # (factory, args), run in each worker
 
 AUDIO_EXTENSIONS = frozenset(
@@ -230,11 +232,28 @@ def analyse_one(analyse: Analyse, src: str, dst: str) -> tuple[str, str, float]:
         return "failed", f"{src}: internal error: {detail}", time.perf_counter() - started
 
 
-def _extractor(profile: str, overrides: list[str], legacy_base: str) -> Analyse:
-    """The default per-file work: a compiled profile's ``extract(src, dst)``."""
-    from runner.extract import Extractor
+class _ExtractorWork:
+    """The default per-file work: a compiled profile's ``extract(src, dst)``; long tracks
+    are analysed alone (``Extractor.wants_own_process``)."""
 
-    return Extractor(profile, overrides, legacy_base=legacy_base, warn=False).extract
+    def __init__(self, profile: str, overrides: list[str], legacy_base: str,
+                 long_tracks_alone: bool = True) -> None:
+        from runner.extract import Extractor
+
+        self.extractor = Extractor(profile, overrides, legacy_base=legacy_base, warn=False)
+        if long_tracks_alone:  # bench/bench_memory.py mixed compares both
+            self.alone = self.extractor.wants_own_process
+
+    def __call__(self, src: str, dst: str) -> None:
+        self.extractor.extract(src, dst)
+
+
+def _alone(analyse: Analyse, src: str) -> bool:
+    alone = getattr(analyse, "alone", None)
+    try:
+        return bool(alone(src)) if alone is not None else False
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by analyse itself
+        return False
 
 
 def _worker(conn: Connection, make: Maker) -> None:
@@ -247,6 +266,7 @@ def _worker(conn: Connection, make: Maker) -> None:
         conn.send(("fatal", str(exc)))
         return
     conn.send(("ready", ""))
+    used = False
     while True:
         try:
             task = conn.recv()
@@ -255,11 +275,16 @@ def _worker(conn: Connection, make: Maker) -> None:
         if task is None:
             return
         index, src, dst = task
+        alone = _alone(analyse, src)
+        if alone and used:
+            conn.send(("again", index))  # the parent gives it to a fresh worker
+            continue
         try:
             status, message, seconds = analyse_one(analyse, src, dst)
         except KeyboardInterrupt:
             return
-        conn.send((index, status, message, seconds, _rss_kib()))
+        used = True
+        conn.send((index, status, message, seconds, _rss_kib(), alone))
 
 
 def _rss_kib() -> int:
@@ -277,6 +302,7 @@ class _Slot:
     job: Job | None = None
     ready: bool = False
     done: int = 0  # files this worker has analysed
+    retire: bool = False  # replace it by a fresh worker before it gets another file
 
 
 class Batch:
@@ -291,6 +317,12 @@ class Batch:
         ``files_per_worker``: a worker is replaced by a fresh one after that many files (0:
         never). Essentia's networks keep a few tens of KB per file that no API releases;
         replacing a worker every few hundred files bounds that at the cost of one start-up.
+        Likewise a file the work's ``alone`` picks (a track longer than 10 minutes) is
+        analysed by a fresh worker, replaced after it: what a process keeps from earlier
+        files would add to that file's peak (a 5-, a 60- and a 5-minute track in one worker:
+        584 MiB; with the long one alone: 533, bench_memory.py mixed), and what it keeps
+        from an hour of audio would stay with the next files. That costs up to two worker
+        start-ups per long track (about a second each; the Dask backend keeps its workers).
 
         ``make`` is ``(factory, args)``: each worker calls ``factory(*args)`` once and gets
         the ``analyse(src, dst)`` it runs per file (both must pickle: workers are spawned).
@@ -303,7 +335,8 @@ class Batch:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.force = force
         self.files_per_worker = max(0, files_per_worker)
-        self.make: Maker = make or (_extractor, (profile, overrides, legacy_base))
+        self.make: Maker = make or (_ExtractorWork, (profile, overrides, legacy_base))
+        self.handed_back: list[Job] = []  # files a used worker gave back (see _worker)
         self.current = current or (lambda job: up_to_date(job.output, self.digest))
         self.context = multiprocessing.get_context("spawn")  # no fork of a loaded libtensorflow
 
@@ -331,13 +364,18 @@ class Batch:
                 woken = wait(waitables)
                 for slot in [s for s in slots if s.conn in woken or s.process.sentinel in woken]:
                     outcome = self._receive(slot)
+                    while self.handed_back:
+                        pending.append(self.handed_back.pop())  # next to be handed out
                     if outcome is not None:
                         summary.add(outcome)
                         report(outcome)
                         slot.done += 1
-                        if (self.files_per_worker and slot.done >= self.files_per_worker
-                                and pending and slot.process.is_alive()):
+                        if self.files_per_worker and slot.done >= self.files_per_worker:
+                            slot.retire = True
+                    if slot.retire and slot.job is None and slot.process.is_alive():
+                        if pending:
                             self._retire(slot)
+                        slot.retire = False
                     if not slot.process.is_alive() and slot in slots:
                         slots.remove(slot)
                         if pending or slot.job:
@@ -387,9 +425,16 @@ class Batch:
                     return None
                 if message[0] == "fatal":
                     raise ExtractorError(message[1])
-                index, status, text, seconds, rss = message
+                if message[0] == "again":
+                    job, slot.job = slot.job, None
+                    assert job is not None and job.index == message[1]
+                    self.handed_back.append(job)
+                    slot.retire = True
+                    return None
+                index, status, text, seconds, rss, alone = message
                 job, slot.job = slot.job, None
                 assert job is not None and job.index == index
+                slot.retire = slot.retire or alone
                 return Outcome(job, status, text, seconds, rss)
         except (EOFError, OSError):
             pass

@@ -47,6 +47,12 @@ class Extractor:
 
             self.checks.append(write.validator(load_schema(self.plan.output.schema)))
 
+    def wants_own_process(self, path: str) -> bool:
+        """Whether ``path`` is a long track, best analysed in a process that has analysed
+        nothing else (see batch.Batch): its passes run in a form of their own (Executor._split)
+        and what a process keeps from other files adds to its peak."""
+        return self.executor.is_long(path)
+
     def analyse(self, path: str) -> tuple[dict[str, Any], Any]:
         """Analyse one file; return the validated document and the raw analysis."""
         if self.early is not None:

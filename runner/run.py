@@ -397,6 +397,15 @@ class Executor:
             self.essentia.run(net.source)
             self.essentia.reset(net.source)
 
+    def is_long(self, path: str) -> bool:
+        """Whether this file's passes would run split (read from its header only)."""
+        if self.split_seconds is None:
+            return False
+        try:
+            return self._long(probe(path))
+        except AudioError:
+            return False  # analyse() reports it
+
     def _long(self, header: dict[str, Any]) -> bool:
         if self.split_seconds is None:
             return False
@@ -415,9 +424,10 @@ class Executor:
         of its own (RhythmExtractor2013's beat decoding: 140 MiB per hour, inside Essentia);
         in one network the two coincide. Split only where the two share nothing but what reads
         the decoded audio itself (the gain-normalised signal), which then runs in both; what
-        it stores is stored once, by the frame part. Returns (members,
-        nodes whose outputs are stored) per network, in running order; one part when the
-        pass has only one kind.
+        it stores is stored once, by the frame part.
+
+        Returns, per network in running order, its members and the nodes whose outputs it
+        stores; a single part when the pass has only one kind of chain.
         """
         nodes = self.plan.nodes
         inside = set(group)

@@ -150,3 +150,35 @@ def test_workers_are_renewed_after_files_per_worker(tmp_path, per_worker, worker
     pids = {(tmp_path / f"out{i}.txt").read_text() for i in range(5)}
     assert len(pids) == workers
     assert all(o.rss_kib > 0 for o in seen)  # each result carries its worker's memory
+
+
+class _PidWriterWithLongTracks:
+    """Per-file work for the test below: writes the worker's pid; files named long* are long."""
+
+    def __call__(self, src: str, dst: str) -> None:
+        Path(dst).write_text(str(os.getpid()))
+
+    def alone(self, src: str) -> bool:
+        return Path(src).name.startswith("long")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_long_tracks_get_a_fresh_worker_of_their_own(tmp_path, workers):
+    """A long track is analysed by a worker that has analysed nothing else, and that worker
+    analyses nothing after it (what a process keeps from other files adds to the peak)."""
+    from runner.batch import Batch, Job
+
+    names = ["short0", "long1", "short2", "short3", "long4", "long5", "short6"]
+    jobs = [Job(i, tmp_path / f"{n}.wav", tmp_path / f"{n}.txt") for i, n in enumerate(names)]
+    seen = []
+    engine = Batch("", [], "", "", jobs=workers, make=(_PidWriterWithLongTracks, ()),
+                   current=lambda job: False)
+    summary = engine.run(jobs, seen.append)
+    assert summary.done == len(names) and summary.failed == 0
+    assert sorted(o.job.index for o in seen) == list(range(len(names)))  # each file once
+    pid = {n: (tmp_path / f"{n}.txt").read_text() for n in names}
+    for name in names:
+        sharing = [n for n in names if n != name and pid[n] == pid[name]]
+        assert not name.startswith("long") or not sharing, (name, sharing)
+    if workers == 1:  # in order, each long track in a process of its own
+        assert pid["short2"] == pid["short3"] and pid["short0"] != pid["short2"]

@@ -132,10 +132,15 @@ def test_long_track_statistics_aggregated_after_each_stage_are_the_same(tmp_path
 
     path = write_audio(tmp_path / "m.wav", demo(12.0, seed=5))
     overrides = ["options.highlevel.compute=false"]
-    whole, _ = Extractor("music", overrides).analyse(str(path))
+    short = Extractor("music", overrides)
+    whole, _ = short.analyse(str(path))
     monkeypatch.setattr(aggregate, "LONG_TRACK_SECONDS", 1.0)
     monkeypatch.setattr(aggregate, "PART_VALUES", 3000)
     extractor = Extractor("music", overrides)
+    # batch.Batch gives such a file a worker of its own; an unreadable one is not long
+    assert extractor.wants_own_process(str(path)) and not short.wants_own_process(str(path))
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    assert not extractor.wants_own_process(str(tmp_path / "bad.wav"))
     early, analysis = extractor.analyse(str(path))
     assert extractor.early is not None and len(extractor.early.names) > 40
     assert analysis.frames.descriptorNames() == []
