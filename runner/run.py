@@ -1,12 +1,14 @@
-"""Run a compiled Plan on one audio file: decode once per stage, stream it, collect pools.
+"""Run a compiled Plan on one audio file: decode it once, stream it, collect pools.
 
 Stage 0 is one Essentia streaming network driven by the loader chain
 (AudioLoader -> MonoMixer -> Resample [-> Trimmer]), the same chain as Essentia's
-MonoLoader/EasyLoader. A later-stage network that reads the audio is driven by the same chain
-again (the file is decoded once per stage that needs it, as in Essentia's extractors, so the
-decoded signal is never held in memory; on long tracks a pass may run as two networks, each
-decoding it, see Executor._split); one that reads another recorded stream replays it
-(VectorInput). Standard-mode and derive nodes of a stage work on recorded values first.
+MonoLoader/EasyLoader. While it runs, the analysed signal is also written to disk (see
+runner.spool), and a later-stage network that reads the audio reads that file (on long
+tracks a pass may run as two networks, each reading it, see Executor._split), so the decoded
+signal is never held in memory and the file is decoded once. Where the spool cannot be exact,
+those networks decode the file again through the same chain, as Essentia's extractors do. A
+network that reads another recorded stream replays it (VectorInput). Standard-mode and derive
+nodes of a stage work on recorded values first.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from runner import derive, registry
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Node, Plan, Ref, replay_sources, stream_components
 from runner.errors import AudioError
+from runner.spool import Spool
 from runner.tagwhitelist import TAG_WHITELIST
 
 # Lengths in seconds (Essentia's Duration, float32 like Essentia's own metadata), measured while
@@ -142,6 +145,7 @@ class _Network:
     refreshed: list[Node]  # nodes whose parameters come from values: reconfigured per file
     keep: list[Any] = field(default_factory=list)  # other algorithms Python must keep alive
     resamplers: list[Any] = field(default_factory=list)  # take the input's rate per file
+    spool: Spool | None = None  # stage 0: writes the analysed signal for the later stages
 
 
 class Executor:
@@ -183,6 +187,9 @@ class Executor:
         # Inputs longer than this run each pass as two networks (see _split); None: never.
         self.split_seconds: float | None = None
         self.splits: dict[tuple[int, int], list[tuple[list[str], set[str]]]] = {}
+        # Later stages read the analysed signal from the spool (False: decode it again).
+        self.spool_audio = True
+        self.spooled: str | None = None  # this file's spooled signal, while it is analysed
 
     def analyse(self, path: str) -> Analysis:
         """Analyse one file. The returned Analysis is valid until the next call."""
@@ -210,6 +217,8 @@ class Executor:
         except BaseException:
             self._discard_networks()
             raise
+        finally:
+            self._drop_spooled()
         audio = dict(header)
         for name in _LOADER_PORTS:
             key = f"{AUDIO}.{name}"
@@ -243,8 +252,26 @@ class Executor:
 
     def _discard_networks(self) -> None:
         """After a failed run a network may be half-way: build fresh ones for the next file."""
+        self._drop_spooled()
+        for net in self.networks.values():
+            if net.spool is not None:
+                net.spool.close()
         self.networks.clear()
         gc.collect()  # the wrappers form reference cycles
+
+    def _drop_spooled(self) -> None:
+        self.spooled = None
+        stage0 = self.networks.get((0, 0))
+        if stage0 is not None and stage0.spool is not None:
+            stage0.spool.discard()
+
+    def _spools(self) -> bool:
+        """Whether a later stage reads the analysed signal (so stage 0 spools it)."""
+        if not self.spool_audio:
+            return False
+        return any(replay_sources(self.plan.nodes, group) == {f"{AUDIO}.signal"}
+                   for stage in range(1, self.plan.stages)
+                   for group in stream_components(self.plan.nodes, stage))
 
     # -- stage 0: the loader chain and everything that streams from it -----------------------
     def _run_stage0(self, path: str, header: dict[str, Any]) -> None:
@@ -253,8 +280,17 @@ class Executor:
             net = self.networks[(0, 0)] = self._build_stage0(path, header)
         else:
             self._reload(net, path, header, computeMD5=self._md5_needed())
-        self.essentia.run(net.source)
-        self.essentia.reset(net.source)
+        if net.spool is not None:
+            net.spool.begin(self._seconds(header) * self.plan.audio.sample_rate)
+        try:
+            self.essentia.run(net.source)
+            self.essentia.reset(net.source)
+        except BaseException:
+            if net.spool is not None:
+                net.spool.end()
+            raise
+        if net.spool is not None:
+            self.spooled = net.spool.finish()
 
     def _reload(self, net: _Network, path: str, header: dict[str, Any], **loader: Any) -> None:
         """Point a built network's loader chain at the next file."""
@@ -349,6 +385,9 @@ class Executor:
             self._sink(key, port, allow_none=key not in consumed)
         if self.keep_signal and f"{AUDIO}.signal" not in self.plan.recorded:
             signal >> (self.work, f"{AUDIO}.signal")
+        if self._spools():
+            net.spool = Spool(self.essentia, cfg.sample_rate)
+            net.keep += net.spool.attach(signal)
         net.algos = self._build(stage0, outputs, values={})
         return net
 
@@ -383,15 +422,19 @@ class Executor:
             if (stage, index) not in self.splits:
                 self.splits[(stage, index)] = self._split(group)
             parts = self.splits[(stage, index)]
+        spooled = self.spooled if from_audio else None
         for part, (members, stored) in enumerate(parts):
-            net_key = (stage, index) if len(parts) == 1 else (stage, index, part)
+            net_key = (stage, index, part, spooled is not None)
             net = self.networks.get(net_key)
             if net is None or not from_audio:  # a VectorInput holds its data: rebuilt per file
-                net = self._build_group(members, stored, key, path, header, values)
+                net = self._build_group(members, stored, key, path, header, values, spooled)
                 if from_audio:
                     self.networks[net_key] = net
             else:
-                self._reload(net, path, header)
+                if spooled is not None:
+                    net.source.configure(filename=spooled, computeMD5=False)
+                else:
+                    self._reload(net, path, header)
                 for node in net.refreshed:
                     net.algos[node.id].configure(**self._params(node, values))
             self.essentia.run(net.source)
@@ -409,11 +452,15 @@ class Executor:
     def _long(self, header: dict[str, Any]) -> bool:
         if self.split_seconds is None:
             return False
+        return self._seconds(header) > self.split_seconds
+
+    def _seconds(self, header: dict[str, Any]) -> float:
+        """The analysed length the header promises (the decoder has the last word)."""
         cfg = self.plan.audio
         seconds = float(header["duration"]) - cfg.start_time
         if cfg.end_time is not None:
             seconds = min(seconds, cfg.end_time - cfg.start_time)
-        return seconds > self.split_seconds
+        return max(seconds, 0.0)
 
     def _split(self, group: list[str]) -> list[tuple[list[str], set[str]]]:
         """A long pass as two networks, each decoding the file: first the chains whose
@@ -460,9 +507,20 @@ class Executor:
                 ([n for n in group if n in frames], frames)]
 
     def _build_group(self, group: list[str], stored: set[str], key: str, path: str,
-                     header: dict[str, Any], values: dict[str, Any]) -> _Network:
+                     header: dict[str, Any], values: dict[str, Any],
+                     spooled: str | None = None) -> _Network:
         members = [self.plan.nodes[n] for n in self.plan.order if n in set(group)]
-        if key == f"{AUDIO}.signal":
+        if key == f"{AUDIO}.signal" and spooled is not None:
+            # The analysed signal as stage 0 wrote it: mono, resampled and trimmed already.
+            loader = self.streaming.AudioLoader(filename=spooled, computeMD5=False)
+            mono = self.streaming.MonoMixer(type=self.plan.audio.downmix)
+            loader.audio >> mono.audio
+            loader.numberChannels >> mono.numberChannels
+            for loader_port in ("sampleRate", "md5", "bit_rate", "codec"):
+                getattr(loader, loader_port) >> None
+            net = _Network(source=loader, algos={}, refreshed=[], keep=[mono])
+            port = mono.audio
+        elif key == f"{AUDIO}.signal":
             # The file is decoded again, through the same (deterministic) chain as in stage 0:
             # the same samples, without keeping an hour of audio (635 MB) in memory. Replaying
             # a recorded signal sample by sample through VectorInput would also cost a

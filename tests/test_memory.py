@@ -144,7 +144,7 @@ def test_long_track_statistics_aggregated_after_each_stage_are_the_same(tmp_path
     early, analysis = extractor.analyse(str(path))
     assert extractor.early is not None and len(extractor.early.names) > 40
     assert analysis.frames.descriptorNames() == []
-    assert (1, 0, 1) in extractor.executor.networks  # the main pass ran as two networks
+    assert (1, 0, 1, True) in extractor.executor.networks  # the main pass ran as two networks
     assert early == whole
 
 
