@@ -308,11 +308,12 @@ class Executor:
         return f"{AUDIO}.md5" in self.plan.recorded or f"{AUDIO}.md5" in self.descriptors_by_source
 
     def _loader_chain(self, path: str, header: dict[str, Any], md5: bool,
-                      lengths: bool) -> tuple[_Network, Any]:
+                      lengths: bool, spooled: bool = False) -> tuple[_Network, Any]:
         """AudioLoader -> MonoMixer -> Resample [-> Trimmer]: a network and its mono signal.
 
         With ``lengths``, the analysed length (and the input's, when trimming) is measured on
-        the way (Duration), in seconds.
+        the way (Duration), in seconds. A ``spooled`` signal (runner.spool) is resampled and
+        trimmed already: AudioLoader -> MonoMixer.
         """
         es = self.streaming
         cfg = self.plan.audio
@@ -323,6 +324,8 @@ class Executor:
         mono = es.MonoMixer(type=cfg.downmix)
         loader.audio >> mono.audio
         loader.numberChannels >> mono.numberChannels
+        if spooled:
+            return _Network(source=loader, algos={}, refreshed=[], keep=[mono]), mono.audio
         resample = es.Resample(inputSampleRate=header["sample_rate"],
                                outputSampleRate=cfg.sample_rate, quality=cfg.resample_quality)
         mono.audio >> resample.signal
@@ -431,10 +434,7 @@ class Executor:
                 if from_audio:
                     self.networks[net_key] = net
             else:
-                if spooled is not None:
-                    net.source.configure(filename=spooled, computeMD5=False)
-                else:
-                    self._reload(net, path, header)
+                self._reload(net, spooled or path, header)
                 for node in net.refreshed:
                     net.algos[node.id].configure(**self._params(node, values))
             self.essentia.run(net.source)
@@ -510,22 +510,14 @@ class Executor:
                      header: dict[str, Any], values: dict[str, Any],
                      spooled: str | None = None) -> _Network:
         members = [self.plan.nodes[n] for n in self.plan.order if n in set(group)]
-        if key == f"{AUDIO}.signal" and spooled is not None:
-            # The analysed signal as stage 0 wrote it: mono, resampled and trimmed already.
-            loader = self.streaming.AudioLoader(filename=spooled, computeMD5=False)
-            mono = self.streaming.MonoMixer(type=self.plan.audio.downmix)
-            loader.audio >> mono.audio
-            loader.numberChannels >> mono.numberChannels
-            for loader_port in ("sampleRate", "md5", "bit_rate", "codec"):
-                getattr(loader, loader_port) >> None
-            net = _Network(source=loader, algos={}, refreshed=[], keep=[mono])
-            port = mono.audio
-        elif key == f"{AUDIO}.signal":
-            # The file is decoded again, through the same (deterministic) chain as in stage 0:
-            # the same samples, without keeping an hour of audio (635 MB) in memory. Replaying
-            # a recorded signal sample by sample through VectorInput would also cost a
-            # scheduler round per sample (minutes per track).
-            net, port = self._loader_chain(path, header, md5=False, lengths=False)
+        if key == f"{AUDIO}.signal":
+            # The analysed signal as stage 0 spooled it, or else the file decoded again through
+            # the same (deterministic) chain as in stage 0: the same samples, without keeping
+            # an hour of audio (635 MB) in memory. Replaying a recorded signal sample by sample
+            # through VectorInput would also cost a scheduler round per sample (minutes per
+            # track).
+            net, port = self._loader_chain(spooled or path, header, md5=False, lengths=False,
+                                           spooled=spooled is not None)
             for name, loader_port in _LOADER_PORTS.items():
                 if name != "channels":  # the mixer reads the channels
                     getattr(net.source, loader_port) >> None
