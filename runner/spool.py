@@ -5,7 +5,8 @@ tuning frequency is known). Holding it in memory costs 635 MB per hour, and deco
 again costs a decode and a resampling per pass (a 5-minute MP3: 0.7 s; at 48 kHz: 4.6 s). The
 first pass therefore writes the signal, exactly, to a float WAV in a private temporary folder
 (``TMPDIR``), and the later passes read that instead (AudioLoader returns the same float32
-samples). The file is removed when the analysis of the file ends.
+samples). The folder is made for each file and removed when its analysis ends, so a process
+that ends between files (a batch worker, which skips exit handlers) leaves nothing behind.
 
 Essentia cannot write it directly: its audio writers quantise to 16 bits, and FileOutput takes
 one token per call (per sample, seconds per track), so the signal is written in blocks of
@@ -19,13 +20,11 @@ unexpected length, a full disk) is never guessed: the later passes then decode t
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import shutil
 import struct
 import tempfile
-import weakref
 from functools import lru_cache
 from typing import Any
 
@@ -88,10 +87,8 @@ class Spool:
         self.essentia = essentia
         self.streaming = essentia.streaming
         self.sample_rate = sample_rate
-        self.folder = tempfile.mkdtemp(prefix="extractor-spool-")
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self.folder, True)
-        self.raw = os.path.join(self.folder, "signal.f32")
-        self.wav = os.path.join(self.folder, "signal.wav")
+        self.folder: str | None = None  # while a file is analysed
+        self.raw = self.wav = ""
         self.pool = essentia.Pool()
         self._cutter: Any = None
         self._signal: Any = None
@@ -127,6 +124,9 @@ class Spool:
         """Before a run: a fresh writer (FileOutput opens its file once and never closes it),
         and the tail counter when the signal may reach 2**24 samples."""
         self.discard()
+        self.folder = tempfile.mkdtemp(prefix="extractor-spool-")
+        self.raw = os.path.join(self.folder, "signal.f32")
+        self.wav = os.path.join(self.folder, "signal.wav")
         self.pool.clear()
         self._writer = self.streaming.FileOutput(filename=self.raw, mode="binary")
         self._cutter.frame >> self._writer
@@ -152,7 +152,7 @@ class Spool:
         samples = self.samples(counting)
         rate = self.sample_rate
         if (not samples or rate != int(rate) or samples * 4 + HEADER >= 2**32
-                or not os.path.exists(self.raw)
+                or self.folder is None or not os.path.exists(self.raw)
                 or os.path.getsize(self.raw) != -(-samples // BLOCK) * BLOCK * 4):
             self.discard()
             return None
@@ -175,10 +175,11 @@ class Spool:
         return int(approx) if approx < EXACT else None
 
     def discard(self) -> None:
-        for path in (self.raw, self.wav, f"{self.raw}.copy"):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+        """Remove this file's folder, and what it holds."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
     def close(self) -> None:
         self.end()
-        self._finalizer()
+        self.discard()

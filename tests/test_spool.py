@@ -5,6 +5,7 @@ exact the later passes decode again and the results are the same."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -38,6 +39,15 @@ def _read(path: str) -> np.ndarray:
 B = spool_module.BLOCK
 
 
+@pytest.fixture
+def tmpdir_(tmp_path, monkeypatch):
+    """A TMPDIR of the test's own, to see what the spool leaves there."""
+    folder = tmp_path / "tmpdir"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 @pytest.mark.parametrize("length", [1, 5, B - 1, B, B + 1, 2 * B, 2 * B + 3])
 @pytest.mark.parametrize("count_tail", [False, True])
 def test_the_spooled_wav_holds_exactly_the_signal(length, count_tail):
@@ -57,13 +67,13 @@ def test_the_spooled_wav_holds_exactly_the_signal(length, count_tail):
     assert not os.path.exists(folder)
 
 
-def test_a_length_that_cannot_be_known_exactly_is_never_guessed(monkeypatch):
+def test_a_length_that_cannot_be_known_exactly_is_never_guessed(monkeypatch, tmpdir_):
     """Past 2**24 samples Duration's float32 count is not exact: without the tail counter
     there is no spool (the later passes decode again), with it there is."""
     monkeypatch.setattr(spool_module, "EXACT", 1000)
     signal = np.ones(5000, dtype=np.float32)
     spool, wav, _ = _spool_through(signal, expected=10.0)  # the header promised a short file
-    assert wav is None and os.listdir(spool.folder) == []
+    assert wav is None and os.listdir(tmpdir_) == []
     spool, wav, _ = _spool_through(signal, expected=1e9)
     assert wav is not None and np.array_equal(_read(wav), signal)
 
@@ -75,6 +85,7 @@ def test_the_header_is_copied_in_front_where_blocks_cannot_be_inserted(monkeypat
     spool, wav, _ = _spool_through(signal, expected=float(signal.size))
     assert np.array_equal(_read(wav), signal)
     assert os.listdir(spool.folder) == ["signal.wav"]
+    spool.close()
 
 
 def _profile_runs(tmp_path, overrides, path, spool_audio):
@@ -89,7 +100,7 @@ def _profile_runs(tmp_path, overrides, path, spool_audio):
 
 
 @pytest.mark.parametrize("case", ["48k_stereo_trimmed", "44k_mp3"])
-def test_later_passes_read_the_spool_not_the_file_and_agree_exactly(tmp_path, case):
+def test_later_passes_read_the_spool_not_the_file_and_agree_exactly(tmp_path, case, tmpdir_):
     """The music profile's later passes (main and tonal) read the spooled signal: the input is
     decoded once. Resampled, trimmed, stereo or MP3, every statistic equals the one computed
     by decoding the file again for each pass."""
@@ -115,12 +126,12 @@ def test_later_passes_read_the_spool_not_the_file_and_agree_exactly(tmp_path, ca
     later = [net for key, net in spooled.networks.items() if key != (0, 0)]
     assert later and all(key[-1] is True for key in spooled.networks if key != (0, 0))
     assert all(net.source.paramValue("filename").endswith("signal.wav") for net in later)
-    assert os.listdir(stage0.spool.folder) == []  # removed when the file's analysis ended
+    assert os.listdir(tmpdir_) == []  # removed when the file's analysis ended
     assert all(net.source.paramValue("filename") == str(path)
                for key, net in decoded.networks.items())
 
 
-def test_a_bad_file_between_good_ones_leaves_no_spool_and_changes_nothing(tmp_path):
+def test_a_bad_file_between_good_ones_leaves_no_spool_and_changes_nothing(tmp_path, tmpdir_):
     """A failed analysis drops its networks and their spool; the next file is unaffected."""
     from runner import compile, load
     from runner.errors import AudioError
@@ -132,10 +143,10 @@ def test_a_bad_file_between_good_ones_leaves_no_spool_and_changes_nothing(tmp_pa
     plan = compile.compile_profile(load.load_profile("tonal"))
     executor = Executor(plan)
     first = dict(executor.analyse(str(good)).singles)
-    folder = executor.networks[(0, 0)].spool.folder
+    assert executor.networks[(0, 0)].spool is not None
     with pytest.raises(AudioError):
         executor.analyse(str(bad))
-    assert not os.path.exists(folder) or os.listdir(folder) == []
+    assert os.listdir(tmpdir_) == []
     again = dict(executor.analyse(str(good)).singles)
     assert again.keys() == first.keys()
     for name, value in first.items():
