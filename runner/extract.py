@@ -28,9 +28,9 @@ class Extractor:
         self.plan = compile.compile_profile(self.profile)
         self.models = None
         if self.plan.models is not None and self.plan.models.outputs:
-            from runner.models.stage import ModelStage
+            from runner.models.stage import prepare
 
-            self.models = ModelStage(self.plan.models, warn=warn)
+            self.models = prepare(self.plan, warn=warn)  # also completes plan.digest
         # the models read the whole signal; without them it is never held in memory
         self.executor = Executor(self.plan, keep_signal=bool(self.models and
                                                               self.models.reads_audio))
