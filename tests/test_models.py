@@ -687,3 +687,26 @@ def test_commands_that_analyse_nothing_print_nothing_on_stderr(tmp_path):
             done = subprocess.run([command("extractor"), *args], capture_output=True, text=True,
                                   env=env, timeout=300)
             assert done.returncode == 0 and done.stderr == "", (level, args, done.stderr[-500:])
+
+
+def test_an_unreachable_host_is_one_line_not_one_per_file(tmp_path, monkeypatch):
+    """Offline, `extractor models fetch highlevel` printed a download error per file (24):
+    a host that does not answer is named once, with every model it leaves unfetched, while
+    models from elsewhere are still fetched."""
+    local = tmp_path / "local.pb"
+    local.write_bytes(b"a local graph")
+    dead = {"name": "x.pb", "url": "https://127.0.0.1:9/x.pb", "sha256": "0" * 64, "size": 1}
+    models = {f"far-{i}": {"license": "test", "groups": ["g"], "files": [dead]} for i in (1, 2)}
+    models["near"] = {"license": "test", "groups": ["g"], "files": [_pin(local)]}
+    path = tmp_path / "far.lock.json"
+    path.write_text(json.dumps({"format": 1, "models": models}))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = run("extractor", "models", "fetch", "g", "--quiet")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("near: ok (")
+    assert re.fullmatch(r"error: 127\.0\.0\.1 cannot be reached \(.+\); not fetched: far-1, "
+                        r"far-2 \(2 of them: fetching them needs internet access to "
+                        r"127\.0\.0\.1\)", lines[1]), lines
+    assert len(lines) == 2

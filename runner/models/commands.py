@@ -83,14 +83,27 @@ def fetch(args: argparse.Namespace) -> int:
                 tasks[name] = bars.add_task(name, total=total)
             bars.update(tasks[name], completed=done)
 
+        unreachable: dict[str, tuple[str, list[str]]] = {}  # host -> (reason, models)
         for model in chosen:
+            host = lock.origin(model)
+            if host in unreachable and not (cache.locate(model).ok and not args.force):
+                unreachable[host][1].append(model.id)  # one line for them all, below
+                continue
             try:
                 folder = fetching.fetch(model, force=args.force, progress=progress)
+            except fetching.Unreachable as exc:
+                unreachable[exc.host] = (exc.reason, [model.id])
+                continue
             except ModelError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
             print(f"{model.id}: ok ({folder})", file=sys.stderr)
+    for host, (reason, ids) in unreachable.items():  # offline: one line per host, not per file
+        print(f"error: {host} cannot be reached ({reason}); not fetched: {', '.join(ids)} "
+              f"({len(ids)} of them: fetching them needs internet access to {host})",
+              file=sys.stderr)
+        failed += len(ids)
     return 1 if failed else 0
 
 
