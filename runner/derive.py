@@ -126,18 +126,6 @@ def or_default(values: Any, default: float) -> dict[str, Any]:
     return {"values": seq if seq.size else np.asarray([default], dtype=np.float32)}
 
 
-@function(inputs=("silent",), outputs=("silent",))
-def refuse_all_silent(silent: Any) -> dict[str, Any]:
-    """Pass per-frame silence flags (a SilenceRate output) through; fail when every frame is
-    silent. FreesoundExtractor refuses a file whose lowlevel frames are all below its -90 dB
-    threshold ("File looks like a completely silent file... Aborting..."); the RuntimeError is
-    reported for the input file as a failed analysis."""
-    flags = np.asarray(silent, dtype=np.float32).reshape(-1)
-    if flags.size and bool(np.all(flags == 1)):
-        raise RuntimeError("looks like a completely silent file (every frame is below -90 dB)")
-    return {"silent": flags}
-
-
 @function(inputs=("energy",), outputs=("dynamicComplexity", "loudness"),
           types={"dynamicComplexity": "real", "loudness": "real"})
 def dynamic_complexity(energy: Any) -> dict[str, Any]:

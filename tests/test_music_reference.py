@@ -51,7 +51,7 @@ SENSITIVE = ("lowlevel.dissonance.", "lowlevel.spectral_contrast_", "lowlevel.sp
 DB_FLOOR = {"lowlevel.dynamic_complexity": 1e-5}
 EXPECTED_EXTRA = {
     "metadata.audio_properties.analysis.end_time", "metadata.profile.hash",
-    "metadata.profile.name", "metadata.version.runner", "rhythm.onset_times",
+    "metadata.profile.name", "metadata.version.runner", "metadata.warnings", "rhythm.onset_times",
     "tonal.key_key", "tonal.key_scale", "tonal.key_strength",
     # the highlevel models, none of which is in the tests' model cache, are named as left out
     "metadata.models.left_out", "metadata.models.missing",
