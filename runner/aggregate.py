@@ -179,8 +179,9 @@ def _statistics(pool: Any, name: str, stats: tuple[str, ...],
     """PoolAggregator's statistics of one descriptor of ``pool``. Where its covariance is
     singular (digital silence, frames that never change) Essentia refuses the inverse, and
     with it every statistic of the descriptor: then the others are computed without it, the
-    covariance as Essentia's SingleGaussian computes it (unbiased, float32), and ``icov`` is
-    None (written as null), its name added to ``undefined`` with the reason."""
+    covariance unbiased like SingleGaussian's (in float64, stored as float32; None for a
+    single frame), and ``icov`` is None (written as null), its name added to ``undefined``
+    with the reason."""
     try:
         return pool_values(_aggregator(((name, stats),))(pool))
     except RuntimeError:

@@ -142,6 +142,19 @@ def test_rank_deficient_covariances_have_no_inverse(tmp_path):
     assert doc["lowlevel"]["mfcc"]["cov"] is not None
 
 
+def test_long_tracks_aggregated_stage_by_stage_give_the_same_nulls(monkeypatch, odd_files):
+    """Tracks over LONG_TRACK_SECONDS are aggregated as their stages finish (aggregate.Early):
+    a silent one gets the same output as in one piece."""
+    whole, _ = Extractor("lowlevel").analyse(str(odd_files["silence_10s"]))
+    monkeypatch.setattr(aggregate, "LONG_TRACK_SECONDS", 1.0)
+    early = Extractor("lowlevel")
+    doc, _ = early.analyse(str(odd_files["silence_10s"]))
+    assert early.early is not None and early.early.names  # the early path ran
+    assert doc["lowlevel"]["mfcc"]["icov"] is None
+    assert doc["metadata"]["warnings"] == whole["metadata"]["warnings"]
+    assert doc["lowlevel"]["mfcc"]["cov"] == whole["lowlevel"]["mfcc"]["cov"]
+
+
 # -- truncated files ------------------------------------------------------------------------------
 def test_a_truncated_mp3_is_analysed_with_a_warning(tmp_path):
     whole = write_audio(tmp_path / "whole.mp3", click_track(60.0))
