@@ -69,7 +69,9 @@ def _run(profile: str, input_path: str, output: str, overrides: list[str],
     from runner.extract import Extractor
 
     extractor = Extractor(profile, overrides, legacy_base=legacy_base)
-    extractor.extract(input_path, output)
+    doc = extractor.extract(input_path, output)
+    for warning in doc["metadata"]["warnings"]:
+        print(f"warning: {input_path}: {warning}", file=sys.stderr)
     return 0
 
 
@@ -174,11 +176,16 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
         batch.write_failures(failures, summary.failures)
     elif failures.exists() and not args.failures:
         failures.unlink()  # from an earlier run whose failures are now done
+    warnings = failures.with_name("warnings.jsonl")
+    listed = batch.write_warnings(warnings, summary, jobs)
     if not args.quiet:
-        line = (f"{summary.done} done, {summary.skipped} skipped (up to date), "
+        warned = f" ({len(summary.warned)} with warnings)" if summary.warned else ""
+        line = (f"{summary.done} done{warned}, {summary.skipped} skipped (up to date), "
                 f"{summary.failed} failed in {summary.seconds:.1f} s")
         if summary.failures:
             line += f"; failures listed in {failures}"
+        if listed:
+            line += f"; warnings listed in {warnings}"
         print(line, file=sys.stderr)
     return EXIT_FAILED if summary.failed else 0
 
@@ -217,11 +224,14 @@ def _summary(args: argparse.Namespace) -> int:
     failures = Path(args.failures) if args.failures else tracks / "failures.jsonl"
     if result.failures:
         batch.write_failures(failures, result.failures)
+    batch.write_warnings(failures.with_name("warnings.jsonl"), result, jobs)
     doc = summary.summarise(profile, plan.digest, jobs, result)
     summary.write_summary(doc, output)
     if not args.quiet:
         print(f"{doc['summary']['tracks']} tracks summarised in {output} "
-              f"({result.done} analysed, {result.skipped} reused, {result.failed} failed; "
+              f"({result.done} analysed"
+              f"{f' ({len(result.warned)} with warnings)' if result.warned else ''}, "
+              f"{result.skipped} reused, {result.failed} failed; "
               f"per-track outputs in {tracks})", file=sys.stderr)
     return EXIT_FAILED if result.failed else 0
 
