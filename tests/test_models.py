@@ -710,3 +710,52 @@ def test_an_unreachable_host_is_one_line_not_one_per_file(tmp_path, monkeypatch)
                         r"far-2 \(2 of them: fetching them needs internet access to "
                         r"127\.0\.0\.1\)", lines[1]), lines
     assert len(lines) == 2
+
+
+LABELS_PROFILE = """
+name: labelled
+audio: {sample_rate: 16000, resample_quality: 4}
+models:
+  section: highlevel
+  missing: error
+  outputs:
+    party: {model: tiny-party-musicnn, labels: {non_party: not_party}}
+    moods_mirex: {model: tiny-moods-musicnn, labels: [Cluster1, Cluster2, Cluster3, Cluster4, Cluster5]}
+    tags: {model: tiny-musicnn, labels: {busy: crowded}}
+"""
+
+
+def test_labels_rename_classes_by_name_or_by_position(fetched, clips, write_profile, tmp_path):
+    out = tmp_path / "o.json"
+    result = run("extractor", "run", str(write_profile(LABELS_PROFILE)),
+                 str(clips / "piano.wav"), str(out))
+    assert result.returncode == 0, result.stderr
+    high = json.loads(out.read_text())["highlevel"]
+    assert set(high["party"]["all"]) == {"not_party", "party"}
+    assert list(high["moods_mirex"]["all"]) == [f"Cluster{i}" for i in range(1, 6)]
+    assert high["moods_mirex"]["value"] in high["moods_mirex"]["all"]
+    assert set(high["tags"]["all"]) == {"bright", "dark", "noisy", "tonal", "crowded"}
+    # the same probabilities as without labels: only the names change
+    plain = write_profile(LABELS_PROFILE.replace(", labels: {non_party: not_party}", ""))
+    again = tmp_path / "plain.json"
+    assert run("extractor", "run", str(plain), str(clips / "piano.wav"), str(again)).returncode == 0
+    assert json.loads(again.read_text())["highlevel"]["party"]["all"] == {
+        "non_party": high["party"]["all"]["not_party"], "party": high["party"]["all"]["party"]}
+
+
+@pytest.mark.parametrize("labels, message", [
+    ("{non_pary: not_party}", "models.outputs.party.labels: 'non_pary' is not a class of "
+                              "'tiny-party-musicnn' (its classes: non_party, party)"),
+    ("[a, b, c]", "models.outputs.party.labels: 3 names for the 2 classes of "
+                  "'tiny-party-musicnn' (non_party, party)"),
+    ("{non_party: party}", "models.outputs.party.labels: two classes of 'tiny-party-musicnn' "
+                           "would get the same name"),
+])
+def test_labels_that_do_not_fit_the_model_stop_before_any_audio(fetched, clips, write_profile,
+                                                               tmp_path, labels, message):
+    profile = write_profile(LABELS_PROFILE.replace("{non_party: not_party}", labels))
+    out = tmp_path / "o.json"
+    result = run("extractor", "run", str(profile), str(clips / "piano.wav"), str(out))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]
+    assert not out.exists()

@@ -9,6 +9,14 @@
       outputs:
         moods_mirex: moods_mirex-msd-musicnn-1   # class probabilities: value, probability, all
         msd_musicnn_embedding: {model: musicnn-msd, output: embeddings}   # mean embedding vector
+        mood_happy: {model: mood_happy-msd-musicnn-1, labels: {non_happy: not_happy}}
+        moods_mirex: {model: moods_mirex-msd-musicnn-1, labels: [Cluster1, Cluster2, Cluster3,
+                                                                 Cluster4, Cluster5]}
+
+``labels`` renames a model's classes in the output (``value`` and ``all``): a mapping from the
+model's class names, or a list of new names in the order of the model's classes. It is how the
+names Essentia's SVM models wrote (``not_happy``, ``Cluster1``) are kept for existing queries;
+it is checked against the model's metadata when the model stage is built.
 
 Model ids are checked against the lock file here, before anything runs; whether their files
 are in the cache is checked when the extractor starts (runner.models.stage).
@@ -30,6 +38,7 @@ class ModelOutput:
     model: str  # lock-file id
     output: str  # "predictions" (class probabilities) or "embeddings" (mean vector)
     path: tuple[Any, ...]  # profile key path, for errors
+    labels: dict[str, str] | tuple[str, ...] | None = None  # class renames (see above)
 
 
 @dataclass
@@ -69,12 +78,20 @@ def compile_models(profile: Profile) -> ModelsConfig | None:
         if isinstance(entry, str):
             entry = {"model": entry}
         model_id, output = entry.get("model"), entry.get("output", "predictions")
+        labels = entry.get("labels")
+        if labels is not None and output != "predictions":
+            raise profile.error(path + ("labels",), "labels rename classes: only for "
+                                "'predictions' outputs")
+        if isinstance(labels, list):
+            labels = tuple(str(name) for name in labels)
+        elif isinstance(labels, dict):
+            labels = {str(k): str(v) for k, v in labels.items()}
         try:
             lock.get(str(model_id))
         except ModelError as exc:
             raise profile.error(path, str(exc)) from None
         if select is None or name in select:
-            outputs.append(ModelOutput(name, str(model_id), output, path))
+            outputs.append(ModelOutput(name, str(model_id), output, path, labels))
     missing = spec.get("missing", "error")
     if missing not in ("error", "skip"):
         raise profile.error(base + ("missing",), f"{missing!r} is not 'error' or 'skip'")

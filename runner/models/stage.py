@@ -61,6 +61,7 @@ class _Head:
     meta: Metadata
     embedder: str  # the _Embedder (lock id) whose embeddings it takes
     predictor: Predictor | None
+    classes: list[str]  # the class names written (class_names)
 
 
 @dataclass
@@ -102,7 +103,8 @@ class ModelStage:
         self.config = config
         self.load = load
         self.embedders: dict[str, _Embedder] = {}
-        self.direct: list[tuple[ModelOutput, str]] = []  # outputs of an embedding model itself
+        # outputs of an embedding model itself: (output, embedder id, class names written)
+        self.direct: list[tuple[ModelOutput, str, list[str]]] = []
         self.heads: list[_Head] = []
         self.backends: list[tuple[ModelOutput, Any]] = []  # e.g. CLAP
         self.missing: list[str] = []  # model ids not in the cache (missing: skip)
@@ -190,7 +192,7 @@ class ModelStage:
             self.embedders[emb_id].purposes.add("embeddings")
             predictor = Predictor(state.path(str(model.graph)), meta,
                                   [meta.outputs["predictions"]]) if self.load else None
-            self.heads.append(_Head(out, meta, emb_id, predictor))
+            self.heads.append(_Head(out, meta, emb_id, predictor, class_names(meta, out)))
             self.pins[model.id] = state.pins()
             return
         emb_id = self._embedder(model.id)
@@ -198,7 +200,9 @@ class ModelStage:
         if purpose not in self.embedders[emb_id].meta.outputs:
             raise ModelError(f"model '{emb_id}' has no '{purpose}' output")
         self.embedders[emb_id].purposes.add(purpose)
-        self.direct.append((out, emb_id))
+        meta = self.embedders[emb_id].meta
+        classes = class_names(meta, out) if purpose == "predictions" else []
+        self.direct.append((out, emb_id, classes))
 
     # -- running --------------------------------------------------------------------------------
     def run(self, signal: np.ndarray, rate: float) -> ModelResults:
@@ -221,16 +225,17 @@ class ModelStage:
             results.used[emb_id] = _pin_of(emb.model)
             if "embeddings" in computed[emb_id]:
                 results.embeddings[emb_id] = computed[emb_id]["embeddings"]
-        for out, emb_id in self.direct:
+        for out, emb_id, classes in self.direct:
             values = computed[emb_id][out.output]
             meta = self.embedders[emb_id].meta
-            results.descriptors[f"{section}.{out.name}"] = _summarise(values, meta, out.output)
+            results.descriptors[f"{section}.{out.name}"] = _summarise(values, meta, out.output,
+                                                                      classes)
         for head in self.heads:
             embeddings = computed[head.embedder]["embeddings"]
             assert head.predictor is not None
             preds = head.predictor.run(embeddings)[head.meta.outputs["predictions"]]
             results.descriptors[f"{section}.{head.output.name}"] = _summarise(
-                preds, head.meta, "predictions")
+                preds, head.meta, "predictions", head.classes)
             results.used[head.output.model] = _pin_of(lock.get(head.output.model))
         for out, backend in self.backends:
             audio = _at_rate(signal, rate, float(backend.sample_rate), resampled)
@@ -272,23 +277,54 @@ def _at_rate(signal: np.ndarray, rate: float, target: float,
     return done[target]
 
 
-def _summarise(values: np.ndarray, meta: Metadata, purpose: str) -> Any:
+def class_names(meta: Metadata, out: ModelOutput) -> list[str]:
+    """The class names an output writes: the model's, renamed by the output's ``labels``.
+
+    Checked against the model's metadata, so a label that names no class (a typo, or a model
+    whose classes differ from what the profile expects) stops the run instead of writing the
+    model's own names where the profile promised others.
+    """
+    classes = list(meta.classes)
+    labels = out.labels
+    if labels is None:
+        return classes
+    where = f"models.outputs.{out.name}.labels"
+    if isinstance(labels, tuple):
+        if len(labels) != len(classes):
+            raise ModelError(f"{where}: {len(labels)} names for the {len(classes)} classes of "
+                             f"'{out.model}' ({', '.join(classes)})")
+        renamed = list(labels)
+    else:
+        unknown = [name for name in labels if name not in classes]
+        if unknown:
+            raise ModelError(f"{where}: '{unknown[0]}' is not a class of '{out.model}' (its "
+                             f"classes: {', '.join(classes)})")
+        renamed = [labels.get(name, name) for name in classes]
+    if len(set(renamed)) != len(renamed):
+        raise ModelError(f"{where}: two classes of '{out.model}' would get the same name")
+    return renamed
+
+
+def _summarise(values: np.ndarray, meta: Metadata, purpose: str,
+               classes: list[str] | None = None) -> Any:
     """Per-patch outputs -> one track-level result (the mean over patches).
 
     Class probabilities become Essentia's highlevel layout: ``value`` (the most probable
-    class), ``probability`` and ``all.<class>``; embeddings stay a vector.
+    class), ``probability`` and ``all.<class>``; embeddings stay a vector. ``classes``: the
+    names to write (see class_names), the model's own by default.
     """
     if values.size == 0:
         raise ModelError("the audio is too short for the model (no patch)")
     mean = values.mean(axis=0)
     if purpose == "embeddings" or not meta.classes:
         return [float(v) for v in mean]
-    if len(meta.classes) != len(mean):
+    names = list(classes if classes is not None else meta.classes)
+    if len(names) != len(mean):
         raise ModelError(f"the model gives {len(mean)} values but its metadata names "
-                         f"{len(meta.classes)} classes")
+                         f"{len(names)} classes")
     best = int(np.argmax(mean))
     return {
-        "value": meta.classes[best],
+        "value": names[best],
         "probability": float(mean[best]),
-        "all": {name: float(p) for name, p in zip(meta.classes, mean, strict=True)},
+        "all": {name: float(p) for name, p in zip(names, mean, strict=True)},
     }
