@@ -217,6 +217,9 @@ class Executor:
         for pool in (self.frames, self.singles, self.work):
             pool.clear()
         values: dict[str, Any] = {}
+        promised = _promised_seconds(path, header)
+        if self._trimming() and promised > 0 and self.plan.audio.start_time >= promised + 1:
+            raise self._range_error(path, promised)  # + 1: MetadataReader's whole seconds
         # More than two channels: Essentia's loader refuses them; the analysis reads a stereo
         # downmix instead (runner.multichannel), like any stereo file.
         downmixed = multichannel.downmix(path, header["channels"]) if (
@@ -225,6 +228,9 @@ class Executor:
         try:
             self._run_stage0(source, header)
             self._stage_done(0, values)
+            if float(values[_ANALYSED][-1]) == 0:
+                length = float(values[_UNTRIMMED][-1]) if _UNTRIMMED in values else 0.0
+                raise self._range_error(path, length)
             for stage in range(1, self.plan.stages):
                 self._values_stage(stage, values)
                 for index, group in enumerate(stream_components(self.plan.nodes, stage)):
@@ -237,6 +243,9 @@ class Executor:
             raise
         except RuntimeError as exc:
             self._discard_networks()
+            if (self._trimming() and promised > 0
+                    and self.plan.audio.start_time >= promised - 1):  # nothing left, surely
+                raise self._range_error(path, promised) from None
             samples = _tiny(source, header)
             if samples is not None:  # Essentia's algorithms refusing a few samples
                 raise AudioError(path, f"too short to analyse: {samples} sample"
@@ -262,9 +271,7 @@ class Executor:
         analysed = float(values[_ANALYSED][-1])
         audio["analysis_length"] = analysed
         audio["length"] = float(values[_UNTRIMMED][-1]) if _UNTRIMMED in values else analysed
-        if analysed == 0:
-            raise AudioError(path, "no audio in the analysed range (empty signal)")
-        warnings += _doubts(audio["length"], _promised_seconds(path, header),
+        warnings += _doubts(audio["length"], promised,
                             analysed * self.plan.audio.sample_rate,
                             values.get(_ENERGY), values.get(_MEAN))
         singles = {}
@@ -279,6 +286,15 @@ class Executor:
         del values
         return Analysis(frames=self.frames, singles=singles, values=kept, audio=audio,
                         warnings=warnings)
+
+    def _range_error(self, path: str, length: float) -> AudioError:
+        """Nothing in the analysed range: a startTime at or past the end of the file."""
+        cfg = self.plan.audio
+        if not self._trimming():
+            return AudioError(path, "no audio in the analysed range (empty signal)")
+        end = f"{cfg.end_time:g} s" if cfg.end_time is not None else "the end"
+        return AudioError(path, f"no audio in the analysed range: from {cfg.start_time:g} s to "
+                          f"{end}, and the file is {length:.1f} s long (startTime, endTime)")
 
     def _stage_done(self, stage: int, values: dict[str, Any]) -> None:
         """After a pass: its recorded streams become values (the pool's copy is let go before
