@@ -70,6 +70,8 @@ def apply(base: Profile, data: dict[str, Any], source: str, lines: dict[KeyPath,
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
+        for sub in [p for p in base.origins if p[:len(path)] == path]:
+            del base.origins[sub]  # what the base profile had there is gone
         base.origins[path] = (source, line or 0)
         base.labels[path] = key  # errors name the key as this file writes it
 

@@ -116,7 +116,10 @@ class Profile:
 
     def label(self, path: KeyPath) -> str:
         """``path`` as the file that set it spells it (an Essentia profile's own keys)."""
-        return self.labels.get(tuple(path), ".".join(path))
+        for end in range(len(path), 0, -1):
+            if tuple(path[:end]) in self.labels:
+                return ".".join((self.labels[tuple(path[:end])],) + tuple(path[end:]))
+        return ".".join(path)
 
     def _options_under(self, path: KeyPath) -> list[str]:
         names: list[str] = []
@@ -255,6 +258,34 @@ def _yaml_error(exc: yaml.YAMLError, source: str, text: str) -> ProfileError:
     return ProfileError(f"YAML syntax error: {problem}", source=source, line=line)
 
 
+@dataclass
+class _Open:
+    """A mapping or list still open in _check_events, with where its children are."""
+
+    start: int  # expanded node count when it opened
+    anchor: str | None
+    deepest: int  # deepest level reached inside it, aliases expanded
+    mapping: bool
+    key: str | None = None  # the current key (mappings) ...
+    want_key: bool = True
+    index: int = -1  # ... or the current item (lists)
+
+    def child(self, event: Any) -> None:
+        """Account for a child event starting here (a key, a value or an item)."""
+        if not self.mapping:
+            self.index += 1
+        elif self.want_key:
+            self.key = event.value if isinstance(event, yaml.ScalarEvent) else "?"
+            self.want_key = False
+            return
+        else:
+            self.want_key = True
+
+    @property
+    def name(self) -> str:
+        return str(self.key) if self.mapping else str(max(self.index, 0))
+
+
 def _check_events(loader: Any, source: str, text: str) -> None:
     """Refuse deep nesting, too many nodes and alias bombs from the parser's event stream.
 
@@ -263,55 +294,58 @@ def _check_events(loader: Any, source: str, text: str) -> None:
     of nine aliases are refused at the first alias past the limit, not after 14 GB.
     """
     anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height)
-    stack: list[list[Any]] = []  # open collections: [count at start, anchor, deepest reached]
+    stack: list[_Open] = []
     count = aliases = 0
+
+    def refuse(message: str, event: Any) -> ProfileError:
+        path = ".".join(frame.name for frame in stack if frame.key is not None or
+                        not frame.mapping) or None
+        return ProfileError(message, source=source, line=event.start_mark.line + 1, path=path)
+
     try:
         while loader.check_event():
             event = loader.get_event()
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                done = stack.pop()
+                if done.anchor:
+                    anchors[done.anchor] = (count - done.start, done.deepest - len(stack))
+                if stack:
+                    stack[-1].deepest = max(stack[-1].deepest, done.deepest)
+                continue
+            if not isinstance(event, (yaml.AliasEvent, yaml.ScalarEvent,
+                                      yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                continue
+            if stack:
+                stack[-1].child(event)
             depth = len(stack)
             if isinstance(event, yaml.AliasEvent):
                 aliases += 1
-                line = event.start_mark.line + 1
                 if aliases > MAX_ALIASES:
-                    raise ProfileError(f"more than {MAX_ALIASES} YAML aliases", source=source,
-                                       line=line)
+                    raise refuse(f"more than {MAX_ALIASES} YAML aliases", event)
                 if event.anchor not in anchors:
                     # undefined (the composer reports it) or still open: a recursive structure
-                    if any(frame[1] == event.anchor for frame in stack):
-                        raise ProfileError(f"the alias *{event.anchor} is inside its own "
-                                           "anchor (a recursive structure)", source=source,
-                                           line=line)
+                    if any(frame.anchor == event.anchor for frame in stack):
+                        raise refuse(f"the alias *{event.anchor} is inside its own anchor "
+                                     "(a recursive structure)", event)
                     continue
                 size, height = anchors[event.anchor]
                 count += size
                 reached = depth + height
-            elif isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent,
-                                    yaml.SequenceStartEvent)):
+            else:
                 count += 1
                 reached = depth + 1
                 if isinstance(event, yaml.ScalarEvent):
                     if event.anchor:
                         anchors[event.anchor] = (1, 1)
                 else:
-                    stack.append([count - 1, event.anchor, reached])
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                start, anchor, deepest = stack.pop()
-                if anchor:
-                    anchors[anchor] = (count - start, deepest - depth + 1)
-                if stack:
-                    stack[-1][2] = max(stack[-1][2], deepest)
-                continue
-            else:
-                continue
+                    stack.append(_Open(count - 1, event.anchor, reached,
+                                       isinstance(event, yaml.MappingStartEvent)))
             if stack:
-                stack[-1][2] = max(stack[-1][2], reached)
+                stack[-1].deepest = max(stack[-1].deepest, reached)
             if reached > MAX_DEPTH:
-                raise ProfileError(f"nested more than {MAX_DEPTH} levels deep", source=source,
-                                   line=event.start_mark.line + 1)
+                raise refuse(f"nested more than {MAX_DEPTH} levels deep", event)
             if count > MAX_YAML_NODES:
-                raise ProfileError(
-                    f"more than {MAX_YAML_NODES} YAML nodes (aliases expanded)", source=source,
-                    line=event.start_mark.line + 1)
+                raise refuse(f"more than {MAX_YAML_NODES} YAML nodes (aliases expanded)", event)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source, text) from None
 
@@ -338,27 +372,32 @@ def _check_nodes(root: yaml.Node, source: str) -> None:
         elif isinstance(node, yaml.SequenceNode):
             todo += [(item, path + (str(i),)) for i, item in enumerate(node.value)]
         elif isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
+            first: dict[str, tuple[int, int]] = {}  # key -> (line, column)
             for key_node, value_node in node.value:
                 key_line = key_node.start_mark.line + 1
                 if key_node.tag == _MERGE_TAG:
                     todo.append((value_node, path))
                     continue
-                if not isinstance(key_node, yaml.ScalarNode) or \
-                        key_node.tag != "tag:yaml.org,2002:str":
-                    kind = _KEY_KINDS.get(key_node.tag, "not a plain name")
-                    shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else "..."
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ProfileError("a key must be a plain name, not a list or a mapping",
+                                       source=source, line=key_line, path=where)
+                if key_node.tag != "tag:yaml.org,2002:str":
+                    kind = _KEY_KINDS.get(key_node.tag, "not a name")
                     raise ProfileError(
-                        f"the key {shown!s} is {kind}, not a name", source=source, line=key_line,
-                        path=where, hint=f"quote it: '{shown}'" if isinstance(
-                            key_node, yaml.ScalarNode) else "keys are plain names")
+                        f"YAML reads the key {key_node.value} as {kind}, not as a name",
+                        source=source, line=key_line, path=where,
+                        hint=f"quote it: '{key_node.value}'")
                 key = key_node.value
                 if key in first:
+                    at = first[key]
+                    where_first = (f"lines {at[0]} and {key_line}" if at[0] != key_line else
+                                   f"line {key_line}, columns {at[1]} and "
+                                   f"{key_node.start_mark.column + 1}")
                     raise ProfileError(
-                        f"'{key}' is written twice in this mapping (lines {first[key]} and "
-                        f"{key_line}); the second would silently replace the first",
+                        f"'{key}' is written twice in this mapping ({where_first}); the second "
+                        "would silently replace the first",
                         source=source, line=key_line, path=".".join(path + (key,)))
-                first[key] = key_line
+                first[key] = (key_line, key_node.start_mark.column + 1)
                 todo.append((value_node, path + (key,)))
 
 
@@ -393,9 +432,19 @@ def deep_merge(
     overrides its ``params``/``inputs`` one key at a time, and must exist. ``deleted``
     collects the paths removed (with where), for the caller.
     """
-    # origins below this level, by their next key: one pass each, not one per replaced key
-    over_below = _by_next_key(over_origins, path)
-    base_below = _by_next_key(base_origins, path)
+    _merge(base, over, base_origins, over_origins, path, deleted,
+           [p for p in base_origins if p[:len(path)] == path],
+           [p for p in over_origins if p[:len(path)] == path])
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], base_origins: dict[KeyPath, Origin],
+           over_origins: dict[KeyPath, Origin], path: KeyPath,
+           deleted: dict[KeyPath, Origin] | None, base_sub: list[KeyPath],
+           over_sub: list[KeyPath]) -> None:
+    """deep_merge below ``path``; ``base_sub``/``over_sub``: the origins under ``path``, so
+    each level groups only its own (linear in the profile, not in nodes times keys)."""
+    over_below = _by_next_key(over_sub, path)
+    base_below = _by_next_key(base_sub, path)
     named = path in _NAMED or (len(path) == 3 and path[0] == "graph" and path[2] in _NODE_PARTS)
     for key, value in over.items():
         here = path + (key,)
@@ -403,7 +452,7 @@ def deep_merge(
         if value is None:
             if key in base:
                 base.pop(key)
-                for sub in base_below.get(key, ()):
+                for sub in base_below.pop(key, ()):
                     base_origins.pop(sub, None)
                 if deleted is not None:
                     deleted[here] = origin
@@ -414,7 +463,7 @@ def deep_merge(
             if "algorithm" in value or "function" in value:
                 if key in base:  # a node of its own: nothing of the inherited one is kept
                     base[key] = {}  # (in its place: the graph's order decides merged names)
-                    for sub in base_below.get(key, ()):
+                    for sub in base_below.pop(key, ()):
                         base_origins.pop(sub, None)
             elif key not in base:
                 hint = _did_you_mean(key, list(base)) or "a node needs 'algorithm' or 'function'"
@@ -423,10 +472,12 @@ def deep_merge(
         if isinstance(value, dict) and (isinstance(base.get(key), dict) or key not in base):
             if here in over_origins:
                 base_origins[here] = over_origins[here]
-            deep_merge(base.setdefault(key, {}), value, base_origins, over_origins, here, deleted)
+            _merge(base.setdefault(key, {}), value, base_origins, over_origins, here, deleted,
+                   [p for p in base_below.get(key, ()) if p in base_origins],
+                   over_below.get(key, []))
         else:
             base[key] = copy.deepcopy(value)
-            for sub in base_below.get(key, ()):
+            for sub in base_below.pop(key, ()):
                 base_origins.pop(sub, None)
             for sub in over_below.get(key, ()):
                 base_origins[sub] = over_origins[sub]
@@ -455,13 +506,13 @@ def _nothing_to_delete(path: KeyPath, present: list[str], origin: Origin) -> Pro
                         hint=hint)
 
 
-def _by_next_key(origins: dict[KeyPath, Origin], prefix: KeyPath) -> dict[Any, list[KeyPath]]:
+def _by_next_key(paths: list[KeyPath], prefix: KeyPath) -> dict[Any, list[KeyPath]]:
     """Key paths under ``prefix`` (itself included for its last key), grouped by the key that
     follows ``prefix``."""
     depth = len(prefix)
     groups: dict[Any, list[KeyPath]] = {}
-    for sub in origins:
-        if len(sub) > depth and sub[:depth] == prefix:
+    for sub in paths:
+        if len(sub) > depth:
             groups.setdefault(sub[depth], []).append(sub)
     return groups
 
@@ -581,7 +632,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.files: dict[Path, tuple[Any, dict[KeyPath, int]]] = {}
-        self.loads = 0
+        self.loads = 0  # profiles merged through `extends` (a file may be merged more than once)
 
     def read(self, path: Path) -> tuple[Any, dict[KeyPath, int]]:
         key = path.resolve()
@@ -594,10 +645,6 @@ class _Reader:
     def load(self, path: Path, stack: tuple[Path, ...]) -> Profile:
         from runner import validate
 
-        self.loads += 1
-        if self.loads > 4 * MAX_FILES:
-            raise ProfileError(f"'extends' reads more than {4 * MAX_FILES} profiles",
-                               source=str(path), path="extends")
         resolved = path.resolve()
         data, lines = self.read(path)
         source = str(path)
@@ -628,6 +675,10 @@ class _Reader:
                                    f"extends.{seen[target]})", source=source, line=line,
                                    path=f"extends.{index}")
             seen[target] = index
+            self.loads += 1
+            if self.loads > 4 * MAX_FILES:  # a diamond of diamonds: 2**depth paths
+                raise ProfileError(f"'extends' reads more than {4 * MAX_FILES} profiles",
+                                   source=source, line=line, path=f"extends.{index}")
             if len(stack) + 1 >= MAX_EXTENDS_DEPTH:
                 raise ProfileError(f"'extends' is nested more than {MAX_EXTENDS_DEPTH} deep",
                                    source=source, line=line, path=f"extends.{index}")
