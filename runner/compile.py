@@ -363,6 +363,11 @@ def _check_descriptor_source(profile: Profile, desc: Descriptor, nodes: dict[str
         raise profile.error(
             desc.path, f"statistics need numbers or lists of numbers; {desc.ref.key} gives "
             f"{kind}", "mark it 'single: true' if it gives one value per track")
+    matrix = sorted({"cov", "icov"} & set(desc.stats))
+    if matrix and kind in ("real", "integer"):  # PoolAggregator writes nothing for them
+        path = desc.path + ("stats",) if desc.path + ("stats",) in profile.origins else desc.path
+        raise profile.error(path, f"'{matrix[0]}' needs frames that are lists of numbers; "
+                            f"{desc.ref.key} gives {kind}", "use var for one number per frame")
     source = nodes.get(desc.ref.node)
     if kind.startswith("vector_") and source is not None and not source.streaming:
         # the run stores the items of one value as frames: statistics of numbers, where the
@@ -532,9 +537,15 @@ def _check_single_values(profile: Profile, nodes: dict[str, Node], order: list[s
     the run would write a list where the output schema promises one value."""
     rates = output_rates(nodes, order)
     for desc in descriptors:
-        if not desc.single:
-            continue
         rate = rates.get(desc.ref.key, registry.UNKNOWN)
+        source = nodes.get(desc.ref.node)
+        if not desc.single:
+            if rate == registry.ONCE and (desc.ref.node == AUDIO or (
+                    source is not None and source.streaming)):
+                raise profile.error(desc.path, f"{desc.ref.key} gives one value per track: "
+                                    "there are no frames to compute statistics over",
+                                    "mark it 'single: true'")
+            continue
         if rate == registry.ONCE:
             continue
         what = (f"{desc.ref.key} gives a value per frame (or per event), not one per track"
@@ -698,7 +709,8 @@ def _assign_stages(nodes: dict[str, Node], order: list[str]) -> int:
         stage = 0
         for ref in node.dependencies():
             if ref.node == AUDIO:
-                if not node.streaming:
+                # a value of the audio (a take, a parameter) exists once stage 0 has run
+                if not node.streaming or ref.take is not None or ref in node.param_refs.values():
                     stage = max(stage, 1)
                 continue
             src = nodes[ref.node]

@@ -98,6 +98,14 @@ def algorithm_names() -> tuple[str, ...]:
     return tuple(sorted(essentia.streaming.algorithmNames()))
 
 
+# Ranges Essentia publishes too wide: the algorithm crashes the process (not an exception)
+# outside these. Found by tests/test_profile_mutations.py, read in Essentia's sources.
+TIGHTER_RANGES = {
+    # tuningfrequency.cpp: a histogram of int(100 / resolution) bins, empty above 100 cents
+    ("TuningFrequency", "resolution"): "(0,100]",
+}
+
+
 @cache
 def info(name: str, standard: bool = False) -> AlgorithmInfo:
     """Ports and parameters of ``name`` in streaming mode (or standard mode, whose ports can
@@ -108,7 +116,9 @@ def info(name: str, standard: bool = False) -> AlgorithmInfo:
     return AlgorithmInfo(
         name=name,
         params={
-            p["name"]: Param(p["name"], p["type"], p.get("range"), p.get("default"))
+            p["name"]: Param(p["name"], p["type"],
+                             TIGHTER_RANGES.get((name, p["name"]), p.get("range")),
+                             p.get("default"))
             for p in struct["parameters"]
         },
         inputs={p["name"]: p["type"] for p in struct["inputs"]},
@@ -217,6 +227,13 @@ def _check_range(param: Param, value: Any) -> str | None:
     return None
 
 
+# Parameters that make ports when an algorithm is configured, and how many a profile may ask
+# for (Multiplexer with numberRealInputs: 2147483647 would never finish being built).
+_PORT_PARAMS = {"Multiplexer": ("numberRealInputs", "numberVectorRealInputs"),
+                "SilenceRate": ("thresholds",)}
+MAX_PORTS = 256
+
+
 class ConfigureError(Exception):
     """Essentia refused a configuration (its own check, beyond types and ranges)."""
 
@@ -232,6 +249,10 @@ def ports(name: str, params: dict[str, Any], standard: bool = False
     base = info(name, standard)
     if base.outputs and (base.inputs or name.endswith(("Loader", "Input", "Reader"))):
         return base.inputs, base.outputs
+    wanted = sum(len(v) if isinstance(v, list) else v if isinstance(v, int) else 0
+                 for k, v in params.items() if k in _PORT_PARAMS.get(name, ()))
+    if wanted > MAX_PORTS:  # each port costs Essentia time and memory (2**31 never ends)
+        raise ConfigureError(f"{name} would make {wanted} ports (at most {MAX_PORTS})")
     algo = _configured(name, standard, params)
     inputs = {n: base.inputs.get(n, "any") for n in algo.inputNames()}
     outputs = {n: base.outputs.get(n, "any") for n in algo.outputNames()}
