@@ -558,7 +558,11 @@ class Executor:
             return seq[-1]
         if take == "count":
             return float(len(seq))
-        array = np.asarray(seq, dtype=np.float32)
+        try:
+            array = np.asarray(seq, dtype=np.float32)
+        except ValueError:  # frames of different lengths (spectral peaks): no mean of them
+            raise AudioError("<input>", f"'take: {take}' of '{ref.key}': its values are lists "
+                             "of different lengths") from None
         if take == "mean":
             return array.mean(axis=0)
         return np.median(array, axis=0).astype(np.float32)

@@ -32,7 +32,7 @@ from runner import cli, registry
 from tests.conftest import click_track, piano_clip, write_audio
 
 SEED = int(os.environ.get("PROFILE_MUTATION_SEED", "20261207"))
-MUTANTS = int(os.environ.get("PROFILE_MUTANTS", "160"))
+MUTANTS = int(os.environ.get("PROFILE_MUTANTS", "100"))
 MINI = Path(__file__).with_name("data") / "mini.yaml"
 
 TONAL = """
@@ -311,8 +311,8 @@ def clean_failure(text: str) -> bool:
 @pytest.fixture(scope="module")
 def audio_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("mutations")
-    return [write_audio(folder / "clicks.wav", click_track(3.0)),
-            write_audio(folder / "piano.wav", piano_clip(2.5))]
+    return [write_audio(folder / "clicks.wav", click_track(2.5)),
+            write_audio(folder / "piano.wav", piano_clip(2.0))]
 
 
 @pytest.mark.slow
