@@ -15,13 +15,14 @@ No stage keeps the whole decoded signal unless a node reads it back as a value (
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import derive, registry
+from runner import __version__, derive, registry
 from runner.load import KeyPath, Profile, is_builtin, substitute_options
 from runner.models.plan import ModelsConfig, compile_models
 
@@ -188,7 +189,7 @@ def compile_profile(profile: Profile) -> Plan:
                 recorded.add(ref.key)
     return Plan(
         name=profile.name,
-        digest=profile.digest(),
+        digest=result_digest(profile),
         nodes=nodes,
         order=order,
         stages=stages,
@@ -199,6 +200,23 @@ def compile_profile(profile: Profile) -> Plan:
         profile=profile,
         models=compile_models(profile),
     )
+
+
+def result_digest(profile: Profile, models: dict[str, Any] | None = None) -> str:
+    """The hash a result carries (metadata.profile.hash), by which a batch keeps an output as
+    up to date: everything that decides the output besides the audio. That is the resolved
+    profile, the runner's and Essentia's versions (Essentia's git commit too), and, for a
+    profile with models, the pins of the models that run and what is left out
+    (runner.models.stage.prepare passes them, once the cache has been looked at)."""
+    essentia = registry.quiet_essentia()
+    parts = {
+        "profile": profile.digest(),
+        "runner": __version__,
+        "essentia": [essentia.__version__, getattr(essentia, "__version_git_sha__", "")],
+        "models": models,
+    }
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _suggest(name: str, choices: Any) -> str | None:
@@ -560,7 +578,7 @@ def _check_single_values(profile: Profile, nodes: dict[str, Node], order: list[s
 # What the runner itself writes in the metadata section (runner/write.py): a descriptor may
 # not replace these or sit inside them (md5_encoded is the loader's md5 either way).
 _RUNNER_SECTIONS = ("metadata", "metadata.version", "metadata.profile", "metadata.tags",
-                    "metadata.models", "metadata.audio_properties",
+                    "metadata.models", "metadata.warnings", "metadata.audio_properties",
                     "metadata.audio_properties.analysis")
 _RUNNER_VALUES = tuple(
     [f"metadata.version.{k}" for k in ("essentia", "essentia_git_sha", "extractor", "runner")]
@@ -616,7 +634,7 @@ def _check_output_names(profile: Profile, descriptors: list[Descriptor]) -> None
         reserved = key in _RUNNER_SECTIONS or key in _RUNNER_VALUES or any(
             key.startswith(prefix + ".") for prefix in _RUNNER_VALUES + (
                 "metadata.version", "metadata.profile", "metadata.tags", "metadata.models",
-                "metadata.audio_properties.analysis"))
+                "metadata.warnings", "metadata.audio_properties.analysis"))
         if reserved:
             raise profile.error(path, f"'{key}' is written by the runner itself (metadata)",
                                 "choose another name")

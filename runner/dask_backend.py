@@ -55,16 +55,17 @@ def _extractor(profile: str, overrides: tuple[str, ...], legacy_base: str) -> An
 
 
 def analyse_task(profile: str, overrides: tuple[str, ...], legacy_base: str, src: str,
-                 dst: str) -> tuple[str, str, float]:
-    """One file on a Dask worker: (status, message, seconds), as the local workers send.
+                 dst: str) -> tuple[str, str, float, list[str]]:
+    """One file on a Dask worker: (status, message, seconds, warnings), as the local workers
+    send.
 
     Status "fatal" means the profile cannot be compiled there (the whole batch stops).
     """
     try:
         extractor = _extractor(profile, overrides, legacy_base)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the batch
-        return "fatal", str(exc), 0.0
-    return analyse_one(extractor.extract, src, dst)
+        return "fatal", str(exc), 0.0, []
+    return analyse_one(lambda s, d: extractor.extract(s, d)["metadata"]["warnings"], src, dst)
 
 
 def worker_version() -> str:
@@ -164,7 +165,7 @@ class DaskBatch:
     def _outcome(job: Job, future: distributed.Future) -> Outcome:
         """The file's outcome; a worker death or a task error is the failure of that file."""
         try:
-            status, message, seconds = future.result()
+            status, message, seconds, warnings = future.result()
         except distributed.KilledWorker as exc:
             tries = exc.allowed_failures + 1
             return Outcome(job, "failed", f"{job.input}: the worker crashed (the Dask worker "
@@ -177,4 +178,4 @@ class DaskBatch:
         given, absolute = str(job.input), os.path.abspath(job.input)
         if given != absolute:  # messages name the file as the user gave it, as locally
             message = message.replace(absolute, given)
-        return Outcome(job, status, message, seconds)
+        return Outcome(job, status, message, seconds, warnings=warnings)
