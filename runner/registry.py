@@ -103,6 +103,13 @@ def algorithm_names() -> tuple[str, ...]:
 TIGHTER_RANGES = {
     # tuningfrequency.cpp: a histogram of int(100 / resolution) bins, empty above 100 cents
     ("TuningFrequency", "resolution"): "(0,100]",
+    # danceability.cpp: blocks of int(0.01 * sampleRate) samples divide the signal (SIGFPE
+    # below 100 Hz); one block size per tau from minTau to maxTau by tauMultiplier (minTau 0
+    # gives blocks of 0; tauMultiplier 1.000001 over a wide range makes 10^8 of them)
+    ("Danceability", "sampleRate"): "[100,inf)",
+    ("Danceability", "minTau"): "[10,inf)",
+    ("Danceability", "maxTau"): "(0,1e6]",
+    ("Danceability", "tauMultiplier"): "[1.01,inf)",
 }
 
 

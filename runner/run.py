@@ -590,8 +590,13 @@ class Executor:
         params = dict(node.params)
         for pname, ref in node.param_refs.items():
             value = self._take(values, ref)
-            kind = registry.info(node.algorithm, node.standard).params[pname].type
-            params[pname] = _as_param(value, kind)
+            param = registry.info(node.algorithm, node.standard).params[pname]
+            value, problem = registry.check_value(param, _as_param(value, param.type))
+            if problem:  # as a written value would be (some crash Essentia, not only refused)
+                raise self.plan.profile.error(
+                    node.path + ("params", pname), f"{problem} (read from {ref.key} with "
+                    f"'take: {ref.take}' on this file)")
+            params[pname] = value
         return params
 
     def _take(self, values: dict[str, Any], ref: Ref) -> Any:

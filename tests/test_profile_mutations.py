@@ -131,6 +131,8 @@ class Mutator:
         """Where a node's parameters are changed: its spec, or an override of the inherited one."""
         if self.child:
             override = self.graph().setdefault(nid, {})
+            if override is None:  # dropped by an earlier mutation: change a scratch copy
+                return {}
             return override.setdefault("params", {})
         return self.graph()[nid].setdefault("params", {})
 
@@ -184,7 +186,10 @@ class Mutator:
         if self.rng.random() < 0.4:
             wire = {"from": wire, "take": self.rng.choice(TAKES)}
         if self.child:
-            self.graph().setdefault(nid, {}).setdefault("inputs", {})[port] = wire
+            override = self.graph().setdefault(nid, {})
+            if override is None:
+                return
+            override.setdefault("inputs", {})[port] = wire
         else:
             spec["inputs"][port] = wire
         self.done.append(f"graph.{nid}.inputs.{port} = {wire}")
