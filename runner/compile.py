@@ -1,9 +1,13 @@
 """Compile a validated profile into a Plan: checked nodes, merged duplicates, stages.
 
-The whole graph is checked here, before any audio is touched: algorithm names and
-parameters against Essentia's registry, every wire against the ports it joins, every
-required input connected, no cycles. Identical nodes (same algorithm, parameters and
-inputs) are merged so shared front ends run once, and nodes no descriptor needs are dropped.
+The whole graph is checked here, before any audio is touched, for every command: algorithm
+names and parameters against Essentia's registry, every wire against the ports it joins,
+every value read back (``take``) or passed as a parameter against the type it is given to,
+every required input connected, no cycles, ``single: true`` only where an output gives one
+value per track, every output name written once, and each node configured once by Essentia
+itself. What passes runs; what does not is one error at the line a person has to fix.
+Identical nodes (same algorithm, parameters and inputs) are merged so shared front ends run
+once, and nodes no descriptor needs are dropped.
 
 Stages: a node whose *parameter* (or a reduced input, ``take: mean``) needs a value computed
 by another node can only be configured after that node has run, so it goes into a later

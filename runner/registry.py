@@ -82,6 +82,7 @@ class Param:
     type: str
     range: str | None
     default: str | None
+    unit: str | None = None  # "s" or "ms" where Essentia's description states it
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,47 @@ def info(name: str, standard: bool = False) -> AlgorithmInfo:
         params={
             p["name"]: Param(p["name"], p["type"],
                              TIGHTER_RANGES.get((name, p["name"]), p.get("range")),
-                             p.get("default"))
+                             p.get("default"), _unit(p.get("description", "")))
             for p in struct["parameters"]
         },
         inputs={p["name"]: p["type"] for p in struct["inputs"]},
         outputs={p["name"]: p["type"] for p in struct["outputs"]},
     )
+
+
+def _unit(description: str) -> str | None:
+    """The unit a parameter's description ends with: "... [s]" or "... [ms]"."""
+    match = re.search(r"\[(s|ms)\]\s*\.?\s*$", description)
+    return match.group(1) if match else None
+
+
+# Essentia publishes no resource limits, and a value in its ranges can make one configuration
+# or one buffer as large as the memory (MelBands with 10^7 bands: 5.4 GB while configuring;
+# BeatsLoudness with a 44100 s window: 8 GB while running). These keep any one of them near
+# 100 MB; the built-in profiles stay far below (their largest frame is 88200 samples).
+MAX_SIZE = 2 ** 21  # samples or bins: *Size, *size, *Padding (about 48 s at 44.1 kHz)
+MAX_COUNT = 4096  # number* (bands, coefficients, harmonics, frames)
+MAX_BOUND = 65536  # max* integers (peaks, ...)
+MAX_WINDOW_SECONDS = 60.0  # *Duration, *Window, windowSize, timeWindow given in seconds
+MAX_SAMPLE_RATE = 384000.0
+
+
+def _resource_problem(param: Param, value: Any) -> str | None:
+    name = param.name
+    if param.type == "integer":
+        for pattern, limit in ((r"(size|Size|Padding)$", MAX_SIZE), (r"^number", MAX_COUNT),
+                               (r"^max[A-Z]", MAX_BOUND)):
+            if re.search(pattern, name) and value > limit:
+                return f"{value} is more than the {limit} a profile may ask for here"
+    elif param.type == "real":
+        if name.endswith(("sampleRate", "SampleRate")) and value > MAX_SAMPLE_RATE:
+            return f"{value!r} Hz is more than {MAX_SAMPLE_RATE:g} Hz"
+        if re.search(r"(Duration|duration|Window|windowSize)$", name) and param.unit:
+            limit = MAX_WINDOW_SECONDS * (1000 if param.unit == "ms" else 1)
+            if value > limit:
+                return f"{value!r} {param.unit} is longer than the {limit:g} {param.unit} a " \
+                    "profile may ask for here"
+    return None
 
 
 _INTERVAL = re.compile(r"^([\[(])\s*([^,]+)\s*,\s*([^\])]+)\s*([\])])$")
@@ -194,7 +230,7 @@ def check_value(param: Param, value: Any) -> tuple[Any, str | None]:
         return value, None
     else:  # a matrix, a pool, a map: Essentia's own configure check decides
         return value, None
-    return value, _check_range(param, value)
+    return value, _check_range(param, value) or _resource_problem(param, value)
 
 
 def _real_problem(value: float) -> str | None:

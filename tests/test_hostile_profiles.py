@@ -30,7 +30,8 @@ CASES = sorted(p for p in CORPUS.glob("*.yaml") if not p.name.startswith("_"))
 # test_hostile_profiles_are_refused_fast, with the generated ones below).
 HOSTILE = ["alias_bomb", "alias_recursive", "too_many_aliases", "deep_nesting", "long_int",
            "pow_bomb", "pow_chain", "long_expression", "substitution_bomb", "integer_overflow",
-           "not_utf8", "two_documents", "port_bomb"]
+           "not_utf8", "two_documents", "port_bomb", "configure_bomb_bands",
+           "configure_bomb_fft", "run_bomb_beat_window", "run_bomb_resample"]
 
 
 def expectation(path: Path) -> str:

@@ -5,8 +5,8 @@ A seeded random mutator changes valid profiles (a small graph, a tonal graph wit
 and derive nodes, children of the built-in rhythm and lowlevel profiles): random parameter
 values, rewired inputs, parameter references, dropped nodes, renamed keys, toggled ``single``,
 statistics, audio settings and options. Each mutant is validated in this process; each one
-that validates runs in a forked child (so a crash, or Essentia's per-network memory, stays
-there) on a few seconds of audio. An internal error is any line with 'internal error' or a
+that validates runs in a fork of a helper process (so a crash, or Essentia's per-network
+memory, stays there) on a few seconds of audio. An internal error is any line with 'internal error' or a
 traceback, or a child killed by a signal. Reproduce a failure with the seed it prints:
 PROFILE_MUTATION_SEED=<seed> pytest tests/test_profile_mutations.py
 """
@@ -20,8 +20,8 @@ import json
 import math
 import os
 import random
+import subprocess
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -279,31 +279,64 @@ class Mutator:
             self.rng.choice(actions)()
 
 
-def run_forked(argv: list[str]) -> tuple[int, str]:
-    """Run the command line in a forked child: (exit code, or -signal; its stderr)."""
+# A child process that runs command lines on request, each in a fork of itself: a crash or
+# Essentia's per-network memory stays in the fork, and nothing is forked from the test
+# process (whose earlier tests may have left threads behind).
+FORK_SERVER = r"""
+import contextlib, io, json, os, resource, signal, sys, traceback
+from runner import cli, registry
+registry.algorithm_names()  # Essentia imported once, before any fork
+for line in sys.stdin:
+    argv = json.loads(line)
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: stderr (Python's and C's) goes to the pipe
+    if pid == 0:  # stderr (Python's and C's) goes to the pipe
         os.close(read)
         os.dup2(write, 2)
+        # a mutant that grew without bound would take the machine with it: 3 GB more than
+        # the process has, 120 s (either ends the fork, which the test reports)
+        with open("/proc/self/statm") as statm:
+            size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (size + 3 * 2 ** 30, resource.RLIM_INFINITY))
+        signal.alarm(120)
         sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), write_through=True)
         code = 99
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 code = cli.main(argv)
-        except BaseException:  # noqa: BLE001 - reported to the parent as a traceback
+        except BaseException:
             traceback.print_exc()
         finally:
             sys.stderr.flush()
             os._exit(code if isinstance(code, int) else 98)
     os.close(write)
-    chunks = []
     with os.fdopen(read, "rb") as pipe:
-        while chunk := pipe.read(65536):
-            chunks.append(chunk)
+        err = pipe.read().decode(errors="replace")
     _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return code, b"".join(chunks).decode(errors="replace")
+    print(json.dumps([os.waitstatus_to_exitcode(status), err]), flush=True)
+"""
+
+
+class ForkServer:
+    """Runs ``extractor`` command lines (runner.cli.main) in forks of one child process."""
+
+    def __init__(self) -> None:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        self.process = subprocess.Popen([sys.executable, "-c", FORK_SERVER], text=True, env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def run(self, argv: list[str]) -> tuple[int, str]:
+        """(exit code, or -signal; stderr) of one command line."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(argv) + "\n")
+        self.process.stdin.flush()
+        code, err = json.loads(self.process.stdout.readline())
+        return code, err
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def clean_failure(text: str) -> bool:
@@ -330,6 +363,7 @@ def test_mutated_profiles_validate_or_run_cleanly(tmp_path, audio_files, capsys)
     ]
     tally = {"refused": 0, "ran": 0, "failed cleanly": 0, "refused at run": 0}
     problems = []
+    server = ForkServer()
     for index in range(MUTANTS):
         rng = random.Random(f"{SEED}-{index}")
         base, child = bases[index % len(bases)]
@@ -349,7 +383,7 @@ def test_mutated_profiles_validate_or_run_cleanly(tmp_path, audio_files, capsys)
             continue
         audio = audio_files[index % len(audio_files)]
         out = tmp_path / f"mutant{index}.json"
-        code, err = run_forked(["run", str(path), str(audio), str(out)])
+        code, err = server.run(["run", str(path), str(audio), str(out)])
         if code == 0 and "internal error" not in err and "Traceback" not in err:
             json.loads(out.read_text())
             tally["ran"] += 1
@@ -357,6 +391,7 @@ def test_mutated_profiles_validate_or_run_cleanly(tmp_path, audio_files, capsys)
             tally["failed cleanly" if code == 1 else "refused at run"] += 1
         else:
             problems.append(f"{label}\n  run exit {code}: {err.strip()[-800:]}")
+    server.close()
     assert not problems, "\n".join(problems[:10]) + f"\n({len(problems)} problems; {tally})"
     # not vacuous: many mutants are refused, and many still run to the end
     assert tally["refused"] >= MUTANTS // 5 and tally["ran"] >= MUTANTS // 5, tally
