@@ -795,6 +795,9 @@ def _single_replay_per_network(
                 sources = replay_sources(nodes, group)
                 movable = {k.split(".")[0] for k in sources} - {AUDIO}
                 movable = {m for m in movable if nodes[m].streaming}
+                audio = {k for k in sources if k.startswith(AUDIO + ".")} - {f"{AUDIO}.signal"}
+                if audio:  # only the (mono) analysed signal is read again in a later stage
+                    _refuse_later_audio(profile, nodes, group, sorted(audio)[0])
                 if not movable and len(sources) <= 1:
                     continue
                 if not movable:
@@ -823,6 +826,20 @@ def _single_replay_per_network(
     order = [n for n in order if n in nodes]
     _prune(nodes, order, descriptors)
     return [n for n in order if n in nodes]
+
+
+def _refuse_later_audio(profile: Profile, nodes: dict[str, Node], group: list[str],
+                        key: str) -> None:
+    """A later stage reads ``key`` (the stereo signal, say) as a stream: it cannot (only the
+    analysed mono signal is read again). Blamed on the part a person wrote, if any."""
+    readers = [n for n in group if any(r.key == key for r in nodes[n].inputs.values())]
+    ours = [n for n in group if not is_builtin(profile.where(nodes[n].path)[0])]
+    culprit = nodes[(ours or readers or group)[0]]
+    raise profile.error(
+        culprit.path, f"this part of the graph runs after values computed from the audio and "
+        f"streams {key} (through {', '.join(r.split('__')[0] for r in readers)}): a later "
+        "stage reads only the analysed mono signal again",
+        "feed it from audio.signal, or keep it apart from what needs those values")
 
 
 def _number(profile: Profile, path: KeyPath, value: Any, kind: type = float,
