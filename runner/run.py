@@ -459,7 +459,11 @@ class Executor:
                 fn = derive.FUNCTIONS[node.function]
                 results = fn.run(**args, **{**fn.params, **node.params})
             else:
-                algo = getattr(self.standard, node.algorithm)(**self._params(node, values))
+                params = self._params(node, values)
+                try:
+                    algo = getattr(self.standard, node.algorithm)(**params)
+                except Exception as exc:  # configured from values of this file: as in _build
+                    raise self.plan.profile.error(node.path + ("params",), _reason(exc)) from None
                 outs = algo(*[args[p] for p in node.input_types])
                 if len(node.output_types) == 1:
                     outs = (outs,)
