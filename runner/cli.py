@@ -69,10 +69,19 @@ def _run(profile: str, input_path: str, output: str, overrides: list[str],
     from runner.extract import Extractor
 
     extractor = Extractor(profile, overrides, legacy_base=legacy_base)
+    _print_notes(extractor.profile.notes)
     doc = extractor.extract(input_path, output)
     for warning in doc["metadata"]["warnings"]:
         print(f"warning: {input_path}: {warning}", file=sys.stderr)
     return 0
+
+
+def _print_notes(notes: list[str], quiet: bool = False) -> None:
+    """What loading the profile did that a person should know (a removed node took its
+    dependents with it), once per command, never per file."""
+    if not quiet:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
 
 
 def _batch_options(parser: argparse.ArgumentParser,
@@ -136,9 +145,7 @@ def _announce(plan: Any, notes: list[str], quiet: bool) -> None:
         stage = prepare(plan, warn=False, load=False)
         if stage is not None and stage.missing:
             notes.append(stage.note())
-    if not quiet:
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
+    _print_notes(plan.profile.notes + notes, quiet)
 
 
 def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music") -> int:
@@ -357,8 +364,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from runner import compile, load
 
     profile = load.load_profile(args.profile, args.overrides)
-    plan = compile.compile_profile(profile)
-    compile.check_instantiation(plan)
+    plan = compile.compile_profile(profile)  # Essentia's configure checks included
+    _print_notes(profile.notes)
     for line in compile.describe(plan):
         print(line)
     print("ok")

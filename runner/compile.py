@@ -1,9 +1,13 @@
 """Compile a validated profile into a Plan: checked nodes, merged duplicates, stages.
 
-The whole graph is checked here, before any audio is touched: algorithm names and
-parameters against Essentia's registry, every wire against the ports it joins, every
-required input connected, no cycles. Identical nodes (same algorithm, parameters and
-inputs) are merged so shared front ends run once, and nodes no descriptor needs are dropped.
+The whole graph is checked here, before any audio is touched, for every command: algorithm
+names and parameters against Essentia's registry, every wire against the ports it joins,
+every value read back (``take``) or passed as a parameter against the type it is given to,
+every required input connected, no cycles, ``single: true`` only where an output gives one
+value per track, every output name written once, and each node configured once by Essentia
+itself. What passes runs; what does not is one error at the line a person has to fix.
+Identical nodes (same algorithm, parameters and inputs) are merged so shared front ends run
+once, and nodes no descriptor needs are dropped.
 
 Stages: a node whose *parameter* (or a reduced input, ``take: mean``) needs a value computed
 by another node can only be configured after that node has run, so it goes into a later
@@ -17,11 +21,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runner import __version__, derive, registry
-from runner.load import KeyPath, Profile, substitute_options
+from runner.load import KeyPath, Profile, is_builtin, substitute_options
 from runner.models.plan import ModelsConfig, compile_models
 
 AUDIO = "audio"
@@ -154,14 +160,17 @@ def compile_profile(profile: Profile) -> Plan:
     for node in nodes.values():
         _check_wires(profile, node, nodes)
     for desc in descriptors:
-        _check_source(profile, desc.ref, nodes, desc.path)
+        _check_descriptor_source(profile, desc, nodes)
     order = _topological_order(profile, nodes)
+    _check_single_values(profile, nodes, order, descriptors)
+    _check_output_names(profile, descriptors)
     _merge_identical(nodes, order, descriptors)
     order = [n for n in order if n in nodes]
     _prune(nodes, order, descriptors)
     order = [n for n in order if n in nodes]
     for node in nodes.values():
         _check_mode(profile, node)
+    _check_configuration(profile, nodes)
     stages = _assign_stages(nodes, order)
     order = _single_replay_per_network(profile, nodes, order, descriptors)
     stages = _assign_stages(nodes, order)
@@ -219,6 +228,13 @@ def _suggest(name: str, choices: Any) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
+def _derive_param(fn: derive.Function, name: str) -> registry.Param:
+    """A derive function's parameter as Essentia would describe it: typed by its default."""
+    default = fn.params[name]
+    kind = {bool: "bool", int: "integer", float: "real", str: "string"}.get(type(default), "any")
+    return registry.Param(name, kind, fn.ranges.get(name), repr(default))
+
+
 def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
     path: KeyPath = ("graph", nid)
     algorithm = spec.get("algorithm")
@@ -251,9 +267,13 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
                 continue
             coerced, problem = registry.check_value(known[pname], value)
             if problem:
-                raise profile.error(ppath, problem)
+                raise profile.error(ppath, problem, value=True)
             params[pname] = coerced
-        node.input_types, node.output_types = registry.ports(algorithm, params, node.standard)
+        try:
+            node.input_types, node.output_types = registry.ports(algorithm, params,
+                                                                 node.standard)
+        except registry.ConfigureError as exc:
+            raise profile.error(path + ("params",), str(exc), value=True) from None
     else:
         if function not in derive.FUNCTIONS:
             raise profile.error(
@@ -269,9 +289,15 @@ def _make_node(profile: Profile, nid: str, spec: dict[str, Any]) -> Node:
                     _suggest(pname, fn.params)
                     or f"{function} takes: {', '.join(fn.params) or 'none'}",
                 )
-            params[pname] = value
+            if isinstance(value, dict):
+                raise profile.error(path + ("params", pname), "a derive function's parameters "
+                                    "are values, not references")
+            coerced, problem = registry.check_value(_derive_param(fn, pname), value)
+            if problem:
+                raise profile.error(path + ("params", pname), problem, value=True)
+            params[pname] = coerced
         node.inputs = {p: r if r.take else Ref(r.node, r.output, "all") for p, r in inputs.items()}
-        node.input_types = {name: "any" for name in fn.inputs}
+        node.input_types = dict(fn.input_types)
         node.output_types = dict(fn.types)
     return node
 
@@ -339,12 +365,55 @@ def _check_source(profile: Profile, ref: Ref, nodes: dict[str, Node], path: KeyP
                                                   or nodes[ref.node].function)
         raise profile.error(
             path, f"'{ref.node}' ({what}) has no output '{ref.output}'",
-            _suggest(ref.output, outputs) or f"outputs: {', '.join(outputs)}",
+            _suggest(ref.output, outputs) or f"outputs: {', '.join(outputs) or 'none'}",
         )
     return outputs[ref.output]
 
 
+def _check_descriptor_source(profile: Profile, desc: Descriptor, nodes: dict[str, Node]
+                             ) -> None:
+    """A descriptor's source exists; statistics are computed on numbers (Essentia's
+    PoolAggregator passes strings through unchanged and crashes on matrices); ``empty``
+    fills statistics with a value of their type."""
+    kind = _check_source(profile, desc.ref, nodes, desc.path)
+    if desc.single:
+        if kind == "stereosample":
+            raise profile.error(desc.path, f"{desc.ref.key} is the stereo signal: no value "
+                                "to write")
+        return
+    if kind not in ("real", "integer", "vector_real", "any"):
+        raise profile.error(
+            desc.path, f"statistics need numbers or lists of numbers; {desc.ref.key} gives "
+            f"{kind}", "mark it 'single: true' if it gives one value per track")
+    matrix = sorted({"cov", "icov"} & set(desc.stats))
+    if matrix and kind in ("real", "integer"):  # PoolAggregator writes nothing for them
+        path = desc.path + ("stats",) if desc.path + ("stats",) in profile.origins else desc.path
+        raise profile.error(path, f"'{matrix[0]}' needs frames that are lists of numbers; "
+                            f"{desc.ref.key} gives {kind}", "use var for one number per frame")
+    source = nodes.get(desc.ref.node)
+    if kind.startswith("vector_") and source is not None and not source.streaming:
+        # the run stores the items of one value as frames: statistics of numbers, where the
+        # output schema (from the type) promises statistics of vectors
+        raise profile.error(desc.path, f"{desc.ref.key} gives one {kind} per track: no frames "
+                            "to compute statistics over", "mark it 'single: true'")
+    if desc.empty is not None:
+        number = isinstance(desc.empty, (int, float)) and not isinstance(desc.empty, bool)
+        numbers = isinstance(desc.empty, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in desc.empty)
+        matrix = {"cov", "icov"} & set(desc.stats)
+        fits = (not matrix and (number if kind in ("real", "integer") else numbers
+                                if kind == "vector_real" else number or numbers))
+        if not fits:
+            want = "a number" if kind in ("real", "integer") else "a list of numbers"
+            raise profile.error(desc.path + ("empty",), f"{desc.empty!r} cannot stand for "
+                                f"these statistics ({', '.join(desc.stats)}): give {want}"
+                                if not matrix else "'empty' cannot fill cov or icov", value=True)
+
+
 def _check_wires(profile: Profile, node: Node, nodes: dict[str, Node]) -> None:
+    """Every input wired to an existing output of a type the port takes; every value read
+    back (``take``) and every parameter reference of the type its port or parameter takes."""
+    label = node.algorithm or node.function
     if node.algorithm:
         ports = node.input_types
         for port, ref in node.inputs.items():
@@ -360,6 +429,9 @@ def _check_wires(profile: Profile, node: Node, nodes: dict[str, Node]) -> None:
                     ipath, f"type mismatch: {ref.key} gives {src_type}, "
                     f"{node.algorithm}.{port} takes {ports[port]}",
                 )
+            if ref.take is not None and node.standard:
+                _check_value_type(profile, ipath, ref, src_type, ports[port],
+                                  f"{node.algorithm}.{port} (standard mode)")
         missing = [p for p in ports if p not in node.inputs]
         if missing:
             raise profile.error(
@@ -367,21 +439,78 @@ def _check_wires(profile: Profile, node: Node, nodes: dict[str, Node]) -> None:
                 f"{node.algorithm} input '{missing[0]}' is not connected",
                 f"wire it, e.g. inputs: {{{missing[0]}: <node>.<output>}}",
             )
+        known = registry.info(node.algorithm, node.standard).params
+        for pname, ref in node.param_refs.items():
+            ppath = node.path + ("params", pname)
+            src_type = _check_source(profile, ref, nodes, ppath)
+            _check_value_type(profile, ppath, ref, src_type, known[pname].type,
+                              f"{label}.{pname}")
     else:
         fn = derive.FUNCTIONS[node.function]
         for port, ref in node.inputs.items():
+            ipath = node.path + ("inputs", port)
             if port not in fn.inputs:
                 raise profile.error(
-                    node.path + ("inputs", port), f"{node.function} has no input '{port}'",
+                    ipath, f"{node.function} has no input '{port}'",
                     _suggest(port, fn.inputs) or f"inputs: {', '.join(fn.inputs)}",
                 )
-            _check_source(profile, ref, nodes, node.path + ("inputs", port))
+            src_type = _check_source(profile, ref, nodes, ipath)
+            _check_value_type(profile, ipath, ref, src_type, fn.input_types[port],
+                              f"{node.function}.{port}")
         missing = [p for p in fn.inputs if p not in node.inputs]
         if missing:
             raise profile.error(node.path + ("inputs",),
                                 f"{node.function} input '{missing[0]}' is not connected")
-    for pname, ref in node.param_refs.items():
-        _check_source(profile, ref, nodes, node.path + ("params", pname))
+
+
+# Types a value read back with `take` has: ``all`` lists every token, ``count`` counts them.
+_NUMERIC = {"real", "integer", "vector_real", "vector_integer", "matrix_real"}
+
+
+def _taken_type(src_type: str, take: str) -> str | None:
+    """The Essentia type of the value ``take`` reads from a stream of ``src_type`` (None: it
+    cannot: the mean of strings)."""
+    if src_type == "any":
+        return "any"
+    if take in ("first", "last"):
+        return src_type
+    if take == "count":
+        return "integer"
+    if take in ("mean", "median"):
+        if src_type not in _NUMERIC:
+            return None
+        return "real" if src_type == "integer" else src_type.replace("_integer", "_real")
+    # all: one entry per token (Essentia's pool keeps integers as reals)
+    return "vector_" + ("real" if src_type == "integer" else src_type)
+
+
+def _accepts(wanted: str, got: str) -> bool:
+    """Whether a value of type ``got`` can be given where Essentia (or a derive function)
+    takes ``wanted``: the same type, an integer for a real, a list of equal-length frames for
+    a matrix. A vector is never taken for a scalar (that silently used its last element)."""
+    if wanted == got or "any" in (wanted, got):
+        return True
+    same = {("real", "integer"), ("vector_real", "vector_integer"),
+            ("matrix_real", "vector_vector_real"), ("vector_vector_real", "matrix_real")}
+    return (wanted, got) in same
+
+
+def _check_value_type(profile: Profile, path: KeyPath, ref: Ref, src_type: str, wanted: str,
+                      where: str) -> None:
+    take = ref.take or "all"
+    got = _taken_type(src_type, take)
+    if got is None:
+        raise profile.error(path, f"'take: {take}' needs numbers; {ref.key} gives {src_type}",
+                            "take: first, last, all or count")
+    if not _accepts(wanted, got):
+        hint = None
+        if take == "all" and got == f"vector_{wanted}":
+            hint = "'take: all' gives every value as a list; take: last, first, mean or median " \
+                "gives one"
+        elif got.startswith("vector_") and not wanted.startswith(("vector_", "matrix_")):
+            hint = f"{ref.key} gives lists ({src_type}): no single {wanted} to take from them"
+        raise profile.error(path, f"type mismatch: {ref.key} with 'take: {take}' gives {got}, "
+                            f"{where} takes {wanted}", hint)
 
 
 def _topological_order(profile: Profile, nodes: dict[str, Node]) -> list[str]:
@@ -403,6 +532,143 @@ def _topological_order(profile: Profile, nodes: dict[str, Node]) -> list[str]:
     for nid in nodes:
         visit(nid, [])
     return order
+
+
+def output_rates(nodes: dict[str, Node], order: list[str]) -> dict[str, str]:
+    """How often each ``node.output`` produces a value: registry.ONCE (one per track), MANY
+    or UNKNOWN, from Essentia's forms of each algorithm (registry.output_rates); values read
+    back run once; an algorithm that maps token to token produces as often as its inputs."""
+    rates = {f"{AUDIO}.{name}": registry.ONCE for name in AUDIO_OUTPUTS}
+    rates[f"{AUDIO}.signal"] = rates[f"{AUDIO}.stereo"] = registry.MANY
+    for nid in order:
+        node = nodes[nid]
+        table = registry.output_rates(node.algorithm) if node.streaming else {}
+        for output in node.output_types:
+            rate = table.get(output, table.get("*")) if node.streaming else registry.ONCE
+            if rate == registry.PER_TOKEN:
+                inputs = [rates.get(ref.key, registry.UNKNOWN) for ref in node.inputs.values()]
+                rate = (registry.UNKNOWN if registry.UNKNOWN in inputs or not inputs
+                        else registry.MANY if registry.MANY in inputs else registry.ONCE)
+            rates[f"{nid}.{output}"] = rate
+    return rates
+
+
+def _check_single_values(profile: Profile, nodes: dict[str, Node], order: list[str],
+                         descriptors: list[Descriptor]) -> None:
+    """``single: true`` only on outputs that give one value per track: on a frame-wise output
+    the run would write a list where the output schema promises one value."""
+    rates = output_rates(nodes, order)
+    for desc in descriptors:
+        rate = rates.get(desc.ref.key, registry.UNKNOWN)
+        source = nodes.get(desc.ref.node)
+        if not desc.single:
+            if rate == registry.ONCE and (desc.ref.node == AUDIO or (
+                    source is not None and source.streaming)):
+                raise profile.error(desc.path, f"{desc.ref.key} gives one value per track: "
+                                    "there are no frames to compute statistics over",
+                                    "mark it 'single: true'")
+            continue
+        if rate == registry.ONCE:
+            continue
+        what = (f"{desc.ref.key} gives a value per frame (or per event), not one per track"
+                if rate == registry.MANY else
+                f"Essentia does not say that {desc.ref.key} gives one value per track")
+        path = desc.path + ("single",) if desc.path + ("single",) in profile.origins else \
+            desc.path
+        raise profile.error(path, f"'single: true', but {what}",
+                            "drop 'single' to write its statistics (stats: [...])")
+
+
+# What the runner itself writes in the metadata section (runner/write.py): a descriptor may
+# not replace these or sit inside them (md5_encoded is the loader's md5 either way).
+_RUNNER_SECTIONS = ("metadata", "metadata.version", "metadata.profile", "metadata.tags",
+                    "metadata.models", "metadata.warnings", "metadata.audio_properties",
+                    "metadata.audio_properties.analysis")
+_RUNNER_VALUES = tuple(
+    [f"metadata.version.{k}" for k in ("essentia", "essentia_git_sha", "extractor", "runner")]
+    + ["metadata.profile.name", "metadata.profile.hash"]
+    + [f"metadata.audio_properties.{k}" for k in ("sample_rate", "number_channels", "bit_rate",
+                                                 "codec", "lossless", "length")])
+
+
+def _check_output_names(profile: Profile, descriptors: list[Descriptor]) -> None:
+    """Every value of the output has a name of its own: no descriptor (or statistic of one,
+    or model output) is written where another one is a value or a section: ``rhythm.bpm``
+    and ``rhythm.bpm.x`` cannot both be written (one would have to be a number and an
+    object at once)."""
+    writes: dict[str, tuple[KeyPath, str]] = {}  # output key -> (profile path, what)
+
+    def claim(key: str, path: KeyPath, what: str) -> None:
+        if key in writes:
+            other_path, other = writes[key]
+            culprit, path_other = _blame(profile, path, other_path)
+            raise profile.error(culprit, f"{what if culprit == path else other} writes "
+                                f"'{key}', as does {_at(profile, path_other)}",
+                                "rename one of them")
+        writes[key] = (path, what)
+
+    for desc in descriptors:
+        if desc.single:
+            claim(desc.name, desc.path, f"descriptor '{desc.name}'")
+            continue
+        for stat in desc.stats:
+            key = desc.name if stat in ("copy", "last") else f"{desc.name}.{stat}"
+            claim(key, desc.path, f"descriptor '{desc.name}' ({stat})")
+    models = profile.data.get("models")
+    if isinstance(models, dict) and isinstance(models.get("outputs"), dict):
+        section = str(models.get("section", "highlevel"))
+        for name in models["outputs"]:
+            claim(f"{section}.{name}", ("models", "outputs", name), f"model output '{name}'")
+    sections: dict[str, str] = {}  # every dotted prefix of a written key -> that key
+    for key in writes:
+        parts = key.split(".")
+        for end in range(1, len(parts)):
+            sections.setdefault(".".join(parts[:end]), key)
+    for key, (path, _what) in writes.items():
+        inside = sections.get(key)
+        if inside is not None:
+            inner = writes[inside][0]
+            culprit, other = _blame(profile, path, inner)
+            message = (f"'{key}' is written as a value, but {_at(profile, other)} writes "
+                       f"'{inside}' inside it" if culprit == path else
+                       f"'{inside}' cannot be written inside '{key}', which "
+                       f"{_at(profile, other)} writes as a value")
+            raise profile.error(culprit, message,
+                                "a name cannot be both a value and a section: rename one")
+        reserved = key in _RUNNER_SECTIONS or key in _RUNNER_VALUES or any(
+            key.startswith(prefix + ".") for prefix in _RUNNER_VALUES + (
+                "metadata.version", "metadata.profile", "metadata.tags", "metadata.models",
+                "metadata.warnings", "metadata.audio_properties.analysis"))
+        if reserved:
+            raise profile.error(path, f"'{key}' is written by the runner itself (metadata)",
+                                "choose another name")
+
+
+def _at(profile: Profile, path: KeyPath) -> str:
+    """``descriptors.rhythm.bpm (p.yaml:5)``: another key named in an error, with its line."""
+    source, line = profile.where(path)
+    where = f"{Path(source).name}:{line}" if line else Path(source).name
+    return f"{'.'.join(path)} ({where})"
+
+
+def _blame(profile: Profile, one: KeyPath, other: KeyPath) -> tuple[KeyPath, KeyPath]:
+    """Of two clashing entries, the one a person wrote last (never a built-in's)."""
+    def rank(path: KeyPath) -> tuple[bool, int]:
+        source, line = profile.where(path)
+        return (not is_builtin(source) and source != "--set", line)
+
+    return (one, other) if rank(one) >= rank(other) else (other, one)
+
+
+def _check_configuration(profile: Profile, nodes: dict[str, Node]) -> None:
+    """Essentia's own check of every node's static parameters (beyond types and ranges: MFCC
+    refuses more coefficients than bands), for every command before anything runs."""
+    for node in nodes.values():
+        if not node.algorithm:
+            continue
+        problem = registry.configure_problem(node.algorithm, node.params, node.standard)
+        if problem:
+            raise profile.error(node.path + ("params",), problem, value=True)
 
 
 def _merge_identical(nodes: dict[str, Node], order: list[str], descs: list[Descriptor]) -> None:
@@ -465,7 +731,8 @@ def _assign_stages(nodes: dict[str, Node], order: list[str]) -> int:
         stage = 0
         for ref in node.dependencies():
             if ref.node == AUDIO:
-                if not node.streaming:
+                # a value of the audio (a take, a parameter) exists once stage 0 has run
+                if not node.streaming or ref.take is not None or ref in node.param_refs.values():
                     stage = max(stage, 1)
                 continue
             src = nodes[ref.node]
@@ -528,6 +795,9 @@ def _single_replay_per_network(
                 sources = replay_sources(nodes, group)
                 movable = {k.split(".")[0] for k in sources} - {AUDIO}
                 movable = {m for m in movable if nodes[m].streaming}
+                audio = {k for k in sources if k.startswith(AUDIO + ".")} - {f"{AUDIO}.signal"}
+                if audio:  # only the (mono) analysed signal is read again in a later stage
+                    _refuse_later_audio(profile, nodes, group, sorted(audio)[0])
                 if not movable and len(sources) <= 1:
                     continue
                 if not movable:
@@ -558,33 +828,85 @@ def _single_replay_per_network(
     return [n for n in order if n in nodes]
 
 
-def _number(profile: Profile, path: KeyPath, value: Any, kind: type = float) -> Any:
+def _refuse_later_audio(profile: Profile, nodes: dict[str, Node], group: list[str],
+                        key: str) -> None:
+    """A later stage reads ``key`` (the stereo signal, say) as a stream: it cannot (only the
+    analysed mono signal is read again). Blamed on the part a person wrote, if any."""
+    readers = [n for n in group if any(r.key == key for r in nodes[n].inputs.values())]
+    ours = [n for n in group if not is_builtin(profile.where(nodes[n].path)[0])]
+    culprit = nodes[(ours or readers or group)[0]]
+    raise profile.error(
+        culprit.path, f"this part of the graph runs after values computed from the audio and "
+        f"streams {key} (through {', '.join(r.split('__')[0] for r in readers)}): a later "
+        "stage reads only the analysed mono signal again",
+        "feed it from audio.signal, or keep it apart from what needs those values")
+
+
+def _number(profile: Profile, path: KeyPath, value: Any, kind: type = float,
+            low: float = -math.inf, high: float = math.inf) -> Any:
+    """A number within [low, high] (options are substituted only now: the schema saw text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise profile.error(path, f"expected a number, got {value!r}", value=True)
     try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise profile.error(path, f"expected a number, got {value!r}") from None
+        number = float(value)
+    except ValueError:
+        raise profile.error(path, f"expected a number, got {value!r}", value=True) from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise profile.error(path, f"{value!r} is not within [{low:g}, {high:g}]", value=True)
+    if kind is int:
+        if not number.is_integer():
+            raise profile.error(path, f"expected an integer, got {value!r}", value=True)
+        return int(number)
+    return number
+
+
+def _choice(profile: Profile, path: KeyPath, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise profile.error(path, f"{value!r} is not one of {', '.join(choices)}", value=True)
+    return value
+
+
+def _flag(profile: Profile, path: KeyPath, value: Any) -> bool:
+    """true/false (or Essentia's 1/0, and yes/no): anything else is an error, not False."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if isinstance(value, str) and text in ("1", "true", "yes", "0", "false", "no"):
+        return text in ("1", "true", "yes")
+    raise profile.error(path, f"expected true or false, got {value!r}", value=True)
+
+
+# Analysis rates a profile may ask for: below 1 kHz nothing musical is left, above 384 kHz
+# the resampled signal (and every frame-wise pool) grows past what any audio needs.
+SAMPLE_RATE_RANGE = (1000.0, 384000.0)
+MAX_INDENT = 16
 
 
 def _audio_config(profile: Profile) -> AudioConfig:
     spec = profile.data.get("audio") or {}
     cfg = AudioConfig()
     if "sample_rate" in spec:
-        cfg.sample_rate = _number(profile, ("audio", "sample_rate"), spec["sample_rate"])
+        cfg.sample_rate = _number(profile, ("audio", "sample_rate"), spec["sample_rate"],
+                                  float, *SAMPLE_RATE_RANGE)
     if "start_time" in spec:
-        cfg.start_time = _number(profile, ("audio", "start_time"), spec["start_time"])
+        cfg.start_time = _number(profile, ("audio", "start_time"), spec["start_time"],
+                                 float, 0.0)
     if spec.get("end_time") is not None:
-        cfg.end_time = _number(profile, ("audio", "end_time"), spec["end_time"])
+        cfg.end_time = _number(profile, ("audio", "end_time"), spec["end_time"], float, 0.0)
         if cfg.end_time >= 1e6:  # Essentia's way of saying "to the end"
             cfg.end_time = None
         if cfg.end_time is not None and cfg.end_time <= cfg.start_time:
-            raise profile.error(("audio", "end_time"), "end_time must be after start_time")
-    cfg.downmix = spec.get("downmix", cfg.downmix)
-    cfg.tags = spec.get("tags", cfg.tags)
+            raise profile.error(("audio", "end_time"), "end_time must be after start_time",
+                                value=True)
+    cfg.downmix = _choice(profile, ("audio", "downmix"), spec.get("downmix", cfg.downmix),
+                          ("mix", "left", "right"))
+    cfg.tags = _choice(profile, ("audio", "tags"), spec.get("tags", cfg.tags),
+                       ("whitelist", "all"))
     if "resample_quality" in spec:
         cfg.resample_quality = _number(profile, ("audio", "resample_quality"),
-                                       spec["resample_quality"], int)
-    if cfg.sample_rate <= 0:
-        raise profile.error(("audio", "sample_rate"), "must be positive")
+                                       spec["resample_quality"], int, 0, 4)
     return cfg
 
 
@@ -593,28 +915,40 @@ def _output_config(profile: Profile) -> OutputConfig:
     cfg = OutputConfig()
     cfg.format = spec.get("format", cfg.format)
     if cfg.format not in ("json", "yaml"):
-        raise profile.error(("output", "format"), f"{cfg.format!r} is not json or yaml")
+        raise profile.error(("output", "format"), f"{cfg.format!r} is not json or yaml",
+                            value=True)
     if "indent" in spec:
-        cfg.indent = _number(profile, ("output", "indent"), spec["indent"], int)
-    frames = spec.get("frames", False)
-    if isinstance(frames, str):
-        frames = frames.lower() in ("1", "true", "yes")
-    cfg.frames = bool(frames)
+        cfg.indent = _number(profile, ("output", "indent"), spec["indent"], int, 0, MAX_INDENT)
+    cfg.frames = _flag(profile, ("output", "frames"), spec.get("frames", False))
     cfg.schema = spec.get("schema")
+    if cfg.schema is not None:
+        _check_output_schema(profile, str(cfg.schema))
     return cfg
 
 
+def _check_output_schema(profile: Profile, name: str) -> None:
+    """``output.schema`` names a readable JSON Schema (checked now, not on the first file)."""
+    import jsonschema
+
+    from runner.validate import load_schema
+
+    path = ("output", "schema")
+    try:
+        schema = load_schema(name)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise profile.error(path, f"cannot read the schema {name!r}: {reason}") from None
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise profile.error(path, f"{name!r} is not a valid JSON Schema: "
+                            f"{exc.message[:200]}") from None
+
+
 def check_instantiation(plan: Plan) -> None:
-    """Configure every streaming node once with its static parameters (Essentia's own checks)."""
-    essentia = registry.quiet_essentia()
-    for node in plan.nodes.values():
-        if not node.algorithm:
-            continue
-        try:
-            getattr(essentia.streaming, node.algorithm)(**node.params)
-        except Exception as exc:  # Essentia raises RuntimeError/EssentiaException
-            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-            raise plan.profile.error(node.path + ("params",), message) from None
+    """Configure every node once with its static parameters (Essentia's own checks); part of
+    compile_profile, kept for callers that hold a Plan."""
+    _check_configuration(plan.profile, plan.nodes)
 
 
 def describe(plan: Plan) -> list[str]:

@@ -8,7 +8,7 @@ Anything an Essentia algorithm can do belongs in the graph as that algorithm ins
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,30 +23,38 @@ class Function:
     run: Callable[..., dict[str, Any]]
     doc: str
     types: dict[str, str]  # Essentia type of an output where it is fixed (else "any")
+    input_types: dict[str, str] = field(default_factory=dict)  # what each input must be
+    ranges: dict[str, str] = field(default_factory=dict)  # Essentia-style, e.g. "[2,inf)"
 
 
 FUNCTIONS: dict[str, Function] = {}
 
 
 def function(inputs: tuple[str, ...], outputs: tuple[str, ...],
-             types: dict[str, str] | None = None, **params: Any) -> Callable:
+             types: dict[str, str] | None = None, input_types: dict[str, str] | None = None,
+             ranges: dict[str, str] | None = None, **params: Any) -> Callable:
+    """Register a derive function; the compiler checks wires against ``input_types`` and
+    parameters against the type of their default and ``ranges``, as for algorithms."""
     def register(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         FUNCTIONS[fn.__name__] = Function(
             fn.__name__, inputs, params, outputs, fn, (fn.__doc__ or "").strip(),
             {name: (types or {}).get(name, "any") for name in outputs},
+            {name: (input_types or {}).get(name, "any") for name in inputs},
+            dict(ranges or {}),
         )
         return fn
 
     return register
 
 
-@function(inputs=("values",), outputs=("count",))
+@function(inputs=("values",), outputs=("count",), types={"count": "real"})
 def count(values: Any) -> dict[str, Any]:
     """Number of items (e.g. rhythm.beats_count from the beat positions)."""
     return {"count": float(len(np.atleast_1d(values)) if np.size(values) else 0)}
 
 
-@function(inputs=("hpcp",), outputs=("thpcp",))
+@function(inputs=("hpcp",), outputs=("thpcp",), types={"thpcp": "vector_real"},
+          input_types={"hpcp": "vector_real"})
 def transpose_to_peak(hpcp: Any) -> dict[str, Any]:
     """Max-normalise a pitch-class profile and rotate it so its largest bin comes first
     (Essentia's tonal.thpcp, from the mean HPCP)."""
@@ -55,7 +63,8 @@ def transpose_to_peak(hpcp: Any) -> dict[str, Any]:
     return {"thpcp": np.roll(vector, -shift)}
 
 
-@function(inputs=("db",), outputs=("factor",), offset=0.0)
+@function(inputs=("db",), outputs=("factor",), types={"factor": "real"},
+          input_types={"db": "real"}, offset=0.0)
 def db_to_amplitude(db: Any, offset: float) -> dict[str, Any]:
     """10^((db + offset) / 20): Essentia's EasyLoader gain, ``replayGain + 6`` dB.
 
@@ -66,7 +75,8 @@ def db_to_amplitude(db: Any, offset: float) -> dict[str, Any]:
     return {"factor": float(f32(10.0) ** ((f32(db) + f32(offset)) / f32(20.0)))}
 
 
-@function(inputs=("loudness",), outputs=("average_loudness",))
+@function(inputs=("loudness",), outputs=("average_loudness",), types={"average_loudness": "real"},
+          input_types={"loudness": "vector_real"})
 def average_loudness(loudness: Any) -> dict[str, Any]:
     """Essentia's lowlevel.average_loudness: mean of max-normalised frame loudness, in dB,
     squashed by tanh into [0, 1] (MusicLowlevelDescriptors::computeAverageLoudness)."""
@@ -82,7 +92,8 @@ def average_loudness(loudness: Any) -> dict[str, Any]:
     return {"average_loudness": float(squashed)}
 
 
-@function(inputs=("vector",), outputs=("vector",))
+@function(inputs=("vector",), outputs=("vector",), types={"vector": "vector_real"},
+          input_types={"vector": "vector_real"})
 def normalize_max(vector: Any) -> dict[str, Any]:
     """Divide by the maximum (left unchanged when the maximum is 0), as Essentia's normalize()."""
     v = np.asarray(vector, dtype=np.float32)
@@ -90,7 +101,9 @@ def normalize_max(vector: Any) -> dict[str, Any]:
     return {"vector": v / peak if peak != 0 else v}
 
 
-@function(inputs=("pcp",), outputs=("pcp",), pcpThreshold=0.2, averageDetuningCorrection=True)
+@function(inputs=("pcp",), outputs=("pcp",), types={"pcp": "vector_real"},
+          input_types={"pcp": "vector_real"}, ranges={"pcpThreshold": "[0,1]"},
+          pcpThreshold=0.2, averageDetuningCorrection=True)
 def key_pcp(pcp: Any, pcpThreshold: float, averageDetuningCorrection: bool) -> dict[str, Any]:
     """What Essentia's streaming Key does to the mean of its PCP frames before the standard
     Key (key.cpp): max-normalise and zero the bins below ``pcpThreshold``, then max-normalise
@@ -118,7 +131,8 @@ def last(values: Any) -> dict[str, Any]:
     return {"value": seq.reshape(-1)[-1].item() if seq.size else 0.0}
 
 
-@function(inputs=("values",), outputs=("values",), default=0.0)
+@function(inputs=("values",), outputs=("values",), types={"values": "vector_real"},
+          input_types={"values": "vector_real"}, default=0.0)
 def or_default(values: Any, default: float) -> dict[str, Any]:
     """The values, or ``[default]`` when there are none: FreesoundExtractor gives BeatsLoudness
     a single beat at 0 s when no beat was found (FreesoundRhythmDescriptors.cpp)."""
@@ -127,7 +141,8 @@ def or_default(values: Any, default: float) -> dict[str, Any]:
 
 
 @function(inputs=("energy",), outputs=("dynamicComplexity", "loudness"),
-          types={"dynamicComplexity": "real", "loudness": "real"})
+          types={"dynamicComplexity": "real", "loudness": "real"},
+          input_types={"energy": "vector_vector_real"})
 def dynamic_complexity(energy: Any) -> dict[str, Any]:
     """Essentia's DynamicComplexity from its block energies, so the signal is never held.
 
@@ -160,6 +175,7 @@ def dynamic_complexity(energy: Any) -> dict[str, Any]:
 
 
 @function(inputs=("variance",), outputs=("signal",), types={"signal": "vector_real"},
+          input_types={"variance": "vector_real"}, ranges={"blockSize": "[2,inf)"},
           blockSize=441)
 def block_stand_in(variance: Any, blockSize: int) -> dict[str, Any]:
     """A short signal with the same per-block standard deviations as the analysed one.

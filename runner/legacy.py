@@ -13,7 +13,6 @@ from typing import Any
 
 from runner.errors import ProfileError
 from runner.load import KeyPath, Profile
-from runner.tree import flatten
 
 # Essentia key -> our profile path (statistics lists, audio input, output settings).
 FIXED: dict[str, KeyPath] = {
@@ -43,28 +42,78 @@ def is_essentia_profile(data: Any) -> bool:
 
 
 def apply(base: Profile, data: dict[str, Any], source: str, lines: dict[KeyPath, int]) -> None:
-    """Apply an Essentia profile's settings onto ``base`` in place."""
+    """Apply an Essentia profile's settings onto ``base`` in place.
+
+    Every error names the line of the key in the Essentia file; a key written both flat and
+    nested (``lowlevel.frameSize`` and ``lowlevel: {frameSize: ...}``) is an error naming
+    both lines, never the last one silently winning.
+    """
     options = base.data.setdefault("options", {})
     known = sorted(set(FIXED) | set(options))
-    for key, value in flatten(data).items():
-        line = lines.get(tuple(key.split("."))) or lines.get((key,))
+    for key, (value, line) in _flatten(data, lines, source).items():
         if key in options:  # options first: the base profile decides what its keys mean
             path = ("options", key)
-            if isinstance(options[key], bool) and isinstance(value, int):
+            if isinstance(options[key], bool) and isinstance(value, int) and value in (0, 1):
                 value = bool(value)
         elif key in FIXED:
             path = FIXED[key]
             if key == "outputFrames":
-                value = bool(value)
-            if key == "endTime" and value is not None and float(value) >= 1e6:
+                value = _flag(value, key, source, line)
+            if key == "endTime" and isinstance(value, (int, float)) and not isinstance(
+                    value, bool) and float(value) >= 1e6:
                 value = None  # Essentia's "until the end"
         else:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "see `extractor schema --options`"
             raise ProfileError(f"unknown Essentia profile key for the {base.name} profile",
-                               source=source, line=line, path=key, hint=hint)
+                               source=source, line=line, path=key,
+                               hint=_hint(key, known, base.name))
         node = base.data
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
+        for sub in [p for p in base.origins if p[:len(path)] == path]:
+            del base.origins[sub]  # what the base profile had there is gone
         base.origins[path] = (source, line or 0)
+        base.labels[path] = key  # errors name the key as this file writes it
+
+
+def _flatten(data: dict[str, Any], lines: dict[KeyPath, int], source: str
+             ) -> dict[str, tuple[Any, int | None]]:
+    """Dotted key -> (value, line), from flat and nested keys alike."""
+    flat: dict[str, tuple[Any, int | None]] = {}
+
+    def walk(tree: dict[str, Any], path: KeyPath) -> None:
+        for key, value in tree.items():
+            here = path + (str(key),)
+            if isinstance(value, dict):
+                walk(value, here)
+                continue
+            name = ".".join(here)
+            line = lines.get(here)
+            if name in flat:
+                raise ProfileError(
+                    f"'{name}' is set twice (lines {flat[name][1]} and {line}); the second "
+                    "would silently replace the first", source=source, line=line, path=name)
+            flat[name] = (value, line)
+
+    walk(data, ())
+    return flat
+
+
+def _flag(value: Any, key: str, source: str, line: int | None) -> bool:
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise ProfileError(f"expected 0 or 1, got {value!r}", source=source, line=line, path=key)
+
+
+def _hint(key: str, known: list[str], profile: str) -> str:
+    """The closest key of the same section, else the keys of that section this profile knows."""
+    section, _, _ = key.rpartition(".")
+    same = [k for k in known if k.rpartition(".")[0] == section]
+    close = difflib.get_close_matches(key.rpartition(".")[2],
+                                      [k.rpartition(".")[2] for k in same], n=1)
+    if close:
+        return f"did you mean '{section + '.' if section else ''}{close[0]}'?"
+    if same:
+        return f"the {profile} profile knows: {', '.join(same)}"
+    sections = sorted({k.split('.')[0] for k in known if '.' in k})
+    return f"the {profile} profile knows keys under: {', '.join(sections)}"

@@ -7,12 +7,13 @@ hand-written list, so every algorithm of the installed Essentia is usable in a p
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import re
 import sys
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 
@@ -81,6 +82,7 @@ class Param:
     type: str
     range: str | None
     default: str | None
+    unit: str | None = None  # "s" or "ms" where Essentia's description states it
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,21 @@ def algorithm_names() -> tuple[str, ...]:
     return tuple(sorted(essentia.streaming.algorithmNames()))
 
 
+# Ranges Essentia publishes too wide: the algorithm crashes the process (not an exception)
+# outside these. Found by tests/test_profile_mutations.py, read in Essentia's sources.
+TIGHTER_RANGES = {
+    # tuningfrequency.cpp: a histogram of int(100 / resolution) bins, empty above 100 cents
+    ("TuningFrequency", "resolution"): "(0,100]",
+    # danceability.cpp: blocks of int(0.01 * sampleRate) samples divide the signal (SIGFPE
+    # below 100 Hz); one block size per tau from minTau to maxTau by tauMultiplier (minTau 0
+    # gives blocks of 0; tauMultiplier 1.000001 over a wide range makes 10^8 of them)
+    ("Danceability", "sampleRate"): "[100,inf)",
+    ("Danceability", "minTau"): "[10,inf)",
+    ("Danceability", "maxTau"): "(0,1e6]",
+    ("Danceability", "tauMultiplier"): "[1.01,inf)",
+}
+
+
 @cache
 def info(name: str, standard: bool = False) -> AlgorithmInfo:
     """Ports and parameters of ``name`` in streaming mode (or standard mode, whose ports can
@@ -107,12 +124,49 @@ def info(name: str, standard: bool = False) -> AlgorithmInfo:
     return AlgorithmInfo(
         name=name,
         params={
-            p["name"]: Param(p["name"], p["type"], p.get("range"), p.get("default"))
+            p["name"]: Param(p["name"], p["type"],
+                             TIGHTER_RANGES.get((name, p["name"]), p.get("range")),
+                             p.get("default"), _unit(p.get("description", "")))
             for p in struct["parameters"]
         },
         inputs={p["name"]: p["type"] for p in struct["inputs"]},
         outputs={p["name"]: p["type"] for p in struct["outputs"]},
     )
+
+
+def _unit(description: str) -> str | None:
+    """The unit a parameter's description ends with: "... [s]" or "... [ms]"."""
+    match = re.search(r"\[(s|ms)\]\s*\.?\s*$", description)
+    return match.group(1) if match else None
+
+
+# Essentia publishes no resource limits, and a value in its ranges can make one configuration
+# or one buffer as large as the memory (MelBands with 10^7 bands: 5.4 GB while configuring;
+# BeatsLoudness with a 44100 s window: 8 GB while running). These keep any one of them near
+# 100 MB; the built-in profiles stay far below (their largest frame is 88200 samples).
+MAX_SIZE = 2 ** 21  # samples or bins: *Size, *size, *Padding (about 48 s at 44.1 kHz)
+MAX_COUNT = 4096  # number* (bands, coefficients, harmonics, frames)
+MAX_BOUND = 65536  # max* integers (peaks, ...)
+MAX_WINDOW_SECONDS = 60.0  # *Duration, *Window, windowSize, timeWindow given in seconds
+MAX_SAMPLE_RATE = 384000.0
+
+
+def _resource_problem(param: Param, value: Any) -> str | None:
+    name = param.name
+    if param.type == "integer":
+        for pattern, limit in ((r"(size|Size|Padding)$", MAX_SIZE), (r"^number", MAX_COUNT),
+                               (r"^max[A-Z]", MAX_BOUND)):
+            if re.search(pattern, name) and value > limit:
+                return f"{value} is more than the {limit} a profile may ask for here"
+    elif param.type == "real":
+        if name.endswith(("sampleRate", "SampleRate")) and value > MAX_SAMPLE_RATE:
+            return f"{value!r} Hz is more than {MAX_SAMPLE_RATE:g} Hz"
+        if re.search(r"(Duration|duration|Window|windowSize)$", name) and param.unit:
+            limit = MAX_WINDOW_SECONDS * (1000 if param.unit == "ms" else 1)
+            if value > limit:
+                return f"{value!r} {param.unit} is longer than the {limit:g} {param.unit} a " \
+                    "profile may ask for here"
+    return None
 
 
 _INTERVAL = re.compile(r"^([\[(])\s*([^,]+)\s*,\s*([^\])]+)\s*([\])])$")
@@ -125,6 +179,12 @@ def _number(text: str) -> float:
     if text == "-inf":
         return -math.inf
     return float(text)
+
+
+# Essentia's Real is a 32-bit float and its integers are 32-bit ints: a larger value would be
+# cut (100000000000 became a negative hopSize), so it is refused here.
+INT_RANGE = (-(2 ** 31), 2 ** 31 - 1)
+REAL_MAX = 3.4028234663852886e38
 
 
 def check_value(param: Param, value: Any) -> tuple[Any, str | None]:
@@ -140,9 +200,14 @@ def check_value(param: Param, value: Any) -> tuple[Any, str | None]:
         if isinstance(value, float) and not value.is_integer():
             return value, f"expected an integer, got {value!r}"
         value = int(value)
+        if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            return value, f"{value} does not fit Essentia's 32-bit integers"
     elif kind == "real":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, f"expected a number, got {value!r}"
+        problem = _real_problem(value)
+        if problem:
+            return value, problem
         value = float(value)
     elif kind == "string":
         if not isinstance(value, str):
@@ -151,14 +216,29 @@ def check_value(param: Param, value: Any) -> tuple[Any, str | None]:
         if not isinstance(value, list):
             return value, f"expected a list ({kind}), got {value!r}"
         inner = kind[len("vector_"):]
-        if inner in ("real", "integer") and not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        ):
-            return value, f"expected a list of numbers, got {value!r}"
+        if inner in ("real", "integer"):
+            for item in value:
+                if isinstance(item, bool) or not isinstance(item, (int, float)):
+                    return value, f"expected a list of numbers, got {value!r}"
+                problem = _real_problem(item) if inner == "real" else (
+                    None if float(item).is_integer() and INT_RANGE[0] <= item <= INT_RANGE[1]
+                    else f"{item!r} is not a 32-bit integer")
+                if problem:
+                    return value, problem
         if inner == "string" and not all(isinstance(v, str) for v in value):
             return value, f"expected a list of strings, got {value!r}"
         return value, None
-    return value, _check_range(param, value)
+    else:  # a matrix, a pool, a map: Essentia's own configure check decides
+        return value, None
+    return value, _check_range(param, value) or _resource_problem(param, value)
+
+
+def _real_problem(value: float) -> str | None:
+    if isinstance(value, float) and math.isnan(value):
+        return "nan is not a number here"
+    if abs(value) > REAL_MAX:
+        return f"{value!r} does not fit Essentia's 32-bit floats"
+    return None
 
 
 def _check_range(param: Param, value: Any) -> str | None:
@@ -190,23 +270,124 @@ def _check_range(param: Param, value: Any) -> str | None:
     return None
 
 
+# Parameters that make ports when an algorithm is configured, and how many a profile may ask
+# for (Multiplexer with numberRealInputs: 2147483647 would never finish being built).
+_PORT_PARAMS = {"Multiplexer": ("numberRealInputs", "numberVectorRealInputs"),
+                "SilenceRate": ("thresholds",)}
+MAX_PORTS = 256
+
+
+class ConfigureError(Exception):
+    """Essentia refused a configuration (its own check, beyond types and ranges)."""
+
+
 def ports(name: str, params: dict[str, Any], standard: bool = False
           ) -> tuple[dict[str, str], dict[str, str]]:
     """Input and output ports (name -> type) of ``name`` configured with ``params``.
 
     Some algorithms create their ports when configured (SilenceRate makes one output per
     threshold); the registry lists none for them, so ask a configured instance. Their types
-    are not published: "any".
+    are not published: "any". Raises ConfigureError when Essentia refuses ``params``.
     """
     base = info(name, standard)
     if base.outputs and (base.inputs or name.endswith(("Loader", "Input", "Reader"))):
         return base.inputs, base.outputs
-    essentia = quiet_essentia()
-    module = essentia.standard if standard else essentia.streaming
-    try:
-        algo = getattr(module, name)(**params)
-    except Exception:  # reported with the node's location by compile.check_instantiation
-        return base.inputs, base.outputs
+    wanted = sum(len(v) if isinstance(v, list) else v if isinstance(v, int) else 0
+                 for k, v in params.items() if k in _PORT_PARAMS.get(name, ()))
+    if wanted > MAX_PORTS:  # each port costs Essentia time and memory (2**31 never ends)
+        raise ConfigureError(f"{name} would make {wanted} ports (at most {MAX_PORTS})")
+    algo = _configured(name, standard, params)
     inputs = {n: base.inputs.get(n, "any") for n in algo.inputNames()}
     outputs = {n: base.outputs.get(n, "any") for n in algo.outputNames()}
     return inputs, outputs
+
+
+def configure_problem(name: str, params: dict[str, Any], standard: bool = False) -> str | None:
+    """Essentia's own verdict on ``params`` (None: accepted), remembered per configuration:
+    every command checks every node before anything runs."""
+    key = json.dumps(params, sort_keys=True, default=repr)
+    return _configure_problem(name, standard, key)
+
+
+@lru_cache(maxsize=4096)
+def _configure_problem(name: str, standard: bool, key: str) -> str | None:
+    try:
+        _configured(name, standard, json.loads(key))
+    except ConfigureError as exc:
+        return str(exc)
+    return None
+
+
+def _configured(name: str, standard: bool, params: dict[str, Any]) -> Any:
+    essentia = quiet_essentia()
+    module = essentia.standard if standard else essentia.streaming
+    try:
+        return getattr(module, name)(**params)
+    except Exception as exc:  # Essentia raises RuntimeError (EssentiaException), TypeError...
+        text = str(exc).strip()
+        raise ConfigureError(text.splitlines()[-1] if text else type(exc).__name__) from None
+
+
+# -- how often an output produces a value ----------------------------------------------------------
+ONCE = "once"  # one value per run, at the end of the stream
+MANY = "many"  # a stream of values whatever its input (frames, beats, loudness blocks)
+PER_TOKEN = "per-token"  # one value per input token: as often as its inputs
+UNKNOWN = "unknown"
+# Where the two forms mislead, Essentia's C++ sources (src/algorithms/**/*.cpp) decide: these
+# streaming implementations push their outputs only once the stream has ended (after
+# shouldStop()), though both forms take the same types ...
+_ONCE_ALWAYS = frozenset({"Key", "StartStopSilence", "HighResolutionFeatures", "RhythmTransform",
+                          "RealAccumulator", "VectorRealAccumulator"})
+# ... these emit as they go, though their standard form looks like an accumulator's (standard
+# FrameCutter returns one frame per call on the same signal) ...
+_MANY_ALWAYS = frozenset({"FrameCutter", "FalseStereoDetector", "CoverSongSimilarity"})
+# ... and this one maps each frame of its input to one value (its standard form takes the
+# frame history).
+_PER_TOKEN_ALWAYS = frozenset({"SuperFluxNovelty"})
+
+
+@cache
+def output_rates(name: str) -> dict[str, str]:
+    """Per output of streaming ``name``: ONCE, MANY, PER_TOKEN or UNKNOWN; the key "*" holds
+    the rate of outputs made when configured (SilenceRate's thresholds).
+
+    Essentia does not publish rates; they follow from its two forms of each algorithm. Where
+    the standard form takes a whole vector of what the streaming form takes one token of (a
+    signal for samples, a list of frames for frames), the streaming form accumulates its input:
+    an output of the same type in both forms is computed once at the end (RhythmExtractor2013's
+    bpm), one whose standard type is a vector of the streaming type is emitted as it goes
+    (BeatsLoudness's loudness per beat). Where both forms take and give the same types, the
+    algorithm maps each token to one output token. tests/test_strict_profiles.py checks this
+    against what Essentia's networks actually emit.
+    """
+    for table, rate in ((_ONCE_ALWAYS, ONCE), (_MANY_ALWAYS, MANY),
+                        (_PER_TOKEN_ALWAYS, PER_TOKEN)):
+        if name in table:
+            return {"*": rate}
+    streaming = info(name)
+    try:
+        standard = info(name, True)
+    except Exception:  # no standard form (FileOutput, NSGConstantQStreaming, ...)
+        return {"*": UNKNOWN}
+    accumulates = any(
+        standard.inputs.get(port) in (f"vector_{kind}", f"matrix_{kind}")
+        for port, kind in streaming.inputs.items()
+    )
+    if not accumulates:
+        same = streaming.inputs == standard.inputs and all(
+            standard.outputs.get(out) == kind for out, kind in streaming.outputs.items())
+        return {"*": PER_TOKEN if same and streaming.inputs else UNKNOWN}
+    rates = {"*": UNKNOWN}
+    # an output named differently in the two forms (OnsetRate: onsetTimes / onsets)
+    unmatched = [o for o in streaming.outputs if o not in standard.outputs]
+    renamed = [o for o in standard.outputs if o not in streaming.outputs]
+    pairs = dict(zip(unmatched, renamed, strict=True)) if len(unmatched) == len(renamed) else {}
+    for out, kind in streaming.outputs.items():
+        whole = standard.outputs.get(pairs.get(out, out))
+        if whole == kind:
+            rates[out] = ONCE
+        elif whole == f"vector_{kind}":
+            rates[out] = MANY
+        else:
+            rates[out] = UNKNOWN
+    return rates

@@ -475,7 +475,11 @@ class Executor:
                 fn = derive.FUNCTIONS[node.function]
                 results = fn.run(**args, **{**fn.params, **node.params})
             else:
-                algo = getattr(self.standard, node.algorithm)(**self._params(node, values))
+                params = self._params(node, values)
+                try:
+                    algo = getattr(self.standard, node.algorithm)(**params)
+                except Exception as exc:  # configured from values of this file: as in _build
+                    raise self.plan.profile.error(node.path + ("params",), _reason(exc)) from None
                 outs = algo(*[args[p] for p in node.input_types])
                 if len(node.output_types) == 1:
                     outs = (outs,)
@@ -606,8 +610,13 @@ class Executor:
         params = dict(node.params)
         for pname, ref in node.param_refs.items():
             value = self._take(values, ref)
-            kind = registry.info(node.algorithm, node.standard).params[pname].type
-            params[pname] = _as_param(value, kind)
+            param = registry.info(node.algorithm, node.standard).params[pname]
+            value, problem = registry.check_value(param, _as_param(value, param.type))
+            if problem:  # as a written value would be (some crash Essentia, not only refused)
+                raise self.plan.profile.error(
+                    node.path + ("params", pname), f"{problem} (read from {ref.key} with "
+                    f"'take: {ref.take}' on this file)")
+            params[pname] = value
         return params
 
     def _take(self, values: dict[str, Any], ref: Ref) -> Any:
@@ -630,7 +639,11 @@ class Executor:
             return seq[-1]
         if take == "count":
             return float(len(seq))
-        array = np.asarray(seq, dtype=np.float32)
+        try:
+            array = np.asarray(seq, dtype=np.float32)
+        except ValueError:  # frames of different lengths (spectral peaks): no mean of them
+            raise AudioError("<input>", f"'take: {take}' of '{ref.key}': its values are lists "
+                             "of different lengths") from None
         if take == "mean":
             return array.mean(axis=0)
         return np.median(array, axis=0).astype(np.float32)

@@ -182,3 +182,116 @@ def test_audio_is_recorded_only_where_a_value_reader_needs_it():
     assert "audio.signal" not in plan.recorded
     fingerprinted = compile_profile(load_profile("music", ["options.chromaprint.compute=true"]))
     assert "audio.signal" in fingerprinted.recorded  # Chromaprinter reads the whole signal
+
+
+# -- what the registry derives, checked against what Essentia's networks emit --------------------
+def _tokens(build) -> dict[str, int]:
+    """Run a small streaming network on 3 s of a tone; count the tokens each output emitted."""
+    import numpy as np
+
+    from runner import registry
+
+    essentia = registry.quiet_essentia()
+    es = essentia.streaming
+    t = np.arange(3 * 44100) / 44100
+    signal = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    source = es.VectorInput(signal)
+    pool = essentia.Pool()
+    keep = build(es, source.data, pool)
+    essentia.run(source)
+    del keep
+    counts = {}
+    for name in pool.descriptorNames():  # only scalar and string outputs are counted here
+        value = pool[name]
+        counts[name] = len(value) if isinstance(value, (list, np.ndarray)) else 1
+    return counts
+
+
+def test_output_rates_match_what_essentia_emits():
+    """registry.output_rates (from the two forms of each algorithm, plus the corrections read
+    in Essentia's sources) against real networks: per frame, per event or once per track."""
+    from runner import registry
+
+    def frames(es, signal, pool):
+        fc = es.FrameCutter(frameSize=2048, hopSize=1024)
+        win, spec = es.Windowing(), es.Spectrum()
+        signal >> fc.signal
+        fc.frame >> win.frame
+        win.frame >> spec.frame
+        rms, sss, key = es.RMS(), es.StartStopSilence(), es.Key()
+        hpcp_peaks, hpcp = es.SpectralPeaks(), es.HPCP()
+        spec.spectrum >> rms.array
+        fc.frame >> sss.frame
+        spec.spectrum >> hpcp_peaks.spectrum
+        hpcp_peaks.frequencies >> hpcp.frequencies
+        hpcp_peaks.magnitudes >> hpcp.magnitudes
+        hpcp.hpcp >> key.pcp
+        rms.rms >> (pool, "rms@real")
+        sss.startFrame >> (pool, "startFrame@real")
+        sss.stopFrame >> None
+        key.key >> (pool, "key")
+        key.scale >> None
+        key.strength >> (pool, "strength@real")
+        return [fc, win, spec, rms, sss, key, hpcp_peaks, hpcp]
+
+    counts = _tokens(frames)
+    assert counts["rms@real"] > 100 and registry.output_rates("RMS")["*"] == registry.PER_TOKEN
+    assert counts["startFrame@real"] == 1 and registry.output_rates("StartStopSilence")["*"] == \
+        registry.ONCE
+    assert counts["strength@real"] == 1 and registry.output_rates("Key")["*"] == registry.ONCE
+    assert registry.output_rates("FrameCutter")["*"] == registry.MANY
+
+    def rhythm(es, signal, pool):
+        rx = es.RhythmExtractor2013()
+        loud = es.LoudnessEBUR128()
+        mux = es.StereoMuxer()
+        signal >> rx.signal
+        signal >> mux.left
+        signal >> mux.right
+        mux.audio >> loud.signal
+        rx.bpm >> (pool, "bpm@real")
+        for out in ("ticks", "confidence", "estimates", "bpmIntervals"):
+            getattr(rx, out) >> None
+        loud.momentaryLoudness >> (pool, "momentary@real")
+        loud.integratedLoudness >> (pool, "integrated@real")
+        loud.shortTermLoudness >> None
+        loud.loudnessRange >> None
+        return [rx, loud, mux]
+
+    counts = _tokens(rhythm)
+    rates = registry.output_rates("RhythmExtractor2013")
+    assert counts["bpm@real"] == 1 and rates["bpm"] == registry.ONCE
+    rates = registry.output_rates("LoudnessEBUR128")
+    assert counts["momentary@real"] > 1 and rates["momentaryLoudness"] == registry.MANY
+    assert counts["integrated@real"] == 1 and rates["integratedLoudness"] == registry.ONCE
+
+
+def test_configure_errors_stop_every_command_before_any_file(tmp_path, clicks_wav):
+    """Essentia's own configure check runs at compile time for every command: a batch exits 2
+    before analysing anything (it used to fail every file, one by one, with exit 1)."""
+    import shutil
+
+    from runner import cli
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text(HEAD + """
+  mfcc: {algorithm: MFCC, params: {numberCoefficients: 50, numberBands: 40}, inputs: {spectrum: spec.spectrum}}
+descriptors:
+  lowlevel.mfcc: mfcc.mfcc
+""")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(clicks_wav, folder / "a.wav")
+    code = cli.main(["run", str(profile), str(folder), "--output", str(tmp_path / "out"), "-q"])
+    assert code == 2
+    assert not (tmp_path / "out" / "failures.jsonl").exists()
+    assert not list((tmp_path / "out").glob("**/*.json")) if (tmp_path / "out").exists() else True
+
+
+def test_configured_ports_are_bounded():
+    from runner import registry
+
+    with pytest.raises(registry.ConfigureError, match="would make 2147483647 ports"):
+        registry.ports("Multiplexer", {"numberRealInputs": 2 ** 31 - 1})
+    inputs, outputs = registry.ports("SilenceRate", {"thresholds": [0.1, 0.01]})
+    assert list(outputs) == ["threshold_0", "threshold_1"]

@@ -69,8 +69,9 @@ def test_yaml_cannot_run_code(write_profile):
     path = write_profile("name: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ProfileError) as exc:
         load_profile(str(path))
-    assert "YAML syntax error" in error_text(exc)
-    assert ":1:" in error_text(exc)
+    assert error_text(exc) == (f"{path}:1: name: YAML type !!python/object/apply:os.system is "
+                               "not allowed in a profile (write plain strings, numbers, lists "
+                               "and mappings)")
 
 
 def test_unknown_top_level_key(write_profile):
@@ -176,3 +177,126 @@ def test_output_validator_gives_jsonschemas_verdict_and_errors(doc):
     ours = [(e.message, list(e.absolute_path)) for e in validator(ITEMS_SCHEMA).iter_errors(doc)]
     reference = jsonschema.Draft202012Validator(ITEMS_SCHEMA).iter_errors(doc)
     assert ours == [(e.message, list(e.absolute_path)) for e in reference]
+
+
+# -- overrides never vanish; graph nodes merge and delete like any mapping ----------------------
+def test_partial_node_override_changes_one_parameter():
+    """`graph: {node: {params: {...}}}` overrides one parameter; the rest is inherited."""
+    from runner.compile import compile_profile
+
+    base = compile_profile(load_profile("rhythm")).nodes["rhythm_extractor"].params
+    assert base["method"] == "degara"
+    profile = load_profile("rhythm", ["graph.rhythm_extractor.params.method=multifeature"])
+    plan = compile_profile(profile)
+    params = plan.nodes["rhythm_extractor"].params
+    assert params["method"] == "multifeature"
+    assert {k: v for k, v in params.items() if k != "method"} == {
+        k: v for k, v in base.items() if k != "method"}
+
+
+def test_partial_node_override_in_a_file(write_profile):
+    path = write_profile("""
+        name: child
+        extends: rhythm
+        graph:
+          rhythm_extractor: {params: {method: multifeature}}
+        """)
+    profile = load_profile(str(path))
+    spec = profile.data["graph"]["rhythm_extractor"]
+    assert spec["algorithm"] == "RhythmExtractor2013" and spec["params"]["method"] == "multifeature"
+    assert profile.where(("graph", "rhythm_extractor", "params", "method")) == (str(path), 4)
+    assert profile.where(("graph", "rhythm_extractor", "algorithm"))[0].endswith("rhythm.yaml")
+
+
+def test_node_with_an_algorithm_replaces_the_inherited_one(write_profile):
+    base = write_profile(BASE, "base.yaml")
+    child = write_profile(f"""
+        name: child
+        extends: {base.name}
+        graph:
+          rms: {{algorithm: Energy, inputs: {{array: fc.frame}}}}
+        descriptors:
+          lowlevel.rms: rms.energy
+        """, "child.yaml")
+    profile = load_profile(str(child))
+    assert profile.data["graph"]["rms"] == {"algorithm": "Energy", "inputs": {"array": "fc.frame"}}
+    assert list(profile.data["graph"]) == ["fc", "rms"]  # in its place
+
+
+def test_null_node_removes_what_depends_on_it_and_says_so(write_profile):
+    path = write_profile("""
+        name: no_rhythm
+        extends: rhythm
+        graph:
+          rhythm_extractor: null
+        """)
+    profile = load_profile(str(path))
+    graph, descriptors = profile.data["graph"], profile.data["descriptors"]
+    assert "rhythm_extractor" not in graph
+    assert "bpm_histogram" not in graph and "beats_loudness" not in graph
+    assert "rhythm.bpm" not in descriptors and "rhythm.onset_rate" in descriptors
+    assert profile.notes == [
+        f"{path}:4: graph.rhythm_extractor: removed with null, and with it what depended on "
+        "it: 3 node(s): beats_count, beats_loudness, bpm_histogram; 11 descriptor(s): "
+        "rhythm.beats_count, rhythm.beats_loudness, rhythm.beats_loudness_band_ratio, "
+        "rhythm.beats_position, rhythm.bpm, rhythm.bpm_histogram, "
+        "rhythm.bpm_histogram_first_peak_bpm, rhythm.bpm_histogram_first_peak_weight, "
+        "rhythm.bpm_histogram_second_peak_bpm, rhythm.bpm_histogram_second_peak_spread, "
+        "rhythm.bpm_histogram_second_peak_weight"]
+    from runner.compile import compile_profile
+
+    plan = compile_profile(profile)
+    assert {d.name for d in plan.descriptors} >= {"rhythm.onset_rate", "rhythm.danceability"}
+
+
+def test_null_node_with_set_and_the_cli_note(capsys):
+    from runner import cli
+
+    assert cli.main(["validate", "rhythm", "--set", "graph.bpm_histogram=null"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["note: --set: graph.bpm_histogram: removed with null, and with it what "
+                   "depended on it: 6 descriptor(s): rhythm.bpm_histogram, "
+                   "rhythm.bpm_histogram_first_peak_bpm, rhythm.bpm_histogram_first_peak_weight, "
+                   "rhythm.bpm_histogram_second_peak_bpm, rhythm.bpm_histogram_second_peak_spread, "
+                   "rhythm.bpm_histogram_second_peak_weight"]
+
+
+def test_options_used_only_by_a_removed_builtin_node_are_not_errors(write_profile):
+    """Only options a person set must be used; a built-in's may lose their node."""
+    path = write_profile("""
+        name: no_chroma
+        extends: music
+        graph:
+          chromaprint: null
+        """)
+    profile = load_profile(str(path))
+    assert "chromaprint.duration" in profile.data["options"]
+
+
+def test_arithmetic_is_bounded():
+    from runner.load import arithmetic
+
+    assert arithmetic("44100.0 * 0.5") == 22050.0
+    assert arithmetic("2 ** 10") == 1024
+    assert arithmetic("'abc' + 'd'") is None  # not arithmetic: left to string substitution
+    for text, message in [("2048 / 0", "division by zero"), ("2 ** 65", "an exponent over 64"),
+                          ("2 ** 64", "a value beyond"), ("1e300 * 1e300", "a value beyond"),
+                          ("0 ** -1", "zero to a negative power"),
+                          ("(-8) ** 0.5", "a fractional power"),
+                          (" + ".join(["1"] * 200), "longer than 256")]:
+        with pytest.raises(ArithmeticError, match=message):
+            arithmetic(text)
+
+
+def test_limits_are_documented_in_the_readme():
+    from pathlib import Path
+
+    from runner import load, validate
+
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    for figure in (f"{load.MAX_PROFILE_BYTES // 1024} KiB", f"{load.MAX_YAML_NODES:,}",
+                   f"{load.MAX_ALIASES:,} alias", f"nesting {load.MAX_DEPTH} deep",
+                   f"{validate.MAX_GRAPH_NODES} graph nodes",
+                   f"{validate.MAX_DESCRIPTORS:,} descriptors",
+                   f"{load.MAX_EXPRESSION_CHARS} characters", f"up to {load.MAX_EXPONENT}"):
+        assert figure in text, figure
