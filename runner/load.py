@@ -152,7 +152,14 @@ def is_builtin(source: str) -> bool:
 
 
 def resolve_reference(ref: str, relative_to: Path | None = None) -> Path:
-    """A profile reference is a built-in name or a path (relative to the referring file)."""
+    """A profile reference is a built-in name or a path (relative to the referring file).
+
+    A bare built-in name (``music``, no folder, no extension) is always the built-in: a folder
+    or file of that name where the command runs (a ``music/`` folder beside the library is
+    common) must not take its place. ``./music`` names such a file.
+    """
+    if "/" not in ref and not Path(ref).suffix and (builtin_dir() / f"{ref}.yaml").exists():
+        return builtin_dir() / f"{ref}.yaml"
     candidate = Path(ref).expanduser()
     if relative_to is not None and not candidate.is_absolute():
         near = relative_to.parent / candidate

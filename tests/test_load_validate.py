@@ -300,3 +300,17 @@ def test_limits_are_documented_in_the_readme():
                    f"{validate.MAX_DESCRIPTORS:,} descriptors",
                    f"{load.MAX_EXPRESSION_CHARS} characters", f"up to {load.MAX_EXPONENT}"):
         assert figure in text, figure
+
+
+def test_a_folder_named_like_a_builtin_profile_does_not_hide_it(tmp_path, monkeypatch):
+    """`streaming-extractor-music` run beside a `music/` folder (or a file named `beats`) is
+    still the built-in profile; `./beats` names the local file."""
+    from runner.load import builtin_dir, resolve_reference
+
+    (tmp_path / "music").mkdir()
+    (tmp_path / "beats").write_text("name: mine\n")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_reference("music") == builtin_dir() / "music.yaml"
+    assert resolve_reference("beats") == builtin_dir() / "beats.yaml"
+    assert resolve_reference("./beats") == tmp_path / "beats"
+    assert load_profile("music").name == "music"
