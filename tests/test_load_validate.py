@@ -312,5 +312,5 @@ def test_a_folder_named_like_a_builtin_profile_does_not_hide_it(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert resolve_reference("music") == builtin_dir() / "music.yaml"
     assert resolve_reference("beats") == builtin_dir() / "beats.yaml"
-    assert resolve_reference("./beats") == tmp_path / "beats"
+    assert resolve_reference("./beats").resolve() == tmp_path / "beats"
     assert load_profile("music").name == "music"
