@@ -112,6 +112,7 @@ class AudioConfig:
     downmix: str = "mix"
     resample_quality: int = 1
     tags: str = "whitelist"  # metadata.tags: Essentia's whitelist (music) or "all" (freesound)
+    require_mbid: bool = False  # refuse files without a MusicBrainz recording id (requireMbid)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class OutputConfig:
     indent: int = 2
     frames: bool = False
     schema: str | None = None
+    merge: dict[str, Any] = field(default_factory=dict)  # dotted name -> value (mergeValues)
 
 
 @dataclass
@@ -137,6 +139,9 @@ class Plan:
     recorded: set[str]  # node.output keys kept in the work pool (values later nodes read)
     profile: Profile
     models: ModelsConfig | None = None  # model stages run after the network (runner.models)
+    # Said of every output of this plan (metadata.warnings): what it was asked for and cannot
+    # compute here (Essentia's SVM classifiers without a model).
+    warnings: list[str] = field(default_factory=list)
 
     def nodes_in_stage(self, stage: int) -> list[Node]:
         return [self.nodes[n] for n in self.order if self.nodes[n].stage == stage]
@@ -163,7 +168,7 @@ def compile_profile(profile: Profile) -> Plan:
         _check_descriptor_source(profile, desc, nodes)
     order = _topological_order(profile, nodes)
     _check_single_values(profile, nodes, order, descriptors)
-    _check_output_names(profile, descriptors)
+    _check_merge(profile, _check_output_names(profile, descriptors))
     _merge_identical(nodes, order, descriptors)
     order = [n for n in order if n in nodes]
     _prune(nodes, order, descriptors)
@@ -203,7 +208,18 @@ def compile_profile(profile: Profile) -> Plan:
         recorded=recorded,
         profile=profile,
         models=compile_models(profile),
+        warnings=_plan_warnings(profile),
     )
+
+
+def _plan_warnings(profile: Profile) -> list[str]:
+    models = profile.data.get("models")
+    unavailable = models.get("unavailable") if isinstance(models, dict) else None
+    if not unavailable:
+        return []
+    section = str(models.get("section", "highlevel"))
+    return [f"{section}: {', '.join(map(str, unavailable))} left out: Essentia's SVM "
+            "classifiers, with no model here (README: Drop-in)"]
 
 
 def result_digest(profile: Profile, models: dict[str, Any] | None = None) -> str:
@@ -591,7 +607,7 @@ _RUNNER_VALUES = tuple(
                                                  "codec", "lossless", "length")])
 
 
-def _check_output_names(profile: Profile, descriptors: list[Descriptor]) -> None:
+def _check_output_names(profile: Profile, descriptors: list[Descriptor]) -> set[str]:
     """Every value of the output has a name of its own: no descriptor (or statistic of one,
     or model output) is written where another one is a value or a section: ``rhythm.bpm``
     and ``rhythm.bpm.x`` cannot both be written (one would have to be a number and an
@@ -642,6 +658,28 @@ def _check_output_names(profile: Profile, descriptors: list[Descriptor]) -> None
         if reserved:
             raise profile.error(path, f"'{key}' is written by the runner itself (metadata)",
                                 "choose another name")
+    return set(writes)
+
+
+def _check_merge(profile: Profile, written: set[str]) -> None:
+    """``output.merge`` (Essentia's mergeValues) adds values; it never replaces a value the
+    analysis computes or the runner writes about it (a submission must not claim another
+    profile, version or length). New keys anywhere, and the file's tags, are the user's."""
+    merge = (profile.data.get("output") or {}).get("merge") or {}
+    for key in merge:
+        path = ("output", "merge", key)
+        computed = next((w for w in written if w == key or w.startswith(key + ".")
+                         or key.startswith(w + ".")), None)
+        if computed is not None:
+            raise profile.error(path, f"'{key}' would replace '{computed}', which the analysis "
+                                "computes", "merge only values of your own")
+        runner = key in _RUNNER_VALUES or key in _RUNNER_SECTIONS or any(
+            key.startswith(prefix + ".") for prefix in _RUNNER_VALUES + (
+                "metadata.profile", "metadata.models", "metadata.warnings",
+                "metadata.audio_properties"))
+        if runner:
+            raise profile.error(path, f"'{key}' is written by the runner itself (metadata)",
+                                "merge only values of your own")
 
 
 def _at(profile: Profile, path: KeyPath) -> str:
@@ -907,6 +945,7 @@ def _audio_config(profile: Profile) -> AudioConfig:
     if "resample_quality" in spec:
         cfg.resample_quality = _number(profile, ("audio", "resample_quality"),
                                        spec["resample_quality"], int, 0, 4)
+    cfg.require_mbid = _flag(profile, ("audio", "require_mbid"), spec.get("require_mbid", False))
     return cfg
 
 
@@ -923,6 +962,7 @@ def _output_config(profile: Profile) -> OutputConfig:
     cfg.schema = spec.get("schema")
     if cfg.schema is not None:
         _check_output_schema(profile, str(cfg.schema))
+    cfg.merge = dict(spec.get("merge") or {})
     return cfg
 
 

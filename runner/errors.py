@@ -50,6 +50,14 @@ class AudioError(ExtractorError):
         super().__init__(f"{path}: {message}")
 
 
+class MissingMbidError(AudioError):
+    """A file without a MusicBrainz recording id, refused as the profile asks (requireMbid).
+
+    Essentia's extractor binary exits with code 2 for it, which AcousticBrainz clients read as
+    "no MBID"; the Essentia-named commands do the same.
+    """
+
+
 class OutputError(ExtractorError):
     """A result that cannot be written, or that does not match its output schema."""
 

@@ -614,14 +614,14 @@ def load_profile(ref: str, overrides: list[str] | None = None, legacy_base: str 
     An Essentia extractor profile (flat keys such as ``lowlevel.frameSize``) is applied as
     overrides of ``legacy_base``, so existing Essentia profile files keep working.
     """
-    from runner import legacy, validate
+    from runner import essentia_profile, validate
 
     path = resolve_reference(ref)
     data, lines = read_yaml(path)
     reader = _Reader()
-    if legacy.is_essentia_profile(data):
+    if essentia_profile.is_essentia_profile(data):
         base = reader.load(resolve_reference(legacy_base), stack=())
-        legacy.apply(base, data, str(path), lines)
+        essentia_profile.apply(base, data, str(path), lines)
         profile = base
         profile.source = str(path)
     else:

@@ -25,7 +25,7 @@ import numpy as np
 
 from runner import derive, multichannel, registry
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Node, Plan, Ref, replay_sources, stream_components
-from runner.errors import AudioError
+from runner.errors import AudioError, MissingMbidError
 from runner.spool import Spool
 from runner.tagwhitelist import TAG_WHITELIST
 
@@ -45,6 +45,9 @@ SILENT_POWER = 1e-9
 # whole seconds (MetadataReader), and a VBR MP3 without a Xing header only an estimate.
 SHORTFALL_SECONDS = 0.5
 SHORTFALL_FRACTION = 0.05
+
+# The tag MusicBrainz Picard writes the recording id to (Essentia reads it by this name).
+_MBID_TAG = "metadata.tags.musicbrainz_trackid"
 
 # Essentia's loader outputs behind the built-in `audio` node.
 _LOADER_PORTS = {
@@ -214,6 +217,9 @@ class Executor:
         header = probe(path, all_tags=self.plan.audio.tags == "all")
         if header["sample_rate"] <= 0:
             raise AudioError(path, "unsupported or corrupt audio (no sample rate in its header)")
+        if self.plan.audio.require_mbid and not header["tags"].get(_MBID_TAG):
+            raise MissingMbidError(path, "no MusicBrainz recording id (musicbrainz_trackid tag), "
+                                   "and the profile requires one (requireMbid)")
         for pool in (self.frames, self.singles, self.work):
             pool.clear()
         values: dict[str, Any] = {}

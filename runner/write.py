@@ -63,7 +63,7 @@ def metadata(plan: Plan, analysis: Analysis, input_path: str) -> dict[str, Any]:
         "profile": {"name": plan.name, "hash": plan.digest},
         "audio_properties": props,
         "tags": tags,
-        "warnings": list(analysis.warnings),
+        "warnings": list(plan.warnings) + list(analysis.warnings),
     }
 
 
@@ -75,6 +75,12 @@ def document(plan: Plan, analysis: Analysis, flat: dict[str, Any], input_path: s
              ) -> dict[str, Any]:
     doc = nest(flat)
     _merge(doc.setdefault("metadata", {}), metadata(plan, analysis, input_path))
+    for dotted, value in plan.output.merge.items():  # Essentia's mergeValues (checked at compile)
+        *parents, leaf = dotted.split(".")
+        node = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
     return _finite(doc)
 
 

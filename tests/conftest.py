@@ -126,6 +126,22 @@ def noise_clip(seconds: float, sr: int = SR) -> np.ndarray:
     return (0.3 * np.random.default_rng(7).standard_normal(int(seconds * sr))).astype(np.float32)
 
 
+@pytest.fixture(scope="session")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny frozen TensorFlow graphs with MTG's node names (tests/tiny_graphs.py, built in a
+    TensorFlow process of its own: never beside essentia), shared by the tests of models."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("tiny-graphs")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    script = Path(__file__).with_name("tiny_graphs.py")
+    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that builds TensorFlow graphs (tests/test_models.py's ``graphs`` fixture, on
     which ``test_lock``, ``models_env`` and ``fetched`` depend) needs the tensorflow package:

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +41,6 @@ models:
     vggish: tiny-vggish
     effnet_embedding: {model: tiny-effnet, output: embeddings}
 """
-
-
-@pytest.fixture(scope="module")
-def graphs(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny-graphs")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
-    script = Path(__file__).with_name("tiny_graphs.py")
-    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out
 
 
 def _pin(path: Path) -> dict:
