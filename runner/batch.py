@@ -523,6 +523,7 @@ class Batch:
         self.make: Maker = make or (_ExtractorWork, (profile, overrides, legacy_base))
         self.handed_back: list[Job] = []  # files a used worker gave back (see _worker)
         self.current = current or (lambda job: up_to_date(job.output, self.digest))
+        self.claims = Claims(self.current, force)  # renewed by each run
         self.context = multiprocessing.get_context("spawn")  # no fork of a loaded libtensorflow
 
     def run(self, jobs: list[Job], report: Any) -> Summary:

@@ -406,9 +406,9 @@ def _write_bytes_atomic(target: Path, data: bytes) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        where = "is not a folder" if isinstance(exc, FileExistsError) else _reason(exc)
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else _reason(exc)
         raise OutputError(f"{target}: cannot write output: cannot make the folder "
-                          f"{target.parent} ({where})") from None
+                          f"{target.parent} ({why})") from None
     try:
         handle, tmp = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=".tmp",
                                        dir=target.parent)

@@ -202,18 +202,34 @@ def test_unwritable_output_folders_of_a_batch_are_one_line(tmp_path, clicks_wav)
                            f"{tmp_path / 'b'} (give one)\n")
 
 
-def test_write_atomic_failures_are_output_errors(tmp_path):
-    """Whatever the system refuses at the last moment (the target became a folder, the disk
-    is full: ENOSPC through /dev/full) is one line naming the output, and no temporary."""
+def test_write_atomic_failures_are_output_errors(tmp_path, monkeypatch):
+    """Whatever the system refuses at the last moment (the target became a folder, a file is
+    where its folder should be, the disk is full) is one line naming the output, and no
+    temporary file is left."""
+    import errno
+
+    from runner import write
     from runner.errors import OutputError
-    from runner.write import write_atomic
 
     (tmp_path / "x.json").mkdir()
     with pytest.raises(OutputError, match=r"x\.json: cannot write output: it is a folder$"):
-        write_atomic(tmp_path / "x.json", "{}")
-    assert os.listdir(tmp_path) == ["x.json"]
+        write.write_atomic(tmp_path / "x.json", "{}")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OutputError, match=r"cannot make the folder .*/f/g \(Not a directory\)$"):
+        write.write_atomic(tmp_path / "f" / "g" / "y.json", "{}")
+    with pytest.raises(OutputError, match=r"cannot make the folder .*/f \(a file is in the way"):
+        write.write_atomic(tmp_path / "f" / "y.json", "{}")
+
+    def full(fd: int) -> None:  # what a full disk answers when the data is flushed
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(write.os, "fsync", full)
+    with pytest.raises(OutputError, match=r"z\.json: cannot write output: No space left on "
+                                          r"device$"):
+        write.write_atomic(tmp_path / "z.json", "{}")
+    assert sorted(os.listdir(tmp_path)) == ["f", "x.json"]
     with pytest.raises(OutputError, match="cannot write output: cannot create a file in /proc"):
-        write_atomic("/proc/x.json", "{}")
+        write.write_atomic("/proc/x.json", "{}")
 
 
 def test_equal_loudness_says_what_the_graph_does(write_profile):
