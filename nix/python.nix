@@ -94,6 +94,7 @@ let
     ps.pyyaml
     ps.jsonschema
     ps.rich
+    ps.soundfile
   ];
 
   mkRunner =

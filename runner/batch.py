@@ -34,9 +34,9 @@ from runner import procs
 from runner.errors import ExtractorError, OutputError
 
 FILES_PER_WORKER = 200  # see Batch: bounds what Essentia keeps per file in a long-lived worker
-# analyse(input path, output path); it may have ``alone(input path) -> bool``: the files it
-# says so about get a worker of their own (see Batch).
-Analyse = Callable[[str, str], None]
+# analyse(input path, output path) -> the result's warnings (or None); it may have
+# ``alone(input path) -> bool``: the files it says so about get a worker of their own (see Batch).
+Analyse = Callable[[str, str], "list[str] | None"]
 Maker = tuple[Callable[..., Analyse], tuple[Any, ...]]  # (factory, args), run in each worker
 
 AUDIO_EXTENSIONS = frozenset(
@@ -59,6 +59,7 @@ class Outcome:
     message: str = ""
     seconds: float = 0.0
     rss_kib: int = 0  # the worker's resident memory after the file (0: not measured)
+    warnings: list[str] = field(default_factory=list)  # a done file's metadata.warnings
 
 
 @dataclass
@@ -67,13 +68,18 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     failures: list[Outcome] = field(default_factory=list)
+    warned: list[Outcome] = field(default_factory=list)  # done, with warnings
+    analysed: set[str] = field(default_factory=set)  # inputs done or failed in this run
     seconds: float = 0.0
     claimed: list[Outcome] = field(default_factory=list)  # left to another run (see Claims)
 
     def add(self, outcome: Outcome) -> None:
         """Count one analysed file (done or failed)."""
+        self.analysed.add(str(outcome.job.input))
         if outcome.status == "done":
             self.done += 1
+            if outcome.warnings:
+                self.warned.append(outcome)
         else:
             self.failed += 1
             self.failures.append(outcome)
@@ -370,23 +376,24 @@ def pending_jobs(jobs: list[Job], current: Callable[[Job], bool], force: bool,
     return pending
 
 
-def analyse_one(analyse: Analyse, src: str, dst: str) -> tuple[str, str, float]:
-    """(status, message, seconds) for one file: the per-file step of every backend.
+def analyse_one(analyse: Analyse, src: str, dst: str
+                ) -> tuple[str, str, float, list[str]]:
+    """(status, message, seconds, warnings) for one file: the per-file step of every backend.
 
     Expected failures (ExtractorError: bad audio, model stage) and bugs alike become a
     failed status, so one file never stops the worker that analyses it.
     """
     started = time.perf_counter()
     try:
-        analyse(src, dst)
-        return "done", "", time.perf_counter() - started
+        warnings = analyse(src, dst)
+        return "done", "", time.perf_counter() - started, list(warnings or [])
     except ExtractorError as exc:
-        return "failed", str(exc), time.perf_counter() - started
+        return "failed", str(exc), time.perf_counter() - started, []
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - one file's bug must not stop the batch
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return "failed", f"{src}: internal error: {detail}", time.perf_counter() - started
+        return "failed", f"{src}: internal error: {detail}", time.perf_counter() - started, []
 
 
 class _ExtractorWork:
@@ -402,8 +409,8 @@ class _ExtractorWork:
         if long_tracks_alone:  # bench/bench_memory.py mixed compares both
             self.alone = self.extractor.wants_own_process
 
-    def __call__(self, src: str, dst: str) -> None:
-        self.extractor.extract(src, dst)
+    def __call__(self, src: str, dst: str) -> list[str]:
+        return self.extractor.extract(src, dst)["metadata"]["warnings"]
 
 
 def _alone(analyse: Analyse, src: str) -> bool:
@@ -467,9 +474,9 @@ def _serve(conn: Connection, make: Maker) -> None:
         if alone and used:
             conn.send(("again", index))  # the parent gives it to a fresh worker
             continue
-        status, message, seconds = analyse_one(analyse, src, dst)
+        status, message, seconds, warnings = analyse_one(analyse, src, dst)
         used = True
-        conn.send((index, status, message, seconds, _rss_kib(), alone))
+        conn.send((index, status, message, seconds, _rss_kib(), alone, warnings))
 
 
 def _rss_kib() -> int:
@@ -638,11 +645,11 @@ class Batch:
                     self.handed_back.append(job)
                     slot.retire = True
                     return None
-                index, status, text, seconds, rss, alone = message
+                index, status, text, seconds, rss, alone, warnings = message
                 job, slot.job = slot.job, None
                 assert job is not None and job.index == index
                 slot.retire = slot.retire or alone
-                return Outcome(job, status, text, seconds, rss)
+                return Outcome(job, status, text, seconds, rss, warnings)
         except (EOFError, OSError):
             pass
         slot.process.join(timeout=5)
@@ -710,12 +717,42 @@ def failures_of_others(path: Path, summary: Summary) -> list[str]:
     return kept
 
 
+def write_warnings(path: Path, summary: Summary, jobs: list[Job]) -> bool:
+    """JSON lines: {"path": ..., "warning": ...}, one per warning of a done file, beside
+    failures.jsonl. Lines an earlier run wrote for files this run skipped (up to date) are
+    kept; files analysed again replace theirs. Returns whether any line is left (the file
+    is removed otherwise)."""
+    from runner.write import write_atomic
+
+    inputs = {str(job.input) for job in jobs}
+    analysed = summary.analysed
+    kept: list[str] = []
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("path") in inputs - analysed:
+                kept.append(line)
+    except OSError:
+        pass
+    kept += [json.dumps({"path": str(o.job.input), "warning": warning})
+             for o in summary.warned for warning in o.warnings]
+    if kept:
+        write_atomic(path, "".join(line + "\n" for line in kept))
+    elif path.exists():
+        path.unlink()
+    return bool(kept)
+
+
 def reporter(total: int, quiet: bool) -> tuple[Any, Any]:
     """A progress callback and a closer: a rich bar on a terminal, plain lines otherwise."""
     if quiet:
         return (lambda outcome: None), (lambda: None)
     if sys.stderr.isatty():
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -741,6 +778,9 @@ def reporter(total: int, quiet: bool) -> tuple[Any, Any]:
             progress.update(task, advance=1, rate=f"{rate:.2f} files/s")
             if outcome.status == "failed":
                 progress.console.print(f"[red]failed[/red] {outcome.message}")
+            for warning in outcome.warnings:
+                progress.console.print(f"[yellow]warning[/yellow] {escape(str(outcome.job.input))}"
+                                       f": {escape(warning)}", highlight=False)
 
         return update, progress.stop
     count = [0]
@@ -751,5 +791,7 @@ def reporter(total: int, quiet: bool) -> tuple[Any, Any]:
         text = outcome.message if outcome.status == "failed" else str(outcome.job.input)
         print(f"[{count[0]}/{total}] {outcome.status} {text}{detail}", file=sys.stderr,
               flush=True)
+        for warning in outcome.warnings:
+            print(f"warning: {outcome.job.input}: {warning}", file=sys.stderr, flush=True)
 
     return line, (lambda: None)

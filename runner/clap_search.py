@@ -272,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Embed what is missing (batch engine), then answer each prompt."""
     from runner.cli import EXIT_FAILED, UsageError
-    from runner.models.clap import KINDS
+    from runner.models.clap import KINDS, require_files
 
     if not args.inputs and not args.list_file:
         raise UsageError("give an audio folder or file (or --list FILE)")
@@ -285,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
     model = lock.get(args.model)
     if model.kind not in KINDS:
         raise ModelError(f"model '{model.id}' is a {model.kind!r} model, not a CLAP model")
+    require_files(model)  # every file the model needs, verified before anything is written
     pairs = batch.collect(args.inputs, args.list_file)
     if not pairs:
         raise UsageError("no audio files found")

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__
-from runner.errors import AudioError, ExtractorError, ModelError, OutputError, ProfileError
+# Essentia bundles libtensorflow, which prints CUDA warnings to stderr when it loads unless
+# this is 3 before the first import of essentia (in this process or a worker it spawns). Its
+# messages are never about the user's input, so the commands set it whatever the shell says.
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+from runner import __version__  # noqa: E402
+from runner.errors import (  # noqa: E402
+    AudioError,
+    ExtractorError,
+    ModelError,
+    OutputError,
+    ProfileError,
+)
 
 EXIT_FAILED = 1
 EXIT_PROFILE = 2
@@ -69,7 +81,9 @@ def _run(profile: str, input_path: str, output: str, overrides: list[str],
     if Path(output).suffix.lower() not in write.FORMATS and not quiet:
         print(f"note: {output}: written as {fmt.upper()} (the profile's output.format); "
               "name it .json, .yaml or .yml to choose", file=sys.stderr)
-    extractor.extract(input_path, output)
+    doc = extractor.extract(input_path, output)
+    for warning in doc["metadata"]["warnings"]:
+        print(f"warning: {input_path}: {warning}", file=sys.stderr)
     return 0
 
 
@@ -125,12 +139,14 @@ def _batch_runner(profile: str, args: argparse.Namespace, legacy_base: str, dige
 
 def _announce(plan: Any, notes: list[str], quiet: bool) -> None:
     """Before a batch: the output-planning notes, and which models are not in the cache
-    (checked once here; the workers stay quiet). ``missing: error`` stops here."""
+    (checked once here; the workers stay quiet). ``missing: error``, or a model file that
+    does not match its pin, stops here. Completes ``plan.digest`` as the workers will
+    (the models that run are part of it), so up-to-date outputs are recognised."""
     if plan.models is not None and plan.models.outputs:
-        from runner.models.stage import ModelStage
+        from runner.models.stage import prepare
 
-        stage = ModelStage(plan.models, warn=False, load=False)
-        if stage.missing:
+        stage = prepare(plan, warn=False, load=False)
+        if stage is not None and stage.missing:
             notes.append(stage.note())
     if not quiet:
         for note in notes:
@@ -184,12 +200,17 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
         batch.write_failures(failures, summary.failures, kept)
     elif failures.exists() and not args.failures:
         failures.unlink()  # from an earlier run whose failures are now done
+    warnings = failures.with_name("warnings.jsonl")
+    listed = batch.write_warnings(warnings, summary, jobs)
     if not args.quiet:
         claimed = f"{len(summary.claimed)} claimed by another run, " if summary.claimed else ""
-        line = (f"{summary.done} done, {summary.skipped} skipped (up to date), {claimed}"
+        warned = f" ({len(summary.warned)} with warnings)" if summary.warned else ""
+        line = (f"{summary.done} done{warned}, {summary.skipped} skipped (up to date), {claimed}"
                 f"{summary.failed} failed in {summary.seconds:.1f} s")
         if summary.failures:
             line += f"; failures listed in {failures}"
+        if listed:
+            line += f"; warnings listed in {warnings}"
         print(line, file=sys.stderr)
         _claims_note(runner)
     return EXIT_FAILED if summary.failed else 0
@@ -242,14 +263,17 @@ def _summary(args: argparse.Namespace) -> int:
     kept = batch.failures_of_others(failures, result)
     if result.failures or kept:
         batch.write_failures(failures, result.failures, kept)
+    batch.write_warnings(failures.with_name("warnings.jsonl"), result, jobs)
     doc = summary.summarise(profile, plan.digest, jobs, result)
     summary.write_summary(doc, output)
     if not args.quiet:
         claimed = (f", {len(result.claimed)} left out: claimed by another run"
                    if result.claimed else "")
         print(f"{doc['summary']['tracks']} tracks summarised in {output} "
-              f"({result.done} analysed, {result.skipped} reused, {result.failed} failed"
-              f"{claimed}; per-track outputs in {tracks})", file=sys.stderr)
+              f"({result.done} analysed"
+              f"{f' ({len(result.warned)} with warnings)' if result.warned else ''}, "
+              f"{result.skipped} reused, {result.failed} failed{claimed}; "
+              f"per-track outputs in {tracks})", file=sys.stderr)
     return EXIT_FAILED if result.failed else 0
 
 
@@ -339,7 +363,9 @@ def music_highlevel(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-embeddings", action="store_true",
                         help="also write each embedding model's per-patch embeddings (.npy)")
     parser.add_argument("--missing", choices=["error", "skip"], default=None,
-                        help="a model not in the cache: stop (default) or leave it out")
+                        help="models not in the cache: leave them out and name them (skip, "
+                        "the default; none at all is an error), or stop unless every model "
+                        "is there (error)")
     parser.add_argument("--profile", dest="profile_option", default="highlevel",
                         help="run this profile instead (built-in name or path)")
     _batch_options(parser)

@@ -15,11 +15,12 @@ No stage keeps the whole decoded signal unless a node reads it back as a value (
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner import derive, registry
+from runner import __version__, derive, registry
 from runner.load import KeyPath, Profile, substitute_options
 from runner.models.plan import ModelsConfig, compile_models
 
@@ -183,7 +184,7 @@ def compile_profile(profile: Profile) -> Plan:
                 recorded.add(ref.key)
     return Plan(
         name=profile.name,
-        digest=profile.digest(),
+        digest=result_digest(profile),
         nodes=nodes,
         order=order,
         stages=stages,
@@ -194,6 +195,23 @@ def compile_profile(profile: Profile) -> Plan:
         profile=profile,
         models=compile_models(profile),
     )
+
+
+def result_digest(profile: Profile, models: dict[str, Any] | None = None) -> str:
+    """The hash a result carries (metadata.profile.hash), by which a batch keeps an output as
+    up to date: everything that decides the output besides the audio. That is the resolved
+    profile, the runner's and Essentia's versions (Essentia's git commit too), and, for a
+    profile with models, the pins of the models that run and what is left out
+    (runner.models.stage.prepare passes them, once the cache has been looked at)."""
+    essentia = registry.quiet_essentia()
+    parts = {
+        "profile": profile.digest(),
+        "runner": __version__,
+        "essentia": [essentia.__version__, getattr(essentia, "__version_git_sha__", "")],
+        "models": models,
+    }
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _suggest(name: str, choices: Any) -> str | None:

@@ -73,15 +73,16 @@ def _work(make: Maker) -> Analyse:
     return cache[key]
 
 
-def analyse_task(make: Maker, src: str, dst: str) -> tuple[str, str, float]:
-    """One file on a Dask worker: (status, message, seconds), as the local workers send.
+def analyse_task(make: Maker, src: str, dst: str) -> tuple[str, str, float, list[str]]:
+    """One file on a Dask worker: (status, message, seconds, warnings), as the local workers
+    send.
 
     Status "fatal" means the profile cannot be compiled there (the whole batch stops).
     """
     try:
         analyse = _work(make)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the batch
-        return "fatal", str(exc), 0.0
+        return "fatal", str(exc), 0.0, []
     return analyse_one(analyse, src, dst)
 
 
@@ -204,7 +205,7 @@ class DaskBatch:
     def _outcome(self, job: Job, future: distributed.Future) -> Outcome:
         """The file's outcome; a worker death or a task error is the failure of that file."""
         try:
-            status, message, seconds = future.result()
+            status, message, seconds, warnings = future.result()
         except distributed.KilledWorker as exc:
             self.crashed = True
             tries = exc.allowed_failures + 1
@@ -218,4 +219,4 @@ class DaskBatch:
         given, absolute = str(job.input), os.path.abspath(job.input)
         if given != absolute:  # messages name the file as the user gave it, as locally
             message = message.replace(absolute, given)
-        return Outcome(job, status, message, seconds)
+        return Outcome(job, status, message, seconds, warnings=warnings)

@@ -126,40 +126,30 @@ def or_default(values: Any, default: float) -> dict[str, Any]:
     return {"values": seq if seq.size else np.asarray([default], dtype=np.float32)}
 
 
-@function(inputs=("silent",), outputs=("silent",))
-def refuse_all_silent(silent: Any) -> dict[str, Any]:
-    """Pass per-frame silence flags (a SilenceRate output) through; fail when every frame is
-    silent. FreesoundExtractor refuses a file whose lowlevel frames are all below its -90 dB
-    threshold ("File looks like a completely silent file... Aborting..."); the RuntimeError is
-    reported for the input file as a failed analysis."""
-    flags = np.asarray(silent, dtype=np.float32).reshape(-1)
-    if flags.size and bool(np.all(flags == 1)):
-        raise RuntimeError("looks like a completely silent file (every frame is below -90 dB)")
-    return {"silent": flags}
-
-
 @function(inputs=("energy",), outputs=("dynamicComplexity", "loudness"),
           types={"dynamicComplexity": "real", "loudness": "real"})
 def dynamic_complexity(energy: Any) -> dict[str, Any]:
     """Essentia's DynamicComplexity from its block energies, so the signal is never held.
 
-    ``energy``: frames centred on the smoothed energy at the end of every block (Essentia's
-    ``Vms``), one frame per block, after a first frame whose centre is before the first sample
-    (see the lowlevel profile); only each frame's centre sample is read. The steps below are
-    DynamicComplexity::compute's after its energy loop, in its float32/double mix: levels in
-    dB (Essentia's pow2db: -100 dB below 1e-10), blocks at exactly -90 dB dropped at both ends
-    (Essentia's test for silence, which its -100 dB floor never meets: silent blocks count),
-    loudness = mean level weighted by 0.9^-level, complexity = mean absolute deviation from it.
+    ``energy``: frames whose centre sample is the smoothed energy at the last sample of every
+    whole block of 200 ms (Essentia's ``Vms``; a partial last block is ignored, as Essentia
+    does), after a first frame whose centre is before the first sample (see the lowlevel
+    profile). The steps below are DynamicComplexity::compute's after its energy loop, in its
+    float32/double mix: levels in dB (Essentia's pow2db: DB_SILENCE_CUTOFF, -100 dB, below
+    1e-10), blocks at exactly -100 dB dropped at both ends (leading and trailing digital
+    silence; silence in the middle counts), loudness = mean level weighted by 0.9^-level,
+    complexity = mean absolute deviation from it; an all-silent signal gives 0 and -100 dB.
     """
     f32 = np.float32
     frames = np.asarray(energy, dtype=f32)
     frames = frames.reshape(len(frames), -1) if frames.size else frames.reshape(0, 1)
     vms = frames[:, frames.shape[1] // 2][1:]
     with np.errstate(divide="ignore"):
-        level = np.where(vms < f32(1e-10), f32(-100.0), f32(10.0) * np.log10(vms)).astype(f32)
-    sounding = np.flatnonzero(level != f32(-90.0))
+        level = np.where(vms.astype(np.float64) < 1e-10, f32(-100.0),
+                         f32(10.0) * np.log10(vms)).astype(f32)
+    sounding = np.flatnonzero(level != f32(-100.0))
     if sounding.size == 0:
-        return {"dynamicComplexity": 0.0, "loudness": -90.0}
+        return {"dynamicComplexity": 0.0, "loudness": -100.0}
     level = level[sounding[0]:sounding[-1] + 1]
     weight = np.power(f32(0.9), -level).astype(f32)
     weight = (weight / f32(np.sum(weight, dtype=np.float64))).astype(f32)

@@ -10,13 +10,31 @@ import numpy as np
 from runner import aggregate, compile, load, write
 from runner.compile import AUDIO
 from runner.errors import AudioError, ModelError
-from runner.run import Executor
+from runner.run import Analysis, Executor
 
 
 def embeddings_path(output: str | Path, model_id: str) -> Path:
     """``out/song.json`` -> ``out/song.<model id>.npy`` (per-patch embeddings)."""
     out = Path(output)
     return out.with_name(f"{out.stem}.{model_id}.npy")
+
+
+def _note_undefined(analysis: Analysis) -> None:
+    """One warning for the statistics written as null, joined to the silence warning where
+    that is their cause: a silent or too-short file gets one line, not two."""
+    if not analysis.undefined:
+        return
+    names = ", ".join(sorted(analysis.undefined))
+    for index, warning in enumerate(analysis.warnings):
+        if warning.startswith("silent:"):
+            analysis.warnings[index] = f"{warning}; null where undefined: {names}"
+            return
+    if aggregate.FEW in analysis.undefined.values():
+        seconds = float(analysis.audio.get("analysis_length", 0.0))
+        analysis.warnings.append(f"too short: {seconds:.3f} s of audio, too few frames for "
+                                 f"every statistic; null where undefined: {names}")
+    else:
+        analysis.warnings.append(f"frames that do not vary; null where undefined: {names}")
 
 
 class Extractor:
@@ -28,9 +46,9 @@ class Extractor:
         self.plan = compile.compile_profile(self.profile)
         self.models = None
         if self.plan.models is not None and self.plan.models.outputs:
-            from runner.models.stage import ModelStage
+            from runner.models.stage import prepare
 
-            self.models = ModelStage(self.plan.models, warn=warn)
+            self.models = prepare(self.plan, warn=warn)  # also completes plan.digest
         # the models read the whole signal; without them it is never held in memory
         self.executor = Executor(self.plan, keep_signal=bool(self.models and
                                                               self.models.reads_audio))
@@ -60,10 +78,10 @@ class Extractor:
         analysis = self.executor.analyse(path)
         try:
             flat = aggregate.aggregate(self.plan, analysis, done=self.early)
-        except RuntimeError as exc:  # e.g. a covariance matrix of silence cannot be inverted
+        except RuntimeError as exc:  # not expected: undefined statistics are written as null
             reason = str(exc).strip().splitlines()[-1]
-            raise AudioError(path, f"cannot compute statistics ({reason}); "
-                             "is the audio silent?") from None
+            raise AudioError(path, f"cannot compute statistics ({reason})") from None
+        _note_undefined(analysis)
         models = None
         if self.models is not None:
             signal = (analysis.values[f"{AUDIO}.signal"] if self.models.reads_audio

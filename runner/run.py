@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from runner import derive, registry
+from runner import derive, multichannel, registry
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Node, Plan, Ref, replay_sources, stream_components
 from runner.errors import AudioError
 from runner.spool import Spool
@@ -33,6 +33,18 @@ from runner.tagwhitelist import TAG_WHITELIST
 # the signal streams by: the analysed (trimmed) signal, and the whole input when trimming.
 _ANALYSED = "audio.analysed_seconds"
 _UNTRIMMED = "audio.untrimmed_seconds"
+# The analysed signal's energy and mean, per block of _LEVEL_BLOCK samples: its level
+# without a DC offset (silence).
+_ENERGY = "audio.block_energy"
+_MEAN = "audio.block_mean"
+_LEVEL_BLOCK = 65536
+# Below this mean power (-90 dBFS, FreesoundExtractor's silence threshold) a file is silent.
+SILENT_POWER = 1e-9
+# A decoded length shorter than the header's by more than this (seconds, or this fraction of
+# the header's, whichever is larger) is reported: a truncated or damaged file. Headers give
+# whole seconds (MetadataReader), and a VBR MP3 without a Xing header only an estimate.
+SHORTFALL_SECONDS = 0.5
+SHORTFALL_FRACTION = 0.05
 
 # Essentia's loader outputs behind the built-in `audio` node.
 _LOADER_PORTS = {
@@ -53,6 +65,11 @@ class Analysis:
     values: dict[str, Any] = field(default_factory=dict)  # audio.signal, when kept
     audio: dict[str, Any] = field(default_factory=dict)  # properties of the input
     models: Any = None  # runner.models.stage.ModelResults, when the profile has models
+    # What makes the result doubtful (silent, truncated, downmixed, undefined statistics):
+    # one line each, for metadata.warnings and the user.
+    warnings: list[str] = field(default_factory=list)
+    # statistics that do not exist, written as null: name -> why (runner.aggregate)
+    undefined: dict[str, str] = field(default_factory=dict)
 
 
 def check_audio_file(path: str) -> None:
@@ -200,35 +217,56 @@ class Executor:
         for pool in (self.frames, self.singles, self.work):
             pool.clear()
         values: dict[str, Any] = {}
+        # More than two channels: Essentia's loader refuses them; the analysis reads a stereo
+        # downmix instead (runner.multichannel), like any stereo file.
+        downmixed = multichannel.downmix(path, header["channels"]) if (
+            header["channels"] > 2) else None
+        source = downmixed.wav if downmixed is not None else path
         try:
-            self._run_stage0(path, header)
+            self._run_stage0(source, header)
             self._stage_done(0, values)
             for stage in range(1, self.plan.stages):
                 self._values_stage(stage, values)
                 for index, group in enumerate(stream_components(self.plan.nodes, stage)):
-                    self._run_group(stage, index, group, path, header, values)
+                    self._run_group(stage, index, group, source, header, values)
                 self._stage_done(stage, values)
-        except AudioError:
+        except AudioError as exc:
             self._discard_networks()
+            if exc.audio_path != path:  # the downmix, or "<input>" (runner._take)
+                raise AudioError(path, str(exc).removeprefix(f"{exc.audio_path}: ")) from None
             raise
         except RuntimeError as exc:
             self._discard_networks()
+            samples = _tiny(source, header)
+            if samples is not None:  # Essentia's algorithms refusing a few samples
+                raise AudioError(path, f"too short to analyse: {samples} sample"
+                                 f"{'s' if samples != 1 else ''} of audio") from None
             raise AudioError(path, f"analysis failed: {_reason(exc)}") from None
         except BaseException:
             self._discard_networks()
             raise
         finally:
             self._drop_spooled()
+            if downmixed is not None:
+                downmixed.remove()
         audio = dict(header)
         for name in _LOADER_PORTS:
             key = f"{AUDIO}.{name}"
             if key in values and len(values[key]):
                 audio[name] = values[key][-1]
+        warnings = []
+        if downmixed is not None:  # the original's properties, not the downmix's
+            audio.update(channels=header["channels"], codec=downmixed.codec)
+            audio.pop("md5", None)  # Essentia's md5 of the encoded payload: not computable
+            warnings.append(downmixed.warning())
         analysed = float(values[_ANALYSED][-1])
         audio["analysis_length"] = analysed
         audio["length"] = float(values[_UNTRIMMED][-1]) if _UNTRIMMED in values else analysed
         if analysed == 0:
             raise AudioError(path, "no audio in the analysed range (empty signal)")
+        warnings += _doubts(audio["length"], _promised_seconds(path, header),
+                            analysed * self.plan.audio.sample_rate,
+                            values.get(_ENERGY), values.get(_MEAN))
         singles = {}
         stored = pool_values(self.singles)
         for desc in self.plan.descriptors:
@@ -239,7 +277,8 @@ class Executor:
         # stages read (HPCP frames, for one: 40 MB per hour) are let go before aggregation.
         kept = {key: values[key] for key in (f"{AUDIO}.signal",) if key in values}
         del values
-        return Analysis(frames=self.frames, singles=singles, values=kept, audio=audio)
+        return Analysis(frames=self.frames, singles=singles, values=kept, audio=audio,
+                        warnings=warnings)
 
     def _stage_done(self, stage: int, values: dict[str, Any]) -> None:
         """After a pass: its recorded streams become values (the pool's copy is let go before
@@ -341,7 +380,22 @@ class Executor:
             signal = trim.signal
         if lengths:
             net.keep.append(self._duration(signal, _ANALYSED))
+            net.keep += self._level(signal)
         return net, signal
+
+    def _level(self, signal: Any) -> list[Any]:
+        """The signal's energy per block (a few values per minute), for its level."""
+        es = self.streaming
+        cutter = es.FrameCutter(frameSize=_LEVEL_BLOCK, hopSize=_LEVEL_BLOCK, startFromZero=True,
+                                validFrameThresholdRatio=0, lastFrameToEndOfFile=False,
+                                silentFrames="keep")
+        energy, mean = es.Energy(), es.Mean()
+        signal >> cutter.signal
+        cutter.frame >> energy.array
+        cutter.frame >> mean.array
+        energy.energy >> (self.work, _ENERGY)
+        mean.mean >> (self.work, _MEAN)
+        return [cutter, energy, mean]
 
     def _duration(self, signal: Any, key: str) -> Any:
         duration = self.streaming.Duration(sampleRate=self.plan.audio.sample_rate)
@@ -541,12 +595,14 @@ class Executor:
         return params
 
     def _take(self, values: dict[str, Any], ref: Ref) -> Any:
+        take = ref.take or "all"
         if ref.key not in values:
+            if take == "all":  # a stream that carried no token (audio shorter than a frame)
+                return []
             raise AudioError(
                 "<input>", f"'{ref.key}' produced nothing (the audio may be too short or silent)"
             )
         value = values[ref.key]
-        take = ref.take or "all"
         if take == "all":
             return value
         seq = value if isinstance(value, (list, np.ndarray)) else [value]
@@ -628,12 +684,82 @@ class Executor:
 
     def _type(self, key: str) -> str:
         node_id, _, output = key.partition(".")
-        if key in (_ANALYSED, _UNTRIMMED):
+        if key in (_ANALYSED, _UNTRIMMED, _ENERGY, _MEAN):
             return "real"
         if node_id == AUDIO:
             return AUDIO_OUTPUTS[output]
         node = self.plan.nodes[node_id]
         return node.output_types[output]
+
+
+TINY_SAMPLES = 64  # fewer decoded samples than this: "too short" when an analysis fails
+
+
+def _tiny(path: str, header: dict[str, Any]) -> int | None:
+    """The number of samples of a file under a second long, if it has fewer than
+    TINY_SAMPLES (a few samples: some Essentia algorithms refuse to run on them)."""
+    if float(header["duration"]) >= 1:
+        return None
+    try:
+        std = registry.quiet_essentia().standard
+        samples = len(std.AudioLoader(filename=path)()[0])
+    except Exception:  # noqa: BLE001 - only an explanation for a failure already reported
+        return None
+    return samples if samples < TINY_SAMPLES else None
+
+
+def _promised_seconds(path: str, header: dict[str, Any]) -> float:
+    """The length the file's header promises: MetadataReader's (whole seconds), or for a
+    RIFF WAV the size of its data chunk (TagLib gives 0 for a truncated WAV)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return float(header["duration"])
+            byte_rate = 0
+            while True:
+                chunk = handle.read(8)
+                if len(chunk) < 8:
+                    break
+                size = int.from_bytes(chunk[4:], "little")
+                if chunk[:4] == b"fmt ":
+                    fmt = handle.read(size + size % 2)
+                    byte_rate = int.from_bytes(fmt[8:12], "little")
+                    continue
+                if chunk[:4] == b"data":
+                    if byte_rate > 0 and size != 0xFFFFFFFF:  # streamed WAVs leave it unset
+                        return size / byte_rate
+                    break
+                handle.seek(size + size % 2, os.SEEK_CUR)
+    except OSError:
+        pass
+    return float(header["duration"])
+
+
+def _doubts(decoded: float, promised: float, samples: float, energy: Any, mean: Any
+            ) -> list[str]:
+    """Warnings about the audio itself: decoded much shorter than its header says (a
+    truncated or damaged file), or silent: its power without its DC offset (per-block
+    energies and means of _LEVEL_BLOCK samples, the last block zero-padded) below
+    SILENT_POWER."""
+    found = []
+    if promised - decoded > max(SHORTFALL_SECONDS, SHORTFALL_FRACTION * promised):
+        found.append(f"truncated: decoded {decoded:.2f} s of audio, its header says "
+                     f"{round(promised, 1):g} s (a damaged or incomplete file?)")
+    if energy is None or mean is None or samples <= 0:
+        return found
+    power = float(np.sum(np.asarray(energy, dtype=np.float64))) / samples
+    offset = float(np.sum(np.asarray(mean, dtype=np.float64))) * _LEVEL_BLOCK / samples
+    level = max(power - offset * offset, 0.0)
+    if power == 0.0:
+        found.append("silent: digital silence (every sample is 0); the descriptors describe "
+                     "silence (tempo, key and the like mean nothing)")
+    elif level < SILENT_POWER:
+        rms = f"{10 * np.log10(level):.1f} dBFS" if level > 0 else "-inf dBFS"
+        found.append(f"silent: the level is {rms} (RMS without DC offset), below -90 dBFS; "
+                     "the descriptors describe near silence (tempo, key and the like mean "
+                     "nothing)")
+    return found
 
 
 def _tokens(value: Any, kind: str) -> Any:

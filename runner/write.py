@@ -63,6 +63,7 @@ def metadata(plan: Plan, analysis: Analysis, input_path: str) -> dict[str, Any]:
         "profile": {"name": plan.name, "hash": plan.digest},
         "audio_properties": props,
         "tags": tags,
+        "warnings": list(analysis.warnings),
     }
 
 
@@ -168,8 +169,9 @@ def output_schema(plan: Plan) -> dict[str, Any]:
             continue
         for stat in desc.stats:
             if stat in MATRIX_STATS:
+                # null where it does not exist (a singular covariance: runner.aggregate)
                 flat[f"{desc.name}.{stat}"] = {
-                    "type": "array", "items": {"type": "array", "items": _NUMBER}}
+                    "type": ["array", "null"], "items": {"type": "array", "items": _NUMBER}}
             elif stat in ("copy", "value"):
                 flat[f"{desc.name}.{stat}" if stat == "value" else desc.name] = {}
             elif stat == "last":
@@ -186,8 +188,11 @@ def output_schema(plan: Plan) -> dict[str, Any]:
         _model_schemas(tree, plan)
     meta = {
         "type": "object",
-        "required": ["version", "profile", "audio_properties", "tags"],
+        "required": ["version", "profile", "audio_properties", "tags", "warnings"],
         "properties": {
+            # why this result is doubtful (silent, truncated, downmixed, undefined
+            # statistics), one line each; empty for a clean analysis
+            "warnings": {"type": "array", "items": {"type": "string"}},
             "profile": {
                 "type": "object",
                 "required": ["name", "hash"],

@@ -150,3 +150,12 @@ def piano_clip(seconds: float, sr: int = SR) -> np.ndarray:
 
 def noise_clip(seconds: float, sr: int = SR) -> np.ndarray:
     return (0.3 * np.random.default_rng(7).standard_normal(int(seconds * sr))).astype(np.float32)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that builds TensorFlow graphs (tests/test_models.py's ``graphs`` fixture, on
+    which ``test_lock``, ``models_env`` and ``fetched`` depend) needs the tensorflow package:
+    marked ``tensorflow``, so the Nix check, whose sandbox has no TensorFlow, leaves it out."""
+    for item in items:
+        if "graphs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.tensorflow)

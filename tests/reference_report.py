@@ -103,8 +103,8 @@ FRAME_STATS = NOISE_DRAWN | {"mean", "median"}
 NOISY_FRAME_FLOOR = 1e-2
 
 
-def problems(report: dict[str, Any], limit_for: Any, noisy: bool, abs_floor: float
-             ) -> list[str]:
+def problems(report: dict[str, Any], limit_for: Any, noisy: bool, abs_floor: float,
+             abs_floors: dict[str, float] | None = None) -> list[str]:
     """Descriptors of a report that disagree beyond ``limit_for(name)`` (relative).
 
     With ``noisy``, statistics drawn from the noise (NOISE_DRAWN) are skipped, even where the
@@ -112,7 +112,7 @@ def problems(report: dict[str, Any], limit_for: Any, noisy: bool, abs_floor: flo
     them: seen in CI, freesound barkbands_skewness.min 1.4e-2 apart with 8 equal runs);
     every other limit grows by 10x the reference's own range, and statistics of frames are
     allowed at least NOISY_FRAME_FLOOR. Differences below
-    ``abs_floor`` (absolute) never count.
+    ``abs_floor`` (absolute; ``abs_floors`` for the descriptors named there) never count.
     """
     found = []
     for name, d in report["diff"].items():
@@ -132,6 +132,6 @@ def problems(report: dict[str, Any], limit_for: Any, noisy: bool, abs_floor: flo
             limit += 10 * d["self"]
             if name.rsplit(".", 1)[-1] in FRAME_STATS:
                 limit = max(limit, NOISY_FRAME_FLOOR)
-        if d["rel"] > limit and d["abs"] > abs_floor:
+        if d["rel"] > limit and d["abs"] > (abs_floors or {}).get(name, abs_floor):
             found.append(f"{name}: relative difference {d['rel']:.2e} > {limit:.2e}")
     return found

@@ -25,7 +25,7 @@ if importlib.util.find_spec("laion_clap") is None:  # not importorskip: its impo
 
 from runner import clap_search, cli  # noqa: E402
 from runner.errors import ModelError  # noqa: E402
-from runner.models import clap, lock  # noqa: E402
+from runner.models import cache, clap, lock  # noqa: E402
 from tests.conftest import tone, write_audio  # noqa: E402
 
 SR = 48000
@@ -288,16 +288,33 @@ def test_tampered_checkpoint_is_refused_before_torch_load(clap_models: Path,
     with pytest.raises(ModelError) as err:
         clap.backend(lock.get("clap-tampered"))
     message = str(err.value)
-    assert "sha256 does not match" in message and "clap-tampered" in message
-    assert "extractor models fetch --force clap-tampered" in message
+    assert "tiny.pt does not match its pin (expected sha256 " in message
+    assert message.startswith("model 'clap-tampered': ")
+    assert message.endswith("; re-fetch with: extractor models fetch clap-tampered")
     assert "\n" not in message
 
 
 def test_missing_checkpoint_is_one_line_naming_the_fetch_command(clap_models: Path) -> None:
     with pytest.raises(ModelError) as err:
         clap.backend(lock.get("clap-missing"))
-    assert "model 'clap-missing' is not in the model cache" in str(err.value)
-    assert "extractor models fetch clap-missing" in str(err.value)
+    assert str(err.value) == (
+        "model 'clap-missing' needs missing.pt (clap-missing) and merges.txt, vocab.json "
+        f"(tok-tiny); not in the model cache ({cache.user_cache()}): clap-missing; fetch with: "
+        "extractor models fetch clap-missing (from local files)")
+
+
+def test_a_missing_tokenizer_is_named_with_every_file(clap_models: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint alone is not enough: the hint names the tokenizer's files too, and the
+    one command fetches both."""
+    shutil.copytree(clap_models / "clap-tiny", tmp_path / "clap-tiny")
+    monkeypatch.setenv("EXTRACTOR_MODELS", str(tmp_path))  # the checkpoint, no tokenizer
+    with pytest.raises(cache.MissingModel) as err:
+        clap.backend(lock.get("clap-tiny"))
+    assert str(err.value) == (
+        "model 'clap-tiny' needs tiny.pt (clap-tiny) and merges.txt, vocab.json (tok-tiny); "
+        f"not in the model cache ({cache.user_cache()}): tok-tiny; fetch with: extractor "
+        "models fetch tok-tiny (from local files)")
 
 
 def test_not_a_clap_model(clap_models: Path) -> None:
@@ -404,6 +421,22 @@ def test_music_clap_missing_model_is_one_line(clap_models: Path, library: Path, 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "clap-missing" in lines[0]
     assert "extractor models fetch clap-missing" in lines[0]
+    assert not (tmp_path / "v").exists()  # nothing is written before the model check
+
+
+def test_music_clap_writes_nothing_before_the_tokenizer_is_found(
+        clap_models: Path, library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(clap_models / "clap-tiny", tmp_path / "models" / "clap-tiny")
+    monkeypatch.setenv("EXTRACTOR_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("LAION_CLAP_CACHE", str(tmp_path / "vectors"))
+    for dump in (["--dump", str(tmp_path / "v")], []):
+        code, _, err = _music_clap(capsys, str(library), "--model", "clap-tiny", *dump,
+                                   "--text", "x", "--quiet")
+        assert code == 1 and err.count("\n") == 1
+        assert "needs tiny.pt (clap-tiny) and merges.txt, vocab.json (tok-tiny)" in err
+        assert err.endswith("fetch with: extractor models fetch tok-tiny (from local files)\n")
+    assert not (tmp_path / "v").exists() and not (tmp_path / "vectors").exists()
 
 
 def test_music_clap_usage_errors(clap_models: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ Tolerances, and why (measured with tests/compare_freesound_reference.py on the a
   draw a noise frame beyond them, seen once in CI). The same file with silentFrames=keep on both
   sides is deterministic and held to EXACT for every value.
 By design: metadata.version.extractor names this runner; we add metadata.profile.*,
-metadata.version.runner and metadata.audio_properties.analysis.end_time; on a sound too short
+metadata.version.runner, metadata.warnings and metadata.audio_properties.analysis.end_time; on a sound too short
 for a beat-loudness window (under about 0.15 s) we write zeros for rhythm.beats_loudness* where
 Essentia writes nothing.
 """
@@ -54,7 +54,7 @@ LOOSER = {"lowlevel.average_loudness": 1e-4, "metadata.audio_properties.length":
 EXACT = 1e-6
 EXPECTED_EXTRA = {
     "metadata.audio_properties.analysis.end_time", "metadata.profile.hash",
-    "metadata.profile.name", "metadata.version.runner",
+    "metadata.profile.name", "metadata.version.runner", "metadata.warnings",
 }
 KEEP = ("options.lowlevel.silentFrames=keep", "options.tonal.silentFrames=keep")
 # On a sound shorter than BeatsLoudness's window around its one beat at 0 s (about 0.15 s),
@@ -157,18 +157,19 @@ def test_sound_too_short_for_beat_loudness(files):
     check(report, extra=NO_BEAT_LOUDNESS)
 
 
-def test_a_file_silent_in_every_frame_is_refused(tmp_path):
-    """FreesoundExtractor: "File looks like a completely silent file... Aborting..."."""
+def test_a_file_silent_in_every_frame_is_analysed_with_a_warning(tmp_path):
+    """FreesoundExtractor refuses it ("File looks like a completely silent file...
+    Aborting..."); the freesound profiles analyse it and say it is silent (README)."""
     import essentia.standard as std
 
-    from runner.errors import AudioError
     from runner.extract import Extractor
 
-    quiet = write_audio(tmp_path / "quiet.wav", np.full(SR, 1e-3, np.float32))  # -60 dBFS
+    quiet = write_audio(tmp_path / "quiet.wav", np.full(SR, 1e-3, np.float32))  # DC only
     with pytest.raises(RuntimeError, match="completely silent"):
         std.FreesoundExtractor()(str(quiet))
-    with pytest.raises(AudioError, match="completely silent file"):
-        Extractor("freesound_general").analyse(str(quiet))
+    doc, _ = Extractor("freesound_general").analyse(str(quiet))
+    assert [w for w in doc["metadata"]["warnings"] if w.startswith("silent:")]
+    assert doc["lowlevel"]["silence_rate_90dB"]["mean"] == 1.0
 
 
 def test_freesound_general_matches_on_silence_padded_sound(files):

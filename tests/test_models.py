@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,15 +168,16 @@ def test_fetch_list_verify_and_refuse_tampered(fetched, clips, write_profile, tm
     data[-1] ^= 0xFF
     graph.write_bytes(bytes(data))
     check = run("extractor", "models", "verify", "tiny")
-    assert check.returncode == 1 and "tiny-moods-musicnn.pb: sha256 does not match" in check.stderr
+    assert check.returncode == 1
+    assert "tiny-moods-musicnn.pb does not match its pin (expected sha256 " in check.stderr
     result = run("extractor", "run", str(write_profile(PROFILE)), str(clips / "piano.wav"),
                  str(tmp_path / "out.json"))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "refusing to load it" in lines[0], result.stderr
-    assert "extractor models fetch --force tiny-moods-musicnn" in lines[0]
+    assert len(lines) == 1 and "does not match its pin" in lines[0], result.stderr
+    assert lines[0].endswith("; re-fetch with: extractor models fetch tiny-moods-musicnn")
     assert not (tmp_path / "out.json").exists()
-    again = run("extractor", "models", "fetch", "--force", "tiny-moods-musicnn", "--quiet")
+    again = run("extractor", "models", "fetch", "tiny-moods-musicnn", "--quiet")  # no --force
     assert again.returncode == 0 and run("extractor", "models", "verify").returncode == 0
 
 
@@ -186,8 +188,22 @@ def test_missing_model_is_one_line_naming_the_fetch_command(models_env, clips, w
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert re.search(r"model 'tiny-[a-z-]+' is not in the model cache .*; fetch it with: "
-                     r"extractor models fetch tiny-", lines[0]), lines[0]
+    # missing: error names every model that is missing, and one command for them all (their
+    # group); the command says where the files come from
+    assert re.fullmatch(r"error: highlevel: 6 models are not in the model cache \(.*\): "
+                        r"tiny-musicnn, tiny-moods-musicnn, tiny-party-musicnn, "
+                        r"tiny-genre-effnet, tiny-vggish, tiny-effnet; fetch with: extractor "
+                        r"models fetch tiny \(from local files\)", lines[0]), lines[0]
+    one = write_profile("""
+        name: one
+        audio: {sample_rate: 16000}
+        models: {outputs: {party: tiny-party-musicnn}}
+        """)
+    result = run("extractor", "run", str(one), str(clips / "piano.wav"), str(tmp_path / "o.json"))
+    assert result.returncode == 1 and not (tmp_path / "o.json").exists()
+    assert re.fullmatch(r"error: model 'tiny-party-musicnn' is not in the model cache \(.*\); "
+                        r"fetch with: extractor models fetch tiny-party-musicnn \(from local "
+                        r"files\)\n", result.stderr), result.stderr
 
 
 def test_a_download_that_does_not_match_its_pin_is_not_installed(test_lock, tmp_path,
@@ -264,7 +280,9 @@ def test_missing_skip_leaves_out_and_says_which(models_env, clips, write_profile
     out = tmp_path / "o.json"
     result = run("extractor", "run", str(profile), str(clips / "piano.wav"), str(out))
     assert result.returncode == 0, result.stderr
-    assert "left out, their models are not in the cache" in result.stderr
+    assert result.stderr.startswith("note: highlevel: 5 of 6 outputs left out (moods_mirex, "
+                                    "party, genre, vggish, effnet_embedding), their models are "
+                                    "not in the model cache; fetch with: extractor models fetch ")
     doc = json.loads(out.read_text())
     assert sorted(doc["highlevel"]) == ["tags"]
     assert sorted(doc["metadata"]["models"]["missing"]) == [
@@ -433,3 +451,262 @@ def test_tonal_atonal_head_is_pinned_with_its_metadata_marked_reconstructed():
     assert model.inline_metadata["schema"]["inputs"][0]["shape"] == [200]
     assert "metrics" not in model.inline_metadata["dataset"]  # not public for this head
     assert model.extra["note"].startswith("SINGLE SOURCE")
+
+
+# -- results are never stale; a damaged model is never taken for a missing one -----------------
+STALE = """
+name: stale
+audio: {sample_rate: 16000, resample_quality: 4}
+models:
+  section: highlevel
+  missing: skip
+  outputs:
+    tags: tiny-musicnn
+    moods_mirex: tiny-moods-musicnn
+"""
+
+
+def _batch(profile: Path, clips: Path, out: Path) -> tuple[str, dict[str, dict]]:
+    result = run("extractor", "run", str(profile), str(clips), "--output", str(out), "-j", "1")
+    assert result.returncode == 0, result.stderr
+    docs = {name: json.loads((out / f"{name}.json").read_text())
+            for name in ("electronic", "piano", "sub/noise")}
+    return result.stderr.strip().splitlines()[-1], docs
+
+
+def test_a_batch_after_a_fetch_recomputes_what_the_new_model_changes(models_env, clips,
+                                                                      write_profile, tmp_path):
+    """An output made while a model was missing is not 'up to date' once it is there: the hash
+    covers the pins of the models that ran and what was left out. The batch parent and its
+    workers agree on it (a rerun with nothing changed skips everything)."""
+    profile, out = write_profile(STALE), tmp_path / "out"
+    assert run("extractor", "models", "fetch", "tiny-musicnn", "--quiet").returncode == 0
+    summary, before = _batch(profile, clips, out)
+    assert summary.startswith("3 done, 0 skipped")
+    for doc in before.values():
+        assert sorted(doc["highlevel"]) == ["tags"]
+        assert doc["metadata"]["models"]["left_out"] == ["moods_mirex"]
+    assert _batch(profile, clips, out)[0].startswith("0 done, 3 skipped")
+
+    assert run("extractor", "models", "fetch", "tiny-moods-musicnn", "--quiet").returncode == 0
+    summary, after = _batch(profile, clips, out)
+    assert summary.startswith("3 done, 0 skipped"), summary
+    for name, doc in after.items():
+        assert sorted(doc["highlevel"]) == ["moods_mirex", "tags"]
+        assert doc["highlevel"]["tags"] == before[name]["highlevel"]["tags"]  # same model
+        assert doc["metadata"]["profile"]["hash"] != before[name]["metadata"]["profile"]["hash"]
+    assert _batch(profile, clips, out)[0].startswith("0 done, 3 skipped")
+    single = tmp_path / "single.json"  # one file, no batch: the same hash
+    assert run("extractor", "run", str(profile), str(clips / "piano.wav"),
+               str(single)).returncode == 0
+    assert (json.loads(single.read_text())["metadata"]["profile"]["hash"]
+            == after["piano"]["metadata"]["profile"]["hash"])
+
+
+def test_a_new_pin_for_a_model_is_refused_then_recomputed(fetched, clips, write_profile, test_lock,
+                                                          graphs, tmp_path, monkeypatch):
+    """A lock file that pins other content for a model (a new release): the cached copy no
+    longer matches and stops the batch; once fetched again, outputs are recomputed."""
+    profile, out = write_profile(STALE), tmp_path / "out"
+    _, before = _batch(profile, clips, out)
+    newer = json.loads(test_lock.read_text())
+    entry = newer["models"]["tiny-moods-musicnn"]
+    entry["files"] = [dict(_pin(graphs / f"tiny-party-musicnn{ext}"),  # other weights, same names
+                           name=f"tiny-moods-musicnn{ext}") for ext in (".pb", ".json")]
+    path = tmp_path / "newer.lock.json"
+    path.write_text(json.dumps(newer))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(path))
+    result = run("extractor", "run", str(profile), str(clips), "--output", str(out))
+    assert result.returncode == 1 and "tiny-moods-musicnn.pb does not match its pin" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert run("extractor", "models", "fetch", "tiny-moods-musicnn", "--quiet").returncode == 0
+    summary, after = _batch(profile, clips, out)
+    assert summary.startswith("3 done, 0 skipped"), summary
+    assert after["piano"]["metadata"]["profile"]["hash"] != (
+        before["piano"]["metadata"]["profile"]["hash"])
+
+
+PIN_MISMATCH = (r"error: model 'tiny-moods-musicnn': \S+/tiny-moods-musicnn/tiny-moods-musicnn\.pb "
+                r"does not match its pin \(expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}\); "
+                r"re-fetch with: extractor models fetch tiny-moods-musicnn\n")
+
+
+def test_a_tampered_model_is_refused_everywhere_never_left_out(fetched, clips, write_profile,
+                                                                tmp_path):
+    """missing: skip leaves out models that are not there; a file that does not match its pin
+    is not 'not there': the single-file run, the batch and music-highlevel stop before reading
+    any audio, with the line that names the file, both hashes and the fix."""
+    graph = fetched / "tiny-moods-musicnn" / "tiny-moods-musicnn.pb"
+    graph.write_bytes(graph.read_bytes()[:-1] + b"\0")
+    skip = write_profile(PROFILE.replace("missing: error", "missing: skip"))
+    out = tmp_path / "out"
+    for command in (["extractor", "run", str(skip), str(clips / "piano.wav"), str(out / "p.json")],
+                    ["extractor", "run", str(skip), str(clips), "--output", str(out)],
+                    ["music-highlevel", str(clips), "--output", str(out), "--profile", str(skip)],
+                    ["music-highlevel", str(clips / "piano.wav"), str(out / "h.json"),
+                     "--profile", str(skip), "--taxonomies", "moods_mirex"]):
+        result = run(*command)
+        assert result.returncode == 1, command
+        assert re.fullmatch(PIN_MISMATCH, result.stderr), result.stderr
+        assert not out.exists() or not list(out.rglob("*.json")), command
+    listing = run("extractor", "models", "list", "tiny-moods-musicnn")
+    assert re.search(r"tiny-moods-musicnn\s+│ wrong hash", listing.stdout), listing.stdout
+    assert run("extractor", "models", "fetch", "tiny-moods-musicnn", "--quiet").returncode == 0
+    assert run(*command).returncode == 0
+
+
+def test_a_tampered_model_is_not_replaced_by_its_stand_in(fetched, clips, test_lock, graphs,
+                                                          write_profile, tmp_path, monkeypatch):
+    """A stand-in (``provides``) serves a model that is missing, never one that is damaged:
+    the output would come from another model without a word."""
+    copy = {"description": "tiny-musicnn's files under another id (test)", "license": "test",
+            "algorithm": "TensorflowPredictMusiCNN", "groups": ["copy"],
+            "files": [_pin(graphs / "tiny-musicnn.pb"), _pin(graphs / "tiny-musicnn.json")],
+            "graph": "tiny-musicnn.pb", "metadata": "tiny-musicnn.json",
+            "provides": ["tiny-musicnn"]}
+    extra = tmp_path / "copy.lock.json"
+    extra.write_text(json.dumps({"format": 1, "models": {"tiny-musicnn-copy": copy}}))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", os.pathsep.join([str(test_lock), str(extra)]))
+    assert run("extractor", "models", "fetch", "tiny-musicnn-copy", "--quiet").returncode == 0
+    profile = write_profile("""
+        name: standin
+        audio: {sample_rate: 16000}
+        models: {missing: skip, outputs: {tags: tiny-musicnn}}
+        """)
+    out = tmp_path / "o.json"
+    assert run("extractor", "run", str(profile), str(clips / "piano.wav"), str(out)).returncode == 0
+    graph = fetched / "tiny-musicnn" / "tiny-musicnn.pb"
+    graph.write_bytes(graph.read_bytes() + b"\0")
+    result = run("extractor", "run", str(profile), str(clips / "piano.wav"), str(out))
+    assert result.returncode == 1
+    assert "model 'tiny-musicnn': " in result.stderr and "does not match its pin" in result.stderr
+    shutil.rmtree(fetched / "tiny-musicnn")  # missing: the stand-in serves it
+    result = run("extractor", "run", str(profile), str(clips / "piano.wav"), str(out))
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(out.read_text())["metadata"]["models"]["used"]) == ["tiny-musicnn-copy"]
+
+
+def test_missing_skip_with_nothing_to_compute_is_an_error(models_env, clips, write_profile,
+                                                          tmp_path):
+    """A profile of models only, none of them in the cache: no empty result is written."""
+    profile = write_profile(STALE)
+    result = run("extractor", "run", str(profile), str(clips / "piano.wav"), str(tmp_path / "o.json"))
+    assert result.returncode == 1 and not (tmp_path / "o.json").exists()
+    assert result.stderr == (
+        f"error: highlevel: none of the models of its 2 outputs is in the model cache "
+        f"({models_env}), and the profile computes nothing else; fetch with: extractor models "
+        "fetch tiny-musicnn tiny-moods-musicnn (from local files)\n")
+
+
+def test_the_result_hash_covers_versions_and_the_models_that_run(monkeypatch):
+    """metadata.profile.hash changes with the runner's and Essentia's versions and with the
+    model pins (and what is left out), not only with the profile."""
+    import essentia
+
+    from runner import compile, load
+
+    profile = compile.compile_profile(load.load_profile("beats")).profile
+    base = compile.result_digest(profile)
+    used = {"section": "highlevel", "used": {"m": {"m.pb": "a" * 64}}, "left_out": []}
+    with_models = compile.result_digest(profile, used)
+    assert len({base, with_models,
+                compile.result_digest(profile, dict(used, used={"m": {"m.pb": "b" * 64}})),
+                compile.result_digest(profile, dict(used, left_out=["x"]))}) == 4
+    assert compile.result_digest(profile, used) == with_models  # stable
+    monkeypatch.setattr(compile, "__version__", "99.0")
+    assert compile.result_digest(profile) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(essentia, "__version__", "2.1-beta7")
+    assert compile.result_digest(profile) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(essentia, "__version_git_sha__", "v0-other", raising=False)
+    assert compile.result_digest(profile) != base
+
+
+def test_fetch_hints_name_a_command_that_can_work_here():
+    """The packaged lock file: MTG's heads come only from essentia.upf.edu (said plainly); the
+    musicnn conversion comes from PyPI and stands in for MTG's msd-musicnn-1."""
+    from runner.models import lock
+
+    hub = "(from essentia.upf.edu only, MTG's server: needs internet access to that host)"
+    pypi = ("(musicnn-0.1.0-py3-none-any.whl from PyPI (files.pythonhosted.org), converted "
+            "here: needs TensorFlow, pip install 'extractor-profiles[convert]'")
+    assert lock.fetch_hint(["danceability-msd-musicnn-1"]) == (
+        f"fetch with: extractor models fetch danceability-msd-musicnn-1 {hub}")
+    assert lock.fetch_hint(["msd-musicnn-1"]) == (
+        f"fetch with: extractor models fetch musicnn-msd {pypi}; musicnn-msd stands in for "
+        "msd-musicnn-1)")
+    plan_ids = ["msd-musicnn-1", "musicnn-mtt", "danceability-msd-musicnn-1",
+                "mood_happy-discogs-effnet-1", "genre_discogs400-discogs-effnet-1",
+                "mtg_jamendo_genre-discogs-effnet-1"]
+    assert lock.fetch_hint(plan_ids) == (
+        f"fetch with: extractor models fetch default {pypi}; musicnn-msd stands in for "
+        f"msd-musicnn-1); and extractor models fetch highlevel {hub}")
+    assert lock.fetch_hint(["clap-630k-audioset", "roberta-base"]) == (
+        "fetch with: extractor models fetch clap-630k-audioset roberta-base (from huggingface.co)")
+
+
+MTG_MODELS_PAGE = ("https://github.com/MTG/essentia/blob/b9fa6cb674ca43dfb94d28d293aeda441c6745db/"
+                   "doc/sphinxdoc/models.rst")
+
+
+def test_one_licence_per_model_in_the_lock_the_readme_and_models_list():
+    """Every entry states its licence and the page that states it; MTG's files carry the
+    licence of MTG's models page, which the README gives too (not the older CC BY-NC-ND)."""
+    from runner.models import lock
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    models = lock.models()
+    for model in models.values():
+        assert model.license and re.fullmatch(r"https://\S+", str(model.license_source)), model.id
+        if lock.origin(model) == "essentia.upf.edu":
+            assert (model.license, model.license_source) == ("CC BY-NC-SA 4.0", MTG_MODELS_PAGE)
+    for licence in {m.license for m in models.values()}:
+        assert licence in readme, licence
+    assert "CC BY-NC-ND" not in readme.replace(
+        "stated CC BY-NC-ND 4.0 until", "")  # only the history note names the older licence
+    listing = run("extractor", "models", "list")
+    assert listing.returncode == 0
+    for model in models.values():
+        row = next(line for line in listing.stdout.splitlines() if f" {model.id} " in line)
+        assert model.license in row and lock.origin(model) in row, row
+
+
+def test_commands_that_analyse_nothing_print_nothing_on_stderr(tmp_path):
+    """Essentia's libtensorflow prints CUDA warnings when it loads unless TF_CPP_MIN_LOG_LEVEL
+    is 3 first: whatever the shell says (unset, or 0 for someone debugging TensorFlow
+    elsewhere), users see none of it."""
+    for level in (None, "0"):
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+        if level is not None:
+            env["TF_CPP_MIN_LOG_LEVEL"] = level
+        for args in (["profiles"], ["models", "list"], ["validate", "music"],
+                     ["schema", "beats"]):
+            from tests.test_cli import command
+
+            done = subprocess.run([command("extractor"), *args], capture_output=True, text=True,
+                                  env=env, timeout=300)
+            assert done.returncode == 0 and done.stderr == "", (level, args, done.stderr[-500:])
+
+
+def test_an_unreachable_host_is_one_line_not_one_per_file(tmp_path, monkeypatch):
+    """Offline, `extractor models fetch highlevel` printed a download error per file (24):
+    a host that does not answer is named once, with every model it leaves unfetched, while
+    models from elsewhere are still fetched."""
+    local = tmp_path / "local.pb"
+    local.write_bytes(b"a local graph")
+    dead = {"name": "x.pb", "url": "https://127.0.0.1:9/x.pb", "sha256": "0" * 64, "size": 1}
+    models = {f"far-{i}": {"license": "test", "groups": ["g"], "files": [dead]} for i in (1, 2)}
+    models["near"] = {"license": "test", "groups": ["g"], "files": [_pin(local)]}
+    path = tmp_path / "far.lock.json"
+    path.write_text(json.dumps({"format": 1, "models": models}))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = run("extractor", "models", "fetch", "g", "--quiet")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("near: ok (")
+    assert re.fullmatch(r"error: 127\.0\.0\.1 cannot be reached \(.+\); not fetched: far-1, "
+                        r"far-2 \(2 of them: fetching them needs internet access to "
+                        r"127\.0\.0\.1\)", lines[1]), lines
+    assert len(lines) == 2

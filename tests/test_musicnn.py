@@ -16,6 +16,9 @@ import pytest
 from tests.conftest import electronic_clip, noise_clip, piano_clip, write_audio
 from tests.test_cli import run
 
+# The musicnn wheel comes from PyPI and converts with TensorFlow: not in the Nix sandbox.
+pytestmark = [pytest.mark.network, pytest.mark.tensorflow]
+
 
 @pytest.fixture(scope="module")
 def musicnn_cache(tmp_path_factory) -> Path:
@@ -112,3 +115,27 @@ def test_frozen_graph_matches_the_checkpoint_evaluated_in_tensorflow(musicnn_cac
     embeddings = np.load(tmp_path / "emb.npy")
     assert embeddings.shape == ours[outputs[1]].shape == (len(batch), 200)
     np.testing.assert_allclose(ours[outputs[1]], embeddings, atol=1e-4)  # values up to ~13
+
+
+def test_music_highlevel_works_after_fetch_default_and_names_the_rest(musicnn_cache, tmp_path):
+    """`extractor models fetch default` is enough for `music-highlevel IN OUT`: the two musicnn
+    taxonomies run; one note names the 15 outputs left out and says their models come only
+    from essentia.upf.edu. `--missing error` still stops, naming every missing model."""
+    clip = write_audio(tmp_path / "piano.wav", piano_clip(6.0))
+    out = tmp_path / "piano.json"
+    result = run("music-highlevel", str(clip), str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(
+        "note: highlevel: 15 of 17 outputs left out (danceability, voice_instrumental, ")
+    assert result.stderr.endswith(
+        "mtg_jamendo_genre), their models are not in the model cache; fetch with: extractor "
+        "models fetch highlevel (from essentia.upf.edu only, MTG's server: needs internet access "
+        "to that host)\n")
+    doc = json.loads(out.read_text())
+    assert sorted(doc["highlevel"]) == ["msd_musicnn", "mtt_musicnn"]
+    assert sorted(doc["metadata"]["models"]["used"]) == ["musicnn-msd", "musicnn-mtt"]
+    assert len(doc["metadata"]["models"]["left_out"]) == 15
+    strict = run("music-highlevel", str(clip), str(tmp_path / "strict.json"), "--missing", "error")
+    assert strict.returncode == 1 and not (tmp_path / "strict.json").exists()
+    assert strict.stderr.startswith("error: highlevel: 15 models are not in the model cache (")
+    assert strict.stderr.count("\n") == 1

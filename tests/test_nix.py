@@ -8,6 +8,7 @@ non-editable install the flake builds carries every runner package and data file
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -216,3 +217,45 @@ def test_a_model_converted_by_nix_is_accepted_by_the_runner(tmp_path):
     assert cache.check_folder(model, folder).state == cache.PRESENT
     module.write_manifest(folder, "0" * 64, list(model.outputs))  # another source's conversion
     assert cache.check_folder(model, folder).state == cache.MISMATCH
+
+
+def _flake_value(name: str) -> str:
+    """A let binding of flake.nix, as written there (the check reads what Nix evaluates)."""
+    found = re.search(rf"\n\s*{name} = ((?:\"[^\"]*\")|(?:\{{[^}}]*\}}));",
+                      (ROOT / "flake.nix").read_text())
+    assert found, name
+    return found.group(1)
+
+
+def test_apps_depend_on_the_default_model_group_only():
+    groups = set(re.findall(r'"([^"]+)"', _flake_value("appModelGroups")))
+    assert groups == {"default"}
+    lock = json.loads((ROOT / "models.lock.json").read_text())["models"]
+    default = sorted(m for m, e in lock.items() if "default" in e["groups"])
+    assert consistency.check_app_models({"music-highlevel": default, "extractor": default,
+                                         "music-clap": []}) == []
+    assert consistency.check_app_models({"music-highlevel": default + ["msd-musicnn-1"]}) == [
+        "app music-highlevel depends on models outside the 'default' group: msd-musicnn-1",
+        f"app music-highlevel holds {default + ['msd-musicnn-1']}, not the 'default' group "
+        f"{default}"]
+    closure = {"/nix/store/a.drv": {"env": {"name": "extractor-model-musicnn-msd"}},
+               "/nix/store/b.drv": {"env": {"name": "extractor-models-default"}},
+               "/nix/store/c.drv": {"env": {"name": "msd-musicnn-1.pb"}}}
+    assert consistency.app_models({"x": closure}) == {"x": ["musicnn-msd"]}
+
+
+def test_the_nix_tests_check_leaves_out_network_and_tensorflow_tests():
+    """pyproject.toml registers the markers; flake.nix's selection leaves out each of them but
+    `slow` (which the sandbox can run), and the README's test command still runs them all."""
+    assert {"slow", "network", "tensorflow"} <= set(consistency.registered_markers())
+    selection = json.loads(_flake_value("nixTestSelection"))
+    command = f"python -m pytest -q -p no:cacheprovider -m '{selection}'"
+    assert consistency.check_test_selection(command) == []
+    assert consistency.check_test_selection("python -m pytest -q") == [
+        "checks.tests: its pytest command has no -m '...' selection"]
+    assert consistency.check_test_selection("python -m pytest -m 'not network and not gpu'") == [
+        "checks.tests: -m 'not network and not gpu' does not leave out the 'tensorflow' tests",
+        "checks.tests: -m 'not network and not gpu' names markers pyproject.toml does not "
+        "register: gpu"]
+    readme = (ROOT / "README.md").read_text()
+    assert "&& .venv/bin/python -m pytest -q\n" in readme  # the set-up command: every test

@@ -99,17 +99,25 @@ def _profile_runs(tmp_path, overrides, path, spool_audio):
     return executor, aggregate.aggregate(plan, analysis), dict(analysis.audio)
 
 
-@pytest.mark.parametrize("case", ["48k_stereo_trimmed", "44k_mp3"])
+@pytest.mark.parametrize("case", ["48k_stereo_trimmed", "44k_mp3", "silence_padded_mp3"])
 def test_later_passes_read_the_spool_not_the_file_and_agree_exactly(tmp_path, case, tmpdir_):
     """The music profile's later passes (main and tonal) read the spooled signal: the input is
-    decoded once. Resampled, trimmed, stereo or MP3, every statistic equals the one computed
-    by decoding the file again for each pass."""
+    decoded once. Resampled, trimmed, stereo, MP3 or padded with digital silence, every
+    statistic equals the one computed by decoding the file again for each pass."""
     overrides = ["options.highlevel.compute=false"]
     if case == "48k_stereo_trimmed":
         left = click_track(9.0, sr=48000, seed=3)
         stereo = np.stack([left, np.roll(left, 700) * 0.5], axis=1)
         path = write_audio(tmp_path / "s.wav", stereo, sr=48000)
         overrides += ["audio.start_time=1.5", "audio.end_time=7.25"]
+    elif case == "silence_padded_mp3":
+        # Digital silence at both ends and the encoder's delay and padding zeros, untrimmed:
+        # silent frames are kept (not filled with noise) so the documents are deterministic;
+        # the 2 s loudness frames (noise whatever the options) each reach some sound.
+        zeros = np.zeros(int(0.6 * SR), np.float32)
+        path = write_audio(tmp_path / "p.mp3",
+                           np.concatenate([zeros, click_track(5.0, seed=5)[:5 * SR - 777], zeros]))
+        overrides += ["options.lowlevel.silentFrames=keep", "options.tonal.silentFrames=keep"]
     else:
         path = write_audio(tmp_path / "m.mp3", click_track(8.0, seed=4))
         # FrameCutter puts random noise (seeded by the clock) into silent frames, so documents

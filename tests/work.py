@@ -25,12 +25,12 @@ class AbortInTheMiddle:
         self.work = _ExtractorWork(profile, [], profile, False)
         self.name = name
 
-    def __call__(self, src: str, dst: str) -> None:
+    def __call__(self, src: str, dst: str) -> list[str]:
         if os.path.basename(src) == self.name:
             threading.Thread(target=_abort_once_spooling, daemon=True).start()
             self.work(src, dst)
             time.sleep(60)  # never reached with a spooling profile: the thread aborts first
-        self.work(src, dst)
+        return self.work(src, dst)
 
 
 def _abort_once_spooling() -> None:

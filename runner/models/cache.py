@@ -5,7 +5,8 @@ wrappers point it at pinned, read-only weights), then ``$XDG_CACHE_HOME/extracto
 models``, then ``~/.cache/extractor-profiles/models``. A model lives in ``<root>/<id>/``.
 Downloaded files are checked against their sha256 pin every time they are resolved;
 converted models against the manifest their conversion wrote (with the source's pin).
-A file that does not match is refused, never loaded.
+A file that does not match is refused, never loaded, and never taken for a missing one: a
+missing model can be left out of a result (``missing: skip``), a mismatching one stops the run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ModelError
-from runner.models.lock import Model
+from runner.models.lock import Model, fetch_hint
 
 MANIFEST = "manifest.json"  # written by a conversion: {"source_sha256", "files": {name: sha256}}
 PRESENT, MISMATCH, MISSING = "present", "wrong hash", "missing"
@@ -46,12 +47,28 @@ def writable_root() -> Path:
                      "folder you can write")
 
 
+class MissingModel(ModelError):
+    """A model whose files are not in any cache folder (``missing: skip`` may leave it out;
+    a file that does not match its pin is a plain ModelError, never this)."""
+
+
+# sha256 of files already hashed by this process, keyed by what any change to a file changes
+# (inode, size, modification and status-change times: ctime cannot be set by a user): the
+# batch parent, the model stage and a backend each verify the same 2 GB checkpoint otherwise.
+_HASHED: dict[tuple[str, int, int, int, int, int], str] = {}
+
+
 def sha256_of(path: Path) -> str:
+    stat = os.stat(path)
+    key = (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key in _HASHED:
+        return _HASHED[key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+    _HASHED[key] = digest.hexdigest()
+    return _HASHED[key]
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,14 @@ class State:
     def path(self, name: str) -> Path:
         assert self.folder is not None
         return self.folder / name
+
+    def pins(self) -> dict[str, str]:
+        """name -> sha256 of each file of a verified copy (what a result's hash records)."""
+        assert self.ok and self.folder is not None
+        expected = expected_hashes(self.model, self.folder) or {}
+        if self.model.source:  # a conversion: its source's pin and the files it made
+            expected = {self.model.source.name: self.model.source.sha256, **expected}
+        return dict(sorted(expected.items()))
 
 
 def expected_hashes(model: Model, folder: Path) -> dict[str, str] | None:
@@ -89,14 +114,21 @@ def check_folder(model: Model, folder: Path) -> State:
         return State(model, MISSING, None)
     expected = expected_hashes(model, folder)
     if expected is None:
-        return State(model, MISMATCH, folder, f"{folder / MANIFEST}: missing or for another "
-                     "source (fetch again)")
+        return State(model, MISMATCH, folder, f"{folder / MANIFEST} is missing or records "
+                     "another source, so its files do not match their pin")
+    sizes = {pin.name: pin.size for pin in model.files}
     for name, sha in expected.items():
         path = folder / name
         if not path.is_file():
             return State(model, MISSING, None, f"{path} is missing")
-        if sha256_of(path) != sha:
-            return State(model, MISMATCH, folder, f"{path}: sha256 does not match the pin")
+        size = path.stat().st_size
+        if sizes.get(name) is not None and size != sizes[name]:
+            return State(model, MISMATCH, folder, f"{path} does not match its pin (expected "
+                         f"{sizes[name]} bytes, got {size})")
+        actual = sha256_of(path)
+        if actual != sha:
+            return State(model, MISMATCH, folder, f"{path} does not match its pin (expected "
+                         f"sha256 {sha}, got {actual})")
     return State(model, PRESENT, folder)
 
 
@@ -112,13 +144,18 @@ def locate(model: Model) -> State:
     return mismatch or State(model, MISSING, None)
 
 
+def mismatch_error(state: State) -> ModelError:
+    """The one line for a copy that does not match its pin (a plain fetch replaces it)."""
+    return ModelError(f"model '{state.model.id}': {state.detail}; re-fetch with: extractor "
+                      f"models fetch {state.model.id}", state.model.id)
+
+
 def require(model: Model) -> State:
     """A verified copy, or a one-line error naming the model and the command that fixes it."""
     state = locate(model)
     if state.ok:
         return state
     if state.state == MISMATCH:
-        raise ModelError(f"model '{model.id}': {state.detail}; refusing to load it (fetch it "
-                         f"again with: extractor models fetch --force {model.id})", model.id)
-    raise ModelError(f"model '{model.id}' is not in the model cache ({user_cache()}); fetch it "
-                     f"with: extractor models fetch {model.id}", model.id)
+        raise mismatch_error(state)
+    raise MissingModel(f"model '{model.id}' is not in the model cache ({user_cache()}); "
+                       f"{fetch_hint([model.id])}", model.id)

@@ -94,7 +94,7 @@ class ClapBackend:
         self.model = model
         _offline()
         _set_threads(threads, inter_op_threads)
-        self.state = cache.require(model)  # verified before anything below reads it
+        self.state = require_files(model)[0]  # verified before anything below reads it
 
     def embed_audio(self, signal: np.ndarray) -> np.ndarray:
         """Mono float32 at 48 kHz -> (512,) float32: the normalised mean of its windows."""
@@ -120,12 +120,30 @@ class ClapBackend:
         raise NotImplementedError
 
 
+def require_files(model: Model) -> list[cache.State]:
+    """Verified copies of a CLAP model and of its tokenizer, found before torch loads
+    anything. Where some are missing: one line naming every file the model needs and the
+    command that fetches what is missing (a file that does not match its pin: its own line).
+    """
+    needed = [model] + ([lock.get(model.tokenizer)] if model.tokenizer else [])
+    states = [cache.locate(m) for m in needed]
+    for state in states:
+        if state.state == cache.MISMATCH:
+            raise cache.mismatch_error(state)
+    absent = [state.model.id for state in states if not state.ok]
+    if absent:
+        files = [f"{', '.join(p.name for p in m.files)} ({m.id})" for m in needed]
+        raise cache.MissingModel(
+            f"model '{model.id}' needs {' and '.join(files)}; not in the model cache "
+            f"({cache.user_cache()}): {', '.join(absent)}; {lock.fetch_hint(absent)}", model.id)
+    return states
+
+
 def _tokenizer_folder(model: Model) -> Path:
     """The verified folder of the tokenizer model the CLAP model names (``tokenizer``)."""
-    name = model.extra.get("tokenizer")
-    if not name:
+    if not model.tokenizer:
         raise ModelError(f"model '{model.id}': the lock file names no 'tokenizer'")
-    state = cache.require(lock.get(str(name)))
+    state = require_files(model)[-1]
     assert state.folder is not None
     return state.folder
 

@@ -22,15 +22,17 @@ def list_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     chosen = lock.select(args.models) if args.models else list(lock.models().values())
-    table = Table("model", "state", "size", "groups", "licence", "where",
+    table = Table("model", "state", "size", "groups", "licence", "fetched from", "where",
                   title=f"models (cache: {cache.user_cache()})")
     styles = {cache.PRESENT: "green", cache.MISMATCH: "bold red", cache.MISSING: "yellow"}
     for model in chosen:
         state = cache.locate(model)
         label = "present, verified" if state.ok else state.state
         table.add_row(model.id, f"[{styles[state.state]}]{label}[/]", _size(model),
-                      ",".join(model.groups), model.license, str(state.folder or ""))
-    Console().print(table)
+                      ",".join(model.groups), model.license, lock.origin(model),
+                      str(state.folder or ""))
+    # piped (grep, less): no terminal width to fit, so no model id or licence is cut short
+    Console(width=None if sys.stdout.isatty() else 250).print(table)
     return 0
 
 
@@ -42,13 +44,14 @@ def verify(args: argparse.Namespace) -> int:
         state = cache.locate(model)
         if state.state == cache.MISSING:
             if args.models:
-                print(f"{model.id}: missing", file=sys.stderr)
+                print(f"{model.id}: missing; {lock.fetch_hint([model.id])}", file=sys.stderr)
                 bad += 1
             continue
         if state.ok:
             print(f"{model.id}: ok ({state.folder})")
         else:
-            print(f"{model.id}: {state.detail}", file=sys.stderr)
+            print(f"{model.id}: {state.detail}; re-fetch with: extractor models fetch "
+                  f"{model.id}", file=sys.stderr)
             bad += 1
     return 1 if bad else 0
 
@@ -67,6 +70,8 @@ def fetch(args: argparse.Namespace) -> int:
         ):
             chosen.append(table[model.embedding] if model.embedding in table else
                           next(m for m in table.values() if model.embedding in m.provides))
+        if model.tokenizer and model.tokenizer not in [m.id for m in chosen]:
+            chosen.append(table[model.tokenizer])  # CLAP: the text side's files
     failed = 0
     quiet = args.quiet or not sys.stderr.isatty()
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -78,14 +83,27 @@ def fetch(args: argparse.Namespace) -> int:
                 tasks[name] = bars.add_task(name, total=total)
             bars.update(tasks[name], completed=done)
 
+        unreachable: dict[str, tuple[str, list[str]]] = {}  # host -> (reason, models)
         for model in chosen:
+            host = lock.origin(model)
+            if host in unreachable and not (cache.locate(model).ok and not args.force):
+                unreachable[host][1].append(model.id)  # one line for them all, below
+                continue
             try:
                 folder = fetching.fetch(model, force=args.force, progress=progress)
+            except fetching.Unreachable as exc:
+                unreachable[exc.host] = (exc.reason, [model.id])
+                continue
             except ModelError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
             print(f"{model.id}: ok ({folder})", file=sys.stderr)
+    for host, (reason, ids) in unreachable.items():  # offline: one line per host, not per file
+        print(f"error: {host} cannot be reached ({reason}); not fetched: {', '.join(ids)} "
+              f"({len(ids)} of them: fetching them needs internet access to {host})",
+              file=sys.stderr)
+        failed += len(ids)
     return 1 if failed else 0
 
 

@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,16 @@ from runner.models.lock import Model, Pin
 
 Progress = Callable[[str, int, int | None], None]  # (label, bytes so far, total or None)
 SOURCES = "_sources"  # downloaded sources shared by converted models (the musicnn wheel)
+
+
+class Unreachable(ModelError):
+    """The host of a download did not answer at all (no network, a name that does not
+    resolve, a refused connection, a timeout), as opposed to answering with an error."""
+
+    def __init__(self, message: str, host: str, reason: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.reason = reason
 
 
 def download(pin: Pin, target: Path, progress: Progress | None = None) -> None:
@@ -54,6 +66,13 @@ def download(pin: Pin, target: Path, progress: Progress | None = None) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
+    except urllib.error.HTTPError as exc:
+        raise ModelError(f"{pin.url}: download failed ({exc})") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+        host = urllib.parse.urlparse(pin.url).hostname or pin.url
+        raise Unreachable(f"{pin.url}: download failed, {host} cannot be reached ({reason})",
+                          host, reason) from None
     except OSError as exc:
         raise ModelError(f"{pin.url}: download failed ({exc})") from None
     finally:

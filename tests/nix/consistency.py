@@ -10,7 +10,11 @@ other and with profiles/, and, given what Nix evaluated, that the flake agrees w
 - every built-in profile has an app and every app (but ``extractor``) a built-in profile;
 - every pin in models.lock.json and nix/wheels.json is well formed, and the essentia wheel is
   the version pyproject.toml requires;
-- every model's derivation closure fetches exactly its pins (fixed-output hashes).
+- every model's derivation closure fetches exactly its pins (fixed-output hashes);
+- no app's closure holds a model outside the ``default`` group (one wrong pin among MTG's
+  downloads must not break an app), and ``music-highlevel`` holds the whole group;
+- ``checks.tests`` deselects every marker pyproject.toml registers for what the sandbox
+  cannot run (all but ``slow``), and names no marker pyproject lacks.
 
 Run by tests/nix/check.sh (with Nix's answers), by checks.<system>.consistency, and by
 tests/test_nix.py (without Nix).
@@ -220,12 +224,68 @@ def check_model_derivations(derivations: dict[str, Any], root: Path = ROOT) -> l
     return errors
 
 
+APP_MODEL_GROUP = "default"  # the only model group an app's closure may hold
+MODEL_DRV_PREFIX = "extractor-model-"  # nix/models.nix: the name of model <id>'s derivation
+
+
+def app_models(closures: dict[str, Any]) -> dict[str, list[str]]:
+    """app -> model ids in its closure, from app -> ``nix show-derivation -r`` output."""
+    found: dict[str, list[str]] = {}
+    for app, drvs in closures.items():
+        names = {drv.get("env", {}).get("name", "") for drv in drvs.values()}
+        found[app] = sorted(n[len(MODEL_DRV_PREFIX):] for n in names
+                            if n.startswith(MODEL_DRV_PREFIX))
+    return found
+
+
+def check_app_models(models_by_app: dict[str, list[str]], root: Path = ROOT) -> list[str]:
+    """Apps depend on the default group only; music-highlevel on all of it."""
+    lock = json.loads((root / "models.lock.json").read_text(encoding="utf-8"))["models"]
+    default = sorted(m for m, entry in lock.items() if APP_MODEL_GROUP in entry.get("groups", []))
+    errors = []
+    for app, ids in sorted(models_by_app.items()):
+        if outside := [m for m in ids if APP_MODEL_GROUP not in lock.get(m, {}).get("groups", [])]:
+            errors.append(f"app {app} depends on models outside the {APP_MODEL_GROUP!r} group: "
+                          f"{', '.join(outside)}")
+    if "music-highlevel" in models_by_app and models_by_app["music-highlevel"] != default:
+        errors.append(f"app music-highlevel holds {models_by_app['music-highlevel']}, not the "
+                      f"{APP_MODEL_GROUP!r} group {default}")
+    return errors
+
+
+def registered_markers(root: Path = ROOT) -> list[str]:
+    with open(root / "pyproject.toml", "rb") as handle:
+        entries = tomllib.load(handle)["tool"]["pytest"]["ini_options"].get("markers", [])
+    return [entry.split(":", 1)[0].strip() for entry in entries]
+
+
+def check_test_selection(command: str, root: Path = ROOT) -> list[str]:
+    """``checks.tests``' pytest command leaves out every registered marker but ``slow`` (the
+    tests the sandbox cannot run), and its -m names only registered markers."""
+    found = re.search(r"pytest\b.*?\s-m\s+'([^']*)'", command)
+    if not found:
+        return ["checks.tests: its pytest command has no -m '...' selection"]
+    expression = found.group(1)
+    markers = registered_markers(root)
+    errors = [f"checks.tests: -m {expression!r} does not leave out the {name!r} tests"
+              for name in markers if name != "slow" and f"not {name}" not in expression]
+    words = set(re.findall(r"[A-Za-z_]+", expression)) - {"not", "and", "or"}
+    if unknown := sorted(words - set(markers)):
+        errors.append(f"checks.tests: -m {expression!r} names markers pyproject.toml does not "
+                      f"register: {', '.join(unknown)}")
+    return errors
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this one)")
     parser.add_argument("--apps", type=Path, help="JSON: the flake's app names (list or object)")
     parser.add_argument("--model-derivations", type=Path,
                         help="JSON: model id -> `nix show-derivation -r .#model-<id>` output")
+    parser.add_argument("--app-closures", type=Path,
+                        help="JSON: app -> `nix show-derivation -r` of its program")
+    parser.add_argument("--tests-command", type=Path,
+                        help="a file holding checks.<system>.tests' build command")
     args = parser.parse_args(argv)
 
     errors = check_lock(args.root) + check_wheels(args.root)
@@ -238,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_derivations:
         derivations = json.loads(args.model_derivations.read_text(encoding="utf-8"))
         errors += check_model_derivations(derivations, args.root)
+    if args.app_closures:
+        closures = json.loads(args.app_closures.read_text(encoding="utf-8"))
+        errors += check_app_models(app_models(closures), args.root)
+    if args.tests_command:
+        errors += check_test_selection(args.tests_command.read_text(encoding="utf-8"), args.root)
 
     for note in notes:
         print(f"note: {note}")
