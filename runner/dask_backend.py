@@ -187,6 +187,9 @@ class DaskBatch:
             refill()
             for future in finished:
                 job, _ = running.pop(future.key)
+                self.crashed = self.crashed or (
+                    future.status == "error"
+                    and isinstance(future.exception(), distributed.KilledWorker))
                 outcome = self._outcome(job, future)
                 future.release()  # else a worker's death would make the scheduler redo it
                 self.claims.release(job)
@@ -202,12 +205,12 @@ class DaskBatch:
                 except Exception:  # noqa: BLE001 - the next run's workers remove it anyway
                     pass
 
-    def _outcome(self, job: Job, future: distributed.Future) -> Outcome:
+    @staticmethod
+    def _outcome(job: Job, future: distributed.Future) -> Outcome:
         """The file's outcome; a worker death or a task error is the failure of that file."""
         try:
             status, message, seconds, warnings = future.result()
         except distributed.KilledWorker as exc:
-            self.crashed = True
             tries = exc.allowed_failures + 1
             return Outcome(job, "failed", f"{job.input}: the worker crashed (the Dask worker "
                            f"died {tries} time{'s' if tries > 1 else ''} running it)")
