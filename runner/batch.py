@@ -10,10 +10,16 @@ them (same profile hash) and does the rest.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import multiprocessing
 import os
+import re
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -24,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from runner import procs
 from runner.errors import ExtractorError, OutputError
 
 FILES_PER_WORKER = 200  # see Batch: bounds what Essentia keeps per file in a long-lived worker
@@ -64,6 +71,7 @@ class Summary:
     warned: list[Outcome] = field(default_factory=list)  # done, with warnings
     analysed: set[str] = field(default_factory=set)  # inputs done or failed in this run
     seconds: float = 0.0
+    claimed: list[Outcome] = field(default_factory=list)  # left to another run (see Claims)
 
     def add(self, outcome: Outcome) -> None:
         """Count one analysed file (done or failed)."""
@@ -187,17 +195,168 @@ def up_to_date(output: Path, digest: str) -> bool:
         return False
 
 
+_TEMPORARY = re.compile(r"^\..+\." + procs.TAG + r"\.[^.]+\.tmp$")
+UNOWNED_TEMPORARY_AGE = 3600.0  # a write takes seconds: older temporaries are abandoned
+
+
 def remove_stale_temporaries(out_dir: Path) -> None:
-    """Temporary files of writes that a kill -9 interrupted (see write.write_atomic)."""
+    """What killed runs left in an output folder: temporary files of interrupted writes
+    (see write.write_atomic) whose process is gone, and claims nobody holds (see Claims).
+    Another run's live writes and claims are left alone: runs may share the folder."""
     if not out_dir.is_dir():
         return
     for dirpath, _, filenames in os.walk(out_dir):
         for name in filenames:
-            if name.startswith(".") and name.endswith(".tmp"):
+            if not name.startswith("."):
+                continue
+            path = os.path.join(dirpath, name)
+            if name.endswith(CLAIM_SUFFIX):
+                claim = Claims.try_lock(Path(path))
+                if isinstance(claim, int):
+                    _drop_claim(Path(path), claim)
+                continue
+            if not name.endswith(".tmp"):
+                continue
+            try:
+                last_used = os.stat(path).st_mtime
+            except OSError:
+                continue
+            owner = _TEMPORARY.match(name)
+            if (procs.gone(int(owner[1]), owner[2], last_used) if owner
+                    else time.time() - last_used > UNOWNED_TEMPORARY_AGE):
                 try:
-                    os.unlink(os.path.join(dirpath, name))
+                    os.unlink(path)
                 except OSError:
                     pass
+
+
+# -- claims: runs that share an output folder share the work -------------------------------------
+CLAIM_SUFFIX = ".claim"
+
+
+def claim_path(output: Path) -> Path:
+    return output.with_name(f".{output.name}{CLAIM_SUFFIX}")
+
+
+def _drop_claim(path: Path, fd: int) -> None:
+    """Remove a claim file while holding its lock, then let the lock go."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+class Claims:
+    """A claim per output, so that runs writing to the same folder never analyse a file twice.
+
+    Before a file is handed to a worker, its run takes an exclusive ``flock`` on
+    ``.<output name>.claim`` beside the output (the file says which process holds it); a run
+    that finds the claim taken leaves the file to the run that holds it (outcome "claimed").
+    A claim is held until the file's outcome is known, after the output is written, and a
+    run that gets a claim checks the output again: what another run finished meanwhile is
+    skipped. The kernel drops a lock when its process ends, however it ends (kill -9, a
+    crash, a lost NFS client once its lease expires), so a dead run's claims are simply taken
+    over: there is no staleness to guess. Where the file system has no locks, files are
+    analysed without claims (``unsupported`` says why), as before.
+    """
+
+    def __init__(self, current: Callable[[Job], bool], force: bool) -> None:
+        self.current = current
+        self.force = force
+        self.started = time.time()
+        self.held: dict[int, tuple[Path, int]] = {}  # job index -> (claim file, descriptor)
+        self.unsupported: str | None = None
+
+    @staticmethod
+    def try_lock(path: Path) -> int | str:
+        """The locked descriptor of claim file ``path``, or who holds it (text).
+
+        A holder removes the file before it lets the lock go, so a lock taken on a file that
+        is no longer at ``path`` is worthless: try again on the new one.
+        """
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+                finally:
+                    os.close(fd)
+                return holder or "another run"
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)
+
+    def take(self, job: Job) -> Outcome | None:
+        """Claim ``job``'s output: None when this run should analyse it, or the outcome
+        that says why not (claimed by another run, or finished by one meanwhile)."""
+        if job.index in self.held:  # handed back by a worker (see _worker): still ours
+            return None
+        path = claim_path(job.output)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            got = self.try_lock(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                self.unsupported = f"{path.parent}: no file locks ({exc.strerror})"
+            return None  # unwritable: the write reports it, as without claims
+        if isinstance(got, str):
+            return Outcome(job, "claimed", f"{job.input}: claimed by another run ({got})")
+        try:
+            os.ftruncate(got, 0)
+            os.pwrite(got, f"pid {os.getpid()} on {procs.host()} since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        except OSError:
+            pass
+        self.held[job.index] = (path, got)
+        if self._finished_meanwhile(job):
+            self.release(job)
+            return Outcome(job, "skipped")
+        return None
+
+    def _finished_meanwhile(self, job: Job) -> bool:
+        if not self.force:
+            return self.current(job)
+        try:  # --force recomputes what existed before this run, not what another run made
+            return job.output.stat().st_mtime > self.started and self.current(job)
+        except OSError:
+            return False
+
+    def release(self, job: Job) -> None:
+        held = self.held.pop(job.index, None)
+        if held is not None:
+            _drop_claim(*held)
+
+    def release_all(self) -> None:
+        for path, fd in self.held.values():
+            _drop_claim(path, fd)
+        self.held.clear()
+
+
+def claim_next(pending: list[Job], claims: Claims, summary: Summary, report: Any
+               ) -> Job | None:
+    """Pop the next job this run may analyse (claimed), counting and reporting the ones
+    before it that it may not: another run holds them, or finished them meanwhile."""
+    while pending:
+        job = pending.pop()
+        outcome = claims.take(job)
+        if outcome is None:
+            return job
+        if outcome.status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.claimed.append(outcome)
+        report(outcome)
+    return None
 
 
 # -- workers ------------------------------------------------------------------------------------
@@ -225,8 +384,6 @@ def analyse_one(analyse: Analyse, src: str, dst: str
     failed status, so one file never stops the worker that analyses it.
     """
     started = time.perf_counter()
-    if os.environ.get("EXTRACTOR_FAULT_INJECT") == os.path.basename(src):
-        os.abort()  # fault injection for the tests: a worker dying in native code
     try:
         warnings = analyse(src, dst)
         return "done", "", time.perf_counter() - started, list(warnings or [])
@@ -247,7 +404,8 @@ class _ExtractorWork:
                  long_tracks_alone: bool = True) -> None:
         from runner.extract import Extractor
 
-        self.extractor = Extractor(profile, overrides, legacy_base=legacy_base, warn=False)
+        self.extractor = Extractor(profile, list(overrides), legacy_base=legacy_base,
+                                   warn=False)
         if long_tracks_alone:  # bench/bench_memory.py mixed compares both
             self.alone = self.extractor.wants_own_process
 
@@ -263,22 +421,52 @@ def _alone(analyse: Analyse, src: str) -> bool:
         return False
 
 
-def _worker(conn: Connection, make: Maker) -> None:
-    """Build the per-file work once (``make``), then run it on each file the parent sends."""
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _worker(conn: Connection, make: Maker, parent: int) -> None:
+    """Build the per-file work once (``make``), then run it on each file the parent sends.
+
+    A worker leaves quietly, without a traceback, whenever its parent goes: at once if the
+    parent dies (kill -9, SIGTERM: see _exit_with), on the closed pipe otherwise. Ctrl-C is
+    the parent's to handle (workers start with SIGINT ignored, see Batch._start).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with(parent)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        _serve(conn, make)
+    except (EOFError, OSError, KeyboardInterrupt):  # the parent is gone or stopping
+        return
+
+
+def _exit_with(parent: int) -> None:
+    """Leave as soon as ``parent`` is gone, removing this process's spool folder: nobody
+    would read this file's result, and the work would go on for minutes on a long track."""
+    from runner import spool
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        spool.remove_owned(os.getpid())
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _serve(conn: Connection, make: Maker) -> None:
     try:
         factory, args = make
         analyse = factory(*args)
+    except KeyboardInterrupt:
+        raise
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         conn.send(("fatal", str(exc)))
         return
     conn.send(("ready", ""))
     used = False
     while True:
-        try:
-            task = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            return
+        task = conn.recv()
         if task is None:
             return
         index, src, dst = task
@@ -286,10 +474,7 @@ def _worker(conn: Connection, make: Maker) -> None:
         if alone and used:
             conn.send(("again", index))  # the parent gives it to a fresh worker
             continue
-        try:
-            status, message, seconds, warnings = analyse_one(analyse, src, dst)
-        except KeyboardInterrupt:
-            return
+        status, message, seconds, warnings = analyse_one(analyse, src, dst)
         used = True
         conn.send((index, status, message, seconds, _rss_kib(), alone, warnings))
 
@@ -345,6 +530,7 @@ class Batch:
         self.make: Maker = make or (_ExtractorWork, (profile, overrides, legacy_base))
         self.handed_back: list[Job] = []  # files a used worker gave back (see _worker)
         self.current = current or (lambda job: up_to_date(job.output, self.digest))
+        self.claims = Claims(self.current, force)  # renewed by each run
         self.context = multiprocessing.get_context("spawn")  # no fork of a loaded libtensorflow
 
     def run(self, jobs: list[Job], report: Any) -> Summary:
@@ -353,20 +539,25 @@ class Batch:
         pending = pending_jobs(jobs, self.current, self.force, summary, report)
         pending.reverse()  # pop() from the end keeps the input order
         slots: list[_Slot] = []
+        self.claims = Claims(self.current, self.force)
         # Model stages: TensorFlow would give every worker as many threads as there are cores;
         # the workers are the parallelism, so each gets its share (spawned children inherit).
         share = str(max(1, (os.cpu_count() or 1) // max(1, min(self.jobs, len(pending)))))
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        finished = False
         try:
             for _ in range(min(self.jobs, len(pending))):
                 slots.append(self._start())
             while pending or any(s.job for s in slots):
                 for slot in slots:
                     if slot.ready and slot.job is None and pending:
-                        slot.job = pending.pop()
-                        slot.conn.send((slot.job.index, str(slot.job.input),
-                                        str(slot.job.output)))
+                        slot.job = claim_next(pending, self.claims, summary, report)
+                        if slot.job is not None:
+                            slot.conn.send((slot.job.index, str(slot.job.input),
+                                            str(slot.job.output)))
+                if not (pending or any(s.job for s in slots)):
+                    break  # the rest was claimed by other runs
                 waitables = [s.conn for s in slots] + [s.process.sentinel for s in slots]
                 woken = wait(waitables)
                 for slot in [s for s in slots if s.conn in woken or s.process.sentinel in woken]:
@@ -374,6 +565,7 @@ class Batch:
                     while self.handed_back:
                         pending.append(self.handed_back.pop())  # next to be handed out
                     if outcome is not None:
+                        self.claims.release(outcome.job)
                         summary.add(outcome)
                         report(outcome)
                         slot.done += 1
@@ -387,18 +579,32 @@ class Batch:
                         slots.remove(slot)
                         if pending or slot.job:
                             slots.append(self._start())
+            finished = True
         finally:
-            for slot in slots:
-                try:
-                    slot.conn.send(None)
-                except (OSError, BrokenPipeError):
-                    pass
-            for slot in slots:
-                slot.process.join(timeout=5)
-                if slot.process.is_alive():
-                    slot.process.kill()
+            self._stop(slots, finished)
+            self.claims.release_all()
         summary.seconds = time.perf_counter() - started
         return summary
+
+    @staticmethod
+    def _stop(slots: list[_Slot], finished: bool) -> None:
+        """Idle workers are told to leave; busy ones (the run was interrupted) are stopped
+        at once, and the spool folders they were writing removed."""
+        for slot in slots:
+            if slot.job is not None and not finished:
+                slot.process.kill()
+                continue
+            try:
+                slot.conn.send(None)
+            except OSError:
+                pass
+        for slot in slots:
+            slot.process.join(timeout=5)
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join(timeout=5)
+            if slot.process.exitcode is not None and slot.process.exitcode < 0:
+                _remove_spool_of(slot.process.pid)
 
     @staticmethod
     def _retire(slot: _Slot) -> None:
@@ -415,10 +621,11 @@ class Batch:
     def _start(self) -> _Slot:
         parent, child = self.context.Pipe()
         process = self.context.Process(
-            target=_worker, args=(child, self.make),
+            target=_worker, args=(child, self.make, os.getpid()),
             daemon=True,
         )
-        process.start()
+        with _sigint_ignored():  # inherited from the start: Ctrl-C is the parent's to handle
+            process.start()
         child.close()
         return _Slot(process, parent)
 
@@ -450,6 +657,7 @@ class Batch:
             return None
         job, slot.job = slot.job, None
         slot.ready = False
+        _remove_spool_of(slot.process.pid)  # a crash in native code skips every cleanup
         if job is None:
             return None
         code = slot.process.exitcode
@@ -457,12 +665,56 @@ class Batch:
         return Outcome(job, "failed", f"{job.input}: the worker crashed ({why})")
 
 
-def write_failures(path: Path, failures: list[Outcome]) -> None:
-    """JSON lines: {"path": ..., "error": ...}, one per failed file."""
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile (in the main thread; signals cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _remove_spool_of(pid: int | None) -> None:
+    if pid is not None:
+        from runner import spool
+
+        spool.remove_owned(pid)
+
+
+def write_failures(path: Path, failures: list[Outcome], kept: list[str] | None = None) -> None:
+    """JSON lines: {"path": ..., "error": ...}, one per failed file; ``kept``: lines of the
+    existing file to keep (see failures_of_others)."""
     from runner.write import write_atomic
 
-    lines = [json.dumps({"path": str(o.job.input), "error": o.message}) for o in failures]
+    lines = (kept or []) + [json.dumps({"path": str(o.job.input), "error": o.message})
+                            for o in failures]
     write_atomic(path, "".join(line + "\n" for line in lines))
+
+
+def failures_of_others(path: Path, summary: Summary) -> list[str]:
+    """The lines of an existing failures file about files that another run had claimed:
+    that run reports them, and whichever of the runs sharing a folder ends last leaves a
+    list that covers both."""
+    if not summary.claimed:
+        return []
+    claimed = {str(o.job.input) for o in summary.claimed}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    kept = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("path") in claimed:
+            kept.append(line)
+    return kept
 
 
 def write_warnings(path: Path, summary: Summary, jobs: list[Job]) -> bool:

@@ -317,13 +317,15 @@ def run(args: argparse.Namespace) -> int:
     elif failures and failures.exists() and not args.failures:
         failures.unlink()
     if not args.quiet:
-        line = (f"{summary.done} embedded, {summary.skipped} reused, {summary.failed} failed "
-                f"in {summary.seconds:.1f} s (vectors in {root})")
+        claimed = (f"{len(summary.claimed)} claimed by another run (left out), "
+                   if summary.claimed else "")
+        line = (f"{summary.done} embedded, {summary.skipped} reused, {claimed}"
+                f"{summary.failed} failed in {summary.seconds:.1f} s (vectors in {root})")
         if failures and summary.failures:
             line += f"; failures listed in {failures}"
         print(line, file=sys.stderr)
 
-    failed = {o.job.index for o in summary.failures}
+    failed = {o.job.index for o in summary.failures + summary.claimed}
     kept, vectors = load_vectors([j for j in jobs if j.index not in failed], root)
     if args.text:
         started = time.perf_counter()

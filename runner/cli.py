@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 # Essentia bundles libtensorflow, which prints CUDA warnings to stderr when it loads unless
@@ -65,11 +66,22 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(profile: str, input_path: str, output: str, overrides: list[str],
-         legacy_base: str = "music") -> int:
+         legacy_base: str = "music", quiet: bool = False) -> int:
+    """One file to one output. The output's extension decides its format (.json, .yaml,
+    .yml); another one gets the profile's format, and a note says so. An output that could
+    not be written is refused before the analysis."""
+    from pathlib import Path
+
+    from runner import write
     from runner.extract import Extractor
 
     extractor = Extractor(profile, overrides, legacy_base=legacy_base)
-    _print_notes(extractor.profile.notes)
+    _print_notes(extractor.profile.notes, quiet)
+    write.check_writable(output)
+    fmt = extractor.plan.output.format
+    if Path(output).suffix.lower() not in write.FORMATS and not quiet:
+        print(f"note: {output}: written as {fmt.upper()} (the profile's output.format); "
+              "name it .json, .yaml or .yml to choose", file=sys.stderr)
     doc = extractor.extract(input_path, output)
     for warning in doc["metadata"]["warnings"]:
         print(f"warning: {input_path}: {warning}", file=sys.stderr)
@@ -149,15 +161,25 @@ def _announce(plan: Any, notes: list[str], quiet: bool) -> None:
 
 
 def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music") -> int:
-    """One file to one output, or (folder, --list, --output) a batch: local workers or Dask."""
+    """One file to one output, or (folder, --list, --output, an OUTPUT that is a folder or
+    ends in '/') a batch: local workers or Dask."""
     from pathlib import Path
 
+    from runner import spool, write
+
+    spool.remove_stale()  # what killed runs left in TMPDIR
     inputs = [args.input] if args.input else []
-    is_batch = bool(args.list_file or args.output_dir or any(Path(i).is_dir() for i in inputs))
+    if args.output and args.output_dir and Path(args.output) != Path(args.output_dir):
+        raise UsageError(f"two outputs: {args.output} and --output {args.output_dir} "
+                         "(give one)")
+    into_folder = bool(args.output) and write.names_folder(args.output)
+    is_batch = bool(args.list_file or args.output_dir or into_folder
+                    or any(Path(i).is_dir() for i in inputs))
     if not is_batch:
         if not inputs or not args.output:
             raise UsageError("give INPUT and OUTPUT, or a folder / --list with --output DIR")
-        return _run(profile, args.input, args.output, args.overrides, legacy_base)
+        return _run(profile, args.input, args.output, args.overrides, legacy_base,
+                    args.quiet)
     out_dir = args.output_dir or args.output
     if not out_dir:
         raise UsageError("a folder or --list needs an output folder: --output DIR")
@@ -169,6 +191,7 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
     pairs = batch.collect(inputs, args.list_file)
     if not pairs:
         raise UsageError("no audio files found")
+    write.prepare_folder(out_dir)
     jobs, notes = batch.plan_outputs(pairs, Path(out_dir), "." + plan.output.format)
     _announce(plan, notes, args.quiet)
     runner = _batch_runner(profile, args, legacy_base, plan.digest)
@@ -179,22 +202,32 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
     finally:
         close()
     failures = Path(args.failures) if args.failures else Path(out_dir) / "failures.jsonl"
-    if summary.failures:
-        batch.write_failures(failures, summary.failures)
+    kept = batch.failures_of_others(failures, summary)
+    if summary.failures or kept:
+        batch.write_failures(failures, summary.failures, kept)
     elif failures.exists() and not args.failures:
         failures.unlink()  # from an earlier run whose failures are now done
     warnings = failures.with_name("warnings.jsonl")
     listed = batch.write_warnings(warnings, summary, jobs)
     if not args.quiet:
+        claimed = f"{len(summary.claimed)} claimed by another run, " if summary.claimed else ""
         warned = f" ({len(summary.warned)} with warnings)" if summary.warned else ""
-        line = (f"{summary.done} done{warned}, {summary.skipped} skipped (up to date), "
+        line = (f"{summary.done} done{warned}, {summary.skipped} skipped (up to date), {claimed}"
                 f"{summary.failed} failed in {summary.seconds:.1f} s")
         if summary.failures:
             line += f"; failures listed in {failures}"
         if listed:
             line += f"; warnings listed in {warnings}"
         print(line, file=sys.stderr)
+        _claims_note(runner)
     return EXIT_FAILED if summary.failed else 0
+
+
+def _claims_note(runner: Any) -> None:
+    claims = getattr(runner, "claims", None)
+    if claims is not None and claims.unsupported:
+        print(f"note: {claims.unsupported}: runs sharing this folder may analyse a file "
+              "twice", file=sys.stderr)
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -219,6 +252,11 @@ def _summary(args: argparse.Namespace) -> int:
     pairs = batch.collect(inputs, args.list_file)
     if not pairs:
         raise UsageError("no audio files found")
+    from runner import spool, write
+
+    spool.remove_stale()
+    write.check_writable(output)
+    write.prepare_folder(tracks)
     jobs, notes = batch.plan_outputs(pairs, tracks, ".json")
     _announce(plan, notes, args.quiet)
     runner = _batch_runner(args.profile_option or "summary", args, "music", plan.digest)
@@ -229,16 +267,19 @@ def _summary(args: argparse.Namespace) -> int:
     finally:
         close()
     failures = Path(args.failures) if args.failures else tracks / "failures.jsonl"
-    if result.failures:
-        batch.write_failures(failures, result.failures)
+    kept = batch.failures_of_others(failures, result)
+    if result.failures or kept:
+        batch.write_failures(failures, result.failures, kept)
     batch.write_warnings(failures.with_name("warnings.jsonl"), result, jobs)
     doc = summary.summarise(profile, plan.digest, jobs, result)
     summary.write_summary(doc, output)
     if not args.quiet:
+        claimed = (f", {len(result.claimed)} left out: claimed by another run"
+                   if result.claimed else "")
         print(f"{doc['summary']['tracks']} tracks summarised in {output} "
               f"({result.done} analysed"
               f"{f' ({len(result.warned)} with warnings)' if result.warned else ''}, "
-              f"{result.skipped} reused, {result.failed} failed; "
+              f"{result.skipped} reused, {result.failed} failed{claimed}; "
               f"per-track outputs in {tracks})", file=sys.stderr)
     return EXIT_FAILED if result.failed else 0
 
@@ -431,9 +472,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     from runner.export import export
 
-    count = export(Path(args.folder), Path(args.output), args.format, args.keep_lists)
-    print(f"{count} tracks -> {args.output}", file=sys.stderr)
-    return 0
+    count, skipped = export(Path(args.folder), Path(args.output), args.format, args.keep_lists)
+    for path, reason in skipped:
+        print(f"warning: {path}: skipped, not a readable result ({reason})", file=sys.stderr)
+    line = f"{count} tracks -> {args.output}"
+    if skipped:
+        names = ", ".join(str(path) for path, _ in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        line += f"; {len(skipped)} unreadable skipped: {names}{more}"
+    print(line, file=sys.stderr)
+    return EXIT_FAILED if skipped else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -467,11 +515,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _common(p)
     p.set_defaults(func=_cmd_schema)
 
-    p = sub.add_parser("export", help="flatten a folder of results into one CSV or Parquet table")
+    p = sub.add_parser("export", help="flatten a folder of results into one CSV or Parquet table "
+                       "(an unreadable result is skipped, named, and makes the exit code 1)")
     p.add_argument("folder", help="a folder of per-track results (e.g. from --output DIR)")
     p.add_argument("output", help="the table file to write")
     p.add_argument("--format", choices=["csv", "parquet"], default=None,
-                   help="default: from the output's extension (.csv or .parquet)")
+                   help="default: from the output's extension (.csv, .parquet or .pq)")
     p.add_argument("--keep-lists", action="store_true",
                    help="also keep variable-length lists (beat positions, ...) as JSON text")
     p.add_argument("--debug", action="store_true")
@@ -489,7 +538,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:
-        args.format = "parquet" if args.output.endswith(".parquet") else "csv"
+        from runner.export import TABLE_FORMATS, table_format
+
+        args.format = table_format(args.output)
+        if args.format is None:
+            known = ", ".join(sorted(TABLE_FORMATS))
+            return _fail(str(UsageError(
+                f"{args.output}: no table format for the extension "
+                f"'{Path(args.output).suffix}' (supported: {known}; or give --format csv or "
+                "--format parquet)")), EXIT_PROFILE)
     return _guard(lambda: args.func(args), getattr(args, "debug", False))
 
 

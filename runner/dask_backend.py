@@ -25,20 +25,35 @@ from typing import Any
 import distributed
 
 from runner import __version__
-from runner.batch import Job, Outcome, Summary, analyse_one, pending_jobs, up_to_date
+from runner.batch import (
+    Analyse,
+    Claims,
+    Job,
+    Maker,
+    Outcome,
+    Summary,
+    _ExtractorWork,
+    analyse_one,
+    claim_next,
+    pending_jobs,
+    up_to_date,
+)
 from runner.errors import ExtractorError
 
 CONNECT_TIMEOUT = "10s"
 _MAX_CACHED = 4  # profiles kept compiled per worker thread (batches of other users, --set)
 
 _local = threading.local()
+_cleaned = False  # this worker process has removed stale spool folders
 
 
 # -- on the workers ---------------------------------------------------------------------------
-def _extractor(profile: str, overrides: tuple[str, ...], legacy_base: str) -> Any:
-    """This thread's compiled Extractor for the profile, built on its first task."""
-    cache: dict[tuple[Any, ...], Any] = _local.__dict__.setdefault("extractors", {})
-    key = (profile, overrides, legacy_base)
+def _work(make: Maker) -> Analyse:
+    """This thread's per-file work for ``make`` (a compiled profile), built on its first task.
+    A worker process's first task also removes what killed runs left in its TMPDIR."""
+    global _cleaned
+    cache: dict[str, Analyse] = _local.__dict__.setdefault("works", {})
+    key = repr(make)
     if key not in cache:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before essentia loads libtensorflow
         # Model stages: the cluster's worker threads are the parallelism. Dask's nannies set
@@ -46,26 +61,36 @@ def _extractor(profile: str, overrides: tuple[str, ...], legacy_base: str) -> An
         # follows the same setting unless the worker's environment says otherwise.
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-        from runner.extract import Extractor
+        if not _cleaned:
+            from runner import spool
 
+            _cleaned = True
+            spool.remove_stale()
         if len(cache) >= _MAX_CACHED:
             cache.clear()
-        cache[key] = Extractor(profile, list(overrides), legacy_base=legacy_base, warn=False)
+        factory, args = make
+        cache[key] = factory(*args)
     return cache[key]
 
 
-def analyse_task(profile: str, overrides: tuple[str, ...], legacy_base: str, src: str,
-                 dst: str) -> tuple[str, str, float, list[str]]:
+def analyse_task(make: Maker, src: str, dst: str) -> tuple[str, str, float, list[str]]:
     """One file on a Dask worker: (status, message, seconds, warnings), as the local workers
     send.
 
     Status "fatal" means the profile cannot be compiled there (the whole batch stops).
     """
     try:
-        extractor = _extractor(profile, overrides, legacy_base)
+        analyse = _work(make)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the batch
         return "fatal", str(exc), 0.0, []
-    return analyse_one(lambda s, d: extractor.extract(s, d)["metadata"]["warnings"], src, dst)
+    return analyse_one(analyse, src, dst)
+
+
+def remove_stale_spools() -> None:
+    """Run on every worker after one died: what it left in its TMPDIR (runner.spool)."""
+    from runner import spool
+
+    spool.remove_stale()
 
 
 def worker_version() -> str:
@@ -108,7 +133,9 @@ class DaskBatch:
     """Run one profile over many files on a Dask cluster; same results as runner.batch.Batch."""
 
     def __init__(self, profile: str, overrides: list[str], legacy_base: str, digest: str,
-                 address: str, force: bool = False) -> None:
+                 address: str, force: bool = False, *, make: Maker | None = None) -> None:
+        """``make`` replaces the profile by other per-file work, as in runner.batch.Batch;
+        it must be importable on the workers."""
         # Workers may run in another directory: a profile given as a path travels absolute.
         path = os.path.expanduser(profile)
         self.profile = os.path.abspath(path) if os.path.exists(path) else profile
@@ -117,12 +144,17 @@ class DaskBatch:
         self.digest = digest
         self.address = address
         self.force = force
+        self.make: Maker = make or (_ExtractorWork,
+                                    (self.profile, self.overrides, legacy_base, False))
+        self.current = lambda job: up_to_date(job.output, self.digest)
+        self.claims = Claims(self.current, force)
+        self.crashed = False  # a worker died during the run
 
     def run(self, jobs: list[Job], report: Any) -> Summary:
         summary = Summary()
         started = time.perf_counter()
-        pending = pending_jobs(jobs, lambda job: up_to_date(job.output, self.digest), self.force,
-                               summary, report)
+        pending = pending_jobs(jobs, self.current, self.force, summary, report)
+        self.claims = Claims(self.current, self.force)
         if pending:
             pending.reverse()  # pop() from the end keeps the input order
             client = connect(self.address)
@@ -130,6 +162,7 @@ class DaskBatch:
                 self._run(client, pending, summary, report)
             finally:
                 client.close()
+                self.claims.release_all()
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -141,25 +174,36 @@ class DaskBatch:
         def refill() -> None:
             capacity = max(1, sum(client.nthreads().values()))  # workers may come and go
             while pending and len(running) < capacity:
-                job = pending.pop()
-                future = client.submit(analyse_task, self.profile, self.overrides,
-                                       self.legacy_base, os.path.abspath(job.input),
+                job = claim_next(pending, self.claims, summary, report)
+                if job is None:
+                    return
+                future = client.submit(analyse_task, self.make, os.path.abspath(job.input),
                                        str(job.output), pure=False, retries=0)
                 running[future.key] = (job, future)
                 finished.add(future)
 
+        self.crashed = False
         try:
             refill()
             for future in finished:
                 job, _ = running.pop(future.key)
+                self.crashed = self.crashed or (
+                    future.status == "error"
+                    and isinstance(future.exception(), distributed.KilledWorker))
                 outcome = self._outcome(job, future)
                 future.release()  # else a worker's death would make the scheduler redo it
+                self.claims.release(job)
                 summary.add(outcome)
                 report(outcome)
                 refill()
         finally:
             if running:  # interrupted or stopped by a fatal error: leave nothing queued
                 client.cancel([future for _, future in running.values()])
+            if self.crashed:  # a dead worker's spool folder: removed by the others on its machine
+                try:
+                    client.run(remove_stale_spools)
+                except Exception:  # noqa: BLE001 - the next run's workers remove it anyway
+                    pass
 
     @staticmethod
     def _outcome(job: Job, future: distributed.Future) -> Outcome:

@@ -17,22 +17,30 @@ from typing import Any
 
 from runner.errors import OutputError
 from runner.tree import flatten
-from runner.write import write_atomic
+from runner.write import write_atomic, write_bytes_atomic
 
 SKIP_NAMES = {"failures.jsonl"}
+TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+RESULT_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def table_format(output: str | Path) -> str | None:
+    """The table format an output's extension names; None for any other (``t.xlsx`` must
+    not silently get CSV)."""
+    return TABLE_FORMATS.get(Path(output).suffix.lower())
 
 
 def result_files(folder: Path) -> list[Path]:
     """Per-track outputs under ``folder`` (not frame files, not failure lists)."""
-    files = [p for p in sorted(folder.rglob("*.json")) + sorted(folder.rglob("*.yaml"))
-             if not p.stem.endswith("_frames") and p.name not in SKIP_NAMES
+    files = [p for p in sorted(folder.rglob("*")) if p.suffix in RESULT_SUFFIXES
+             and p.is_file() and not p.stem.endswith("_frames") and p.name not in SKIP_NAMES
              and not p.name.startswith(".")]
     return files
 
 
 def _load(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".yaml":
+    if path.suffix in (".yaml", ".yml"):
         import yaml
 
         return yaml.safe_load(text)
@@ -44,14 +52,23 @@ def _is_number_list(value: Any) -> bool:
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
 
 
-def table(folder: Path, keep_lists: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows for every result under ``folder``."""
+def table(folder: Path, keep_lists: bool = False
+          ) -> tuple[list[str], list[dict[str, Any]], list[tuple[Path, str]]]:
+    """Columns and rows for every result under ``folder``, and the files that could not be
+    read (path, reason): one damaged file must not cost the table of 50,000."""
+    import yaml
+
     rows_raw: list[tuple[str, dict[str, Any]]] = []
+    unreadable: list[tuple[Path, str]] = []
     for path in result_files(folder):
         try:
             doc = _load(path)
-        except (OSError, ValueError) as exc:
-            raise OutputError(f"{path}: not a readable result: {exc}") from None
+        except OSError as exc:
+            unreadable.append((path, exc.strerror or str(exc)))
+            continue
+        except (ValueError, yaml.YAMLError) as exc:
+            unreadable.append((path, " ".join(str(exc).split())[:200]))
+            continue
         if not isinstance(doc, dict) or "metadata" not in doc:
             continue
         rows_raw.append((str(path.relative_to(folder)), flatten(doc)))
@@ -77,16 +94,18 @@ def table(folder: Path, keep_lists: bool = False) -> tuple[list[str], list[dict[
         for name in row:
             columns.setdefault(name, None)
         rows.append(row)
-    return list(columns), rows
+    return list(columns), rows, unreadable
 
 
-def export(folder: Path, out: Path, fmt: str, keep_lists: bool = False) -> int:
-    """Write the table; returns the number of rows."""
+def export(folder: Path, out: Path, fmt: str, keep_lists: bool = False
+           ) -> tuple[int, list[tuple[Path, str]]]:
+    """Write the table; returns the number of rows and the results skipped as unreadable."""
     if not folder.is_dir():
         raise OutputError(f"{folder}: not a folder")
-    columns, rows = table(folder, keep_lists)
+    columns, rows, unreadable = table(folder, keep_lists)
     if not rows:
-        raise OutputError(f"{folder}: no results found")
+        detail = f" ({len(unreadable)} unreadable: {unreadable[0][0]}, ...)" if unreadable else ""
+        raise OutputError(f"{folder}: no results found{detail}")
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="raise")
@@ -107,9 +126,9 @@ def export(folder: Path, out: Path, fmt: str, keep_lists: bool = False) -> int:
                 arrays[name] = pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep them as text
                 arrays[name] = pa.array([None if v is None else str(v) for v in values])
-        tmp = out.with_name(f".{out.name}.tmp")
-        pq.write_table(pa.table(arrays), tmp)
-        tmp.replace(out)
+        data_buffer = io.BytesIO()
+        pq.write_table(pa.table(arrays), data_buffer)
+        write_bytes_atomic(out, data_buffer.getvalue())
     else:
         raise OutputError(f"unknown table format '{fmt}' (csv or parquet)")
-    return len(rows)
+    return len(rows), unreadable

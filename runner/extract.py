@@ -104,13 +104,14 @@ class Extractor:
         """Analyse ``path`` and write ``output`` (and its frames file if asked) atomically."""
         doc, analysis = self.analyse(path)
         cfg = self.plan.output
-        write.write_atomic(output, write.render(doc, cfg.format, cfg.indent))
+        fmt = write.output_format(output, cfg.format)  # out.yaml is YAML, out.json JSON
+        write.write_atomic(output, write.render(doc, fmt, cfg.indent))
         if analysis.models is not None and self.plan.models and self.plan.models.keep_embeddings:
             for model_id, vectors in analysis.models.embeddings.items():
                 write.write_npy_atomic(embeddings_path(output, model_id), vectors)
         if cfg.frames:
             out = Path(output)
-            frames_path = out.with_name(f"{out.stem}_frames{out.suffix or '.' + cfg.format}")
+            frames_path = out.with_name(f"{out.stem}_frames{out.suffix or '.' + fmt}")
             frames = write.frames_document(self.plan, analysis)
-            write.write_atomic(frames_path, write.render(frames, cfg.format, cfg.indent))
+            write.write_atomic(frames_path, write.render(frames, fmt, cfg.indent))
         return doc

@@ -6,7 +6,10 @@ again costs a decode and a resampling per pass (a 5-minute MP3: 0.7 s; at 48 kHz
 first pass therefore writes the signal, exactly, to a float WAV in a private temporary folder
 (``TMPDIR``), and the later passes read that instead (AudioLoader returns the same float32
 samples). The folder is made for each file and removed when its analysis ends, so a process
-that ends between files (a batch worker, which skips exit handlers) leaves nothing behind.
+that ends between files (a batch worker, which skips exit handlers) leaves nothing behind. Its
+name carries its owner (``extractor-spool-<pid>@<host>.*``): a process killed in the middle of
+a file (kill -9, a crash in native code) leaves its folder, and the next run on that machine
+removes it (remove_stale), never a folder whose process is alive.
 
 Essentia cannot write it directly: its audio writers quantise to 16 bits, and FileOutput takes
 one token per call (per sample, seconds per track), so the signal is written in blocks of
@@ -22,19 +25,66 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import struct
 import tempfile
+import time
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from runner import procs
 
 BLOCK = 65536  # samples per token written
 EXACT = 2**24  # Duration's float32 sample count is exact below this
 HEADER = 4096  # bytes: a WAV header padded (JUNK chunk) to one file-system block
 _COUNT_FROM = 0.9 * EXACT  # expected samples (from the header) from which the tail is counted
 _FALLOC_FL_INSERT_RANGE = 0x20
+PREFIX = "extractor-spool-"
+_OWNED = re.compile(re.escape(PREFIX) + procs.TAG + r"\.[^.]+$")
+# Folders named before their owner was recorded: removed once surely abandoned (a folder
+# lives as long as one file's analysis).
+UNOWNED_AGE = 24 * 3600.0
+
+
+def remove_stale(folder: str | None = None) -> list[str]:
+    """Remove the spool folders in ``folder`` (default: TMPDIR) whose process is gone;
+    returns their paths. Called when a run starts."""
+    removed = []
+    folder = folder or tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            last_used = os.stat(path).st_mtime
+        except OSError:
+            continue
+        owner = _OWNED.match(name)
+        stale = (procs.gone(int(owner[1]), owner[2], last_used) if owner
+                 else time.time() - last_used > UNOWNED_AGE)
+        if stale and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def remove_owned(pid: int, folder: str | None = None) -> None:
+    """Remove the spool folders of process ``pid`` of this machine: a batch worker that
+    died, or this process when it is told to stop in the middle of a file."""
+    folder = folder or tempfile.gettempdir()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        owner = _OWNED.match(name)
+        if owner and int(owner[1]) == pid and owner[2] == procs.host():
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 
 def wav_header(samples: int, sample_rate: int) -> bytes:
@@ -124,7 +174,7 @@ class Spool:
         """Before a run: a fresh writer (FileOutput opens its file once and never closes it),
         and the tail counter when the signal may reach 2**24 samples."""
         self.discard()
-        self.folder = tempfile.mkdtemp(prefix="extractor-spool-")
+        self.folder = tempfile.mkdtemp(prefix=f"{PREFIX}{procs.tag()}.")
         self.raw = os.path.join(self.folder, "signal.f32")
         self.wav = os.path.join(self.folder, "signal.wav")
         self.pool.clear()

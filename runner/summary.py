@@ -37,7 +37,8 @@ def summarise(profile: Profile, digest: str, jobs: list[Job], batch: Summary
     stats = spec.get("statistics") or ["mean", "stdev", "median", "min", "max"]
     names: dict[str, str] = spec.get("descriptors") or {}
     counted: dict[str, str] = spec.get("distributions") or {}
-    failed = {str(o.job.input) for o in batch.failures}
+    # another run's files (claimed) may not be written yet, or be older outputs: left out
+    failed = {str(o.job.input) for o in batch.failures + batch.claimed}
     rows: list[dict[str, Any]] = []
     for job in jobs:
         if str(job.input) in failed or not job.output.exists():

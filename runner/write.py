@@ -12,9 +12,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from runner import __version__, registry
+from runner import __version__, procs, registry
 from runner.aggregate import to_plain
-from runner.compile import AUDIO, AUDIO_OUTPUTS, Plan
+from runner.compile import AUDIO, AUDIO_OUTPUTS, Plan, Ref
 from runner.errors import OutputError
 from runner.run import Analysis, pool_values
 from runner.tree import nest
@@ -37,7 +37,7 @@ def metadata(plan: Plan, analysis: Analysis, input_path: str) -> dict[str, Any]:
             "downmix": cfg.downmix,
             "start_time": cfg.start_time,
             "end_time": cfg.end_time,
-            "equal_loudness": False,
+            "equal_loudness": equal_loudness(plan),
         },
         "sample_rate": _int(audio.get("sample_rate")),
         "number_channels": _int(audio.get("channels")),
@@ -65,6 +65,39 @@ def metadata(plan: Plan, analysis: Analysis, input_path: str) -> dict[str, Any]:
         "tags": tags,
         "warnings": list(plan.warnings) + list(analysis.warnings),
     }
+
+
+def equal_loudness(plan: Plan) -> bool:
+    """Whether the whole analysis ran on an equal-loudness-filtered signal: every descriptor
+    computed from the audio reads it through an EqualLoudness node.
+
+    Essentia's extractors write this flag (``metadata.audio_properties.analysis``): its older
+    ones analysed everything twice and wrote true in their filtered output; MusicExtractor and
+    FreesoundExtractor write false although a few of MusicExtractor's descriptors (the
+    spectral moments) read an equal-loudness spectrum. Derived from the graph with that
+    meaning, the music and freesound profiles write false as those extractors do, and a
+    profile that filters its signal before everything writes true. Model outputs read the
+    unfiltered signal.
+    """
+    memo: dict[str, bool | None] = {}
+
+    def filtered(ref: Ref) -> bool | None:  # None: no audio signal upstream
+        if ref.node == AUDIO:  # the file's properties (md5, codec, ...) are not the signal
+            return False if ref.output in ("signal", "stereo") else None
+        if ref.node not in memo:
+            memo[ref.node] = None  # the graph is acyclic; this only guards the recursion
+            node = plan.nodes.get(ref.node)
+            if node is not None and node.algorithm == "EqualLoudness":
+                memo[ref.node] = True
+            elif node is not None:
+                found = [f for f in map(filtered, node.inputs.values()) if f is not None]
+                memo[ref.node] = all(found) if found else None
+        return memo[ref.node]
+
+    found = [f for f in (filtered(d.ref) for d in plan.descriptors) if f is not None]
+    if plan.models is not None and plan.models.outputs:
+        found.append(False)
+    return bool(found) and all(found)
 
 
 def _int(value: Any) -> int | None:
@@ -288,6 +321,62 @@ def validate_output(doc: dict[str, Any], schema: Any, label: str) -> None:
 
 
 # -- writing ---------------------------------------------------------------------------------------
+FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+
+
+def output_format(path: str | Path, default: str) -> str:
+    """The format an output is written in: its extension's (.json, .yaml, .yml), else the
+    profile's (``output.format``, Essentia's ``outputFormat``). A file named ``.yaml`` never
+    holds JSON."""
+    return FORMATS.get(Path(path).suffix.lower(), default)
+
+
+def names_folder(path: str) -> bool:
+    """Whether an OUTPUT argument means a folder: it ends in a path separator or is one."""
+    return path.endswith(("/", os.sep)) or Path(path).is_dir()
+
+
+def check_writable(path: str | Path) -> None:
+    """Refuse, before any analysis, an output that could not be written: its folder cannot
+    be made, or nothing can be created there (read-only, /proc, permissions). Makes nothing."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{path}: cannot write output: it is a folder")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{path}: cannot write output: {ancestor} is not a folder")
+    _probe(path, ancestor)
+
+
+def prepare_folder(folder: str | Path) -> None:
+    """Make an output folder (and its parents) and check that files can be created in it."""
+    where = Path(folder)
+    if where.exists() and not where.is_dir():
+        raise OutputError(f"{folder}: cannot write output: it is a file, not a folder")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write output: cannot make the folder "
+                          f"({_reason(exc)})") from None
+    _probe(folder, where)
+
+
+def _probe(label: str | Path, folder: Path) -> None:
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".extractor-probe-", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{label}: cannot write output: cannot create a file in {folder} "
+                          f"({_reason(exc)})") from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
 def render(doc: dict[str, Any], fmt: str, indent: int) -> str:
     if fmt == "yaml":
         return yaml.safe_dump(doc, sort_keys=True, default_flow_style=None, width=100)
@@ -306,13 +395,37 @@ def write_npy_atomic(path: str | Path, array: Any) -> None:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside the target, then rename: never a half-written output."""
+    """Write to a temporary file beside the target, then rename: never a half-written output.
+
+    The temporary file is named ``.<name>.<pid>@<host>.<random>.tmp``: a later run removes it
+    once that process is gone (batch.remove_stale_temporaries), never while it writes.
+    Whatever the system refuses becomes one line: ``OUT: cannot write output: <reason>``.
+    """
     _write_bytes_atomic(Path(path), text.encode("utf-8"))
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Bytes, written like every output (see write_atomic)."""
+    _write_bytes_atomic(Path(path), data)
+
+
+def temporary_prefix(target: Path) -> str:
+    return f".{target.name}.{procs.tag()}."
+
+
 def _write_bytes_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file is in the way" if isinstance(exc, FileExistsError) else _reason(exc)
+        raise OutputError(f"{target}: cannot write output: cannot make the folder "
+                          f"{target.parent} ({why})") from None
+    try:
+        handle, tmp = tempfile.mkstemp(prefix=temporary_prefix(target), suffix=".tmp",
+                                       dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write output: cannot create a file in "
+                          f"{target.parent} ({_reason(exc)})") from None
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -322,9 +435,13 @@ def _write_bytes_atomic(target: Path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, IsADirectoryError):
+            raise OutputError(f"{target}: cannot write output: it is a folder") from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"{target}: cannot write output: {_reason(exc)}") from None
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -46,6 +47,31 @@ def write_audio(path: Path, signal: np.ndarray, sr: int = SR, fmt: str | None = 
         np.ascontiguousarray(stereo, dtype=np.float32)
     )
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_tmpdir(tmp_path_factory: pytest.TempPathFactory):
+    """The tests' own TMPDIR (this process's and every subprocess's): nothing they do lands
+    in the real one, and at the end nothing of ours may be left in it.
+
+    A test that kills a run (kill -9, a worker dying in native code) leaves what a killed run
+    leaves, and the run after it must remove that (runner.spool.remove_stale): a spool folder
+    left here at the end is a failure, whichever test left it.
+    """
+    folder = tmp_path_factory.mktemp("tmpdir")
+    saved_env, saved_module = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+    yield folder
+    if saved_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved_env
+    tempfile.tempdir = saved_module
+    from runner import spool
+
+    left = sorted(p.name for p in folder.iterdir() if p.name.startswith(spool.PREFIX))
+    assert not left, f"spool folders left in the tests' TMPDIR: {left}"
 
 
 @pytest.fixture(scope="session", autouse=True)

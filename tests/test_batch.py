@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,14 +77,29 @@ def test_list_file(tmp_path, library):
 
 
 def test_worker_crash_costs_one_file(tmp_path, library):
+    """A worker that dies in native code (SIGABRT in the middle of a file, its spool folder
+    written) costs that file only; the batch goes on and removes what the worker left."""
+    from runner.batch import Batch
+    from tests.work import AbortInTheMiddle
+
     (library / "c" / "broken.mp3").unlink()
     out = tmp_path / "out"
-    env = dict(os.environ, EXTRACTOR_FAULT_INJECT="song.flac", TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([command("streaming-extractor-beats"), str(library), str(out),
-                             "-j", "1"], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 1
-    assert "the worker crashed (signal 6)" in result.stderr
+    jobs, _ = plan_outputs(collect([str(library)]), out, ".json")
+    seen = []
+    engine = Batch("beats", [], "beats", "", jobs=1,
+                   make=(AbortInTheMiddle, ("beats", "song.flac")))
+    summary = engine.run(jobs, seen.append)
+    assert [o.message for o in seen if o.status == "failed"] == [
+        f"{library / 'a' / 'b' / 'song.flac'}: the worker crashed (signal 6)"]
+    assert summary.done == 2 and summary.failed == 1
     assert outputs(out) == ["a/b/song.wav.json", "c/tone.json"]  # the batch went on
+    assert spool_folders() == []
+
+
+def spool_folders(folder: Path | None = None) -> list[str]:
+    from runner.spool import PREFIX
+
+    return sorted(n for n in os.listdir(folder or tempfile.gettempdir()) if n.startswith(PREFIX))
 
 
 def test_kill_9_leaves_complete_outputs_and_a_rerun_finishes(tmp_path):
@@ -182,3 +199,189 @@ def test_long_tracks_get_a_fresh_worker_of_their_own(tmp_path, workers):
         assert not name.startswith("long") or not sharing, (name, sharing)
     if workers == 1:  # in order, each long track in a process of its own
         assert pid["short2"] == pid["short3"] and pid["short0"] != pid["short2"]
+
+
+# -- two runs, one job: claims -----------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def counted_run(log: Path, seconds: float, workers: int, lib: Path, out: Path,
+                **popen: object) -> subprocess.Popen:
+    """A batch process whose per-file work is tests.work.Counted (see there)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.work", str(log), str(seconds), str(workers), str(lib),
+         str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), **popen)
+
+
+def wait_for(condition, seconds: float = 120.0) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def empty_inputs(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"t{i:02d}.wav").write_bytes(b"")  # Counted never reads them
+    return folder
+
+
+def test_two_runs_at_once_analyse_each_file_once(tmp_path):
+    """Two batches on the same folder share the work: each file is analysed by one of them
+    (the other reports it claimed or, once written, up to date); both exit 0."""
+    lib = empty_inputs(tmp_path / "lib", 12)
+    log, out = tmp_path / "analyses.log", tmp_path / "out"
+    first = counted_run(log, 0.4, 2, lib, out)
+    wait_for(lambda: log.exists() and log.read_text())  # the first run is under way
+    second = counted_run(log, 0.4, 2, lib, out)
+    results = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], results
+    analysed = [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
+    assert sorted(analysed) == sorted(str(p) for p in lib.iterdir())  # each once
+    counts = [json.loads(stdout) for stdout, _ in results]
+    assert counts[0]["done"] + counts[1]["done"] == 12
+    assert counts[0]["done"] >= 1 and counts[1]["done"] >= 1  # they did run at the same time
+    assert counts[1]["claimed"] >= 1  # and the second met the first's claims
+    assert len(list(out.glob("*.json"))) == 12
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # claims removed
+
+
+def test_the_claims_of_a_killed_run_are_taken_over(tmp_path):
+    """kill -9 leaves a claim file, but its lock died with the process: the next run takes
+    the file over (nothing is reported claimed) and removes the leftovers."""
+    lib = empty_inputs(tmp_path / "lib", 3)
+    log, out = tmp_path / "analyses.log", tmp_path / "out"
+    killed = counted_run(log, 60, 1, lib, out, start_new_session=True)
+    wait_for(lambda: log.exists() and log.read_text())
+    claim = out / ".t00.json.claim"
+    assert claim.read_text().startswith(f"pid {killed.pid} on ")
+    os.killpg(killed.pid, signal.SIGKILL)  # the run and its worker
+    killed.communicate()
+    worker = int(log.read_text().split()[0])
+    wait_for(lambda: not Path(f"/proc/{worker}").exists() or
+             Path(f"/proc/{worker}/stat").read_text().split(") ")[1][0] in "ZX")
+    assert claim.exists()  # left behind, unlocked
+    again = counted_run(log, 0.05, 1, lib, out)
+    stdout, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
+    assert json.loads(stdout) == {"done": 3, "skipped": 0, "claimed": 0, "failed": 0}
+    assert sorted(p.name for p in out.iterdir()) == ["t00.json", "t01.json", "t02.json"]
+
+
+def test_a_file_another_live_run_holds_is_left_to_it(tmp_path, library):
+    """The real command: a file whose claim is held is not analysed, is reported as claimed
+    (exit 0, nothing failed), and the next run, once the claim is gone, does it."""
+    from runner.batch import Claims, _drop_claim, claim_path
+
+    (library / "c" / "broken.mp3").unlink()
+    out = tmp_path / "out"
+    held = claim_path(out / "c" / "tone.json")
+    held.parent.mkdir(parents=True)
+    fd = Claims.try_lock(held)
+    assert isinstance(fd, int)
+    os.write(fd, b"pid 4242 on elsewhere since 2026-01-01 00:00:00\n")
+    result = run("streaming-extractor-beats", str(library), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"claimed {library / 'c' / 'tone.wav'}" in result.stderr
+    assert ("2 done, 0 skipped (up to date), 1 claimed by another run, 0 failed"
+            in result.stderr)
+    assert outputs(out) == ["a/b/song.flac.json", "a/b/song.wav.json"]
+    assert held.exists()  # another run's claim: left alone
+    _drop_claim(held, fd)
+    again = run("streaming-extractor-beats", str(library), "--output", str(out))
+    assert "1 done, 2 skipped (up to date), 0 failed" in again.stderr
+    assert not held.exists()
+
+
+def test_two_commands_at_once_on_one_folder(tmp_path):
+    """Two streaming-extractor-beats on the same folder at once: as many analyses as files."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(6):
+        write_audio(lib / f"t{i}.wav", click_track(3.0, bpm=100 + 7 * i, seed=i))
+    out = tmp_path / "out"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    procs = [subprocess.Popen([command("streaming-extractor-beats"), str(lib), "--output",
+                               str(out), "-j", "1"], stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    done = [int(e.strip().splitlines()[-1].split(" done")[0]) for e in errors]
+    assert sum(done) == 6, errors
+    assert len(list(out.glob("*.json"))) == 6
+
+
+def test_stale_temporaries_and_free_claims_are_removed_live_ones_kept(tmp_path):
+    """What a run removes from its output folder at the start: only what nobody uses."""
+    from runner import procs
+    from runner.batch import Claims, _drop_claim, remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    files = {
+        "dead": f".a.json.{dead}@{procs.host()}.k2j3h4g5.tmp",
+        "live": f".b.json.{procs.tag()}.k2j3h4g5.tmp",  # another run writing right now
+        "other host": f".c.json.{dead}@elsewhere.k2j3h4g5.tmp",
+        "unowned old": ".d.json.k2j3h4g5.tmp",
+        "unowned new": ".e.json.k2j3h4g5.tmp",
+        "free claim": ".f.json.claim",
+        "held claim": ".g.json.claim",
+    }
+    for name in files.values():
+        (tmp_path / name).write_text("x")
+    os.utime(tmp_path / files["unowned old"], (time.time() - 7200, time.time() - 7200))
+    fd = Claims.try_lock(tmp_path / files["held claim"])
+    remove_stale_temporaries(tmp_path)
+    left = {key for key, name in files.items() if (tmp_path / name).exists()}
+    assert left == {"live", "other host", "unowned new", "held claim"}
+    _drop_claim(tmp_path / files["held claim"], fd)
+
+
+# -- the parent goes: its workers leave, quietly, and nothing is left ---------------------------
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_workers_leave_at_once_and_quietly_when_their_parent_is_killed(tmp_path, how):
+    """Only the parent is killed (the workers are not in the signal): each worker notices,
+    leaves without a traceback, and does not finish its minute-long file."""
+    lib = empty_inputs(tmp_path / "lib", 4)
+    log = tmp_path / "analyses.log"
+    batch = counted_run(log, 60, 2, lib, tmp_path / "out")
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 2)
+    workers = [int(line.split()[0]) for line in log.read_text().splitlines()]
+    batch.send_signal(how)
+    _, stderr = batch.communicate(timeout=60)
+    started = time.time()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 30)
+    assert time.time() - started < 30  # long before their files would have ended
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert not list((tmp_path / "out").glob("*.json"))  # no file was finished
+
+
+@pytest.mark.parametrize("how", ["kill -9 the parent", "Ctrl-C"])
+def test_a_stopped_batch_leaves_no_spool_and_no_traceback(tmp_path, how):
+    """The real command, stopped in the middle of a file: the workers' spool folders go with
+    them (SIGKILL of the parent: the workers remove theirs; Ctrl-C: the parent stops the
+    workers, removes them and says 'interrupted')."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(2):
+        write_audio(lib / f"t{i}.wav", click_track(20.0, seed=i))
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(tmpdir))
+    batch = subprocess.Popen([command("streaming-extractor-beats"), str(lib), "--output",
+                              str(tmp_path / "out"), "-j", "2"], stderr=subprocess.PIPE,
+                             text=True, env=env, start_new_session=True)
+    wait_for(lambda: spool_folders(tmpdir))  # a worker is in the middle of a file
+    workers = {int(name.split("-")[2].split("@")[0]) for name in spool_folders(tmpdir)}
+    if how == "Ctrl-C":
+        os.killpg(batch.pid, signal.SIGINT)  # as a terminal does: the whole group
+    else:
+        batch.kill()
+    _, stderr = batch.communicate(timeout=60)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 30)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    if how == "Ctrl-C":
+        assert batch.returncode == 130 and stderr.splitlines()[-1] == "error: interrupted"
+    assert spool_folders(tmpdir) == []

@@ -127,3 +127,135 @@ def test_resampling_to_analysis_rate(tmp_path):
     assert props["sample_rate"] == 22050
     assert props["analysis"]["sample_rate"] == 44100
     assert props["analysis"]["length"] == pytest.approx(6.0, abs=0.01)
+
+
+# -- outputs go where the user meant ------------------------------------------------------------
+@pytest.mark.parametrize("form", ["existing folder", "ends in /"])
+def test_an_output_folder_gets_the_file_inside(tmp_path, clicks_wav, form):
+    """OUTPUT naming a folder (it exists, or ends in '/') is an output folder, as --output:
+    OUT/<input stem>.json, never a file named like the folder."""
+    out = tmp_path / "out"
+    if form == "existing folder":
+        out.mkdir()
+    result = run("extractor", "run", str(MINI), str(clicks_wav),
+                 str(out) + ("/" if form == "ends in /" else ""))
+    assert result.returncode == 0, result.stderr
+    assert out.is_dir() and sorted(p.name for p in out.iterdir()) == ["clicks.json"]
+    assert json.loads((out / "clicks.json").read_text())["metadata"]["profile"]["name"] == "mini"
+
+
+def test_the_output_extension_decides_the_format(tmp_path, clicks_wav):
+    """out.yaml is YAML (Essentia's outputFormat), out.json JSON; another extension gets the
+    profile's format, and a note says so."""
+    import yaml
+
+    docs = {}
+    for name in ("out.json", "out.yaml", "out.yml", "out.sig"):
+        result = run("extractor", "run", str(MINI), str(clicks_wav), str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        text = (tmp_path / name).read_text()
+        docs[name] = yaml.safe_load(text)
+        assert text.startswith("{") == (name in ("out.json", "out.sig")), name
+        assert result.stderr == ("" if name != "out.sig" else
+                                 f"note: {tmp_path / name}: written as JSON (the profile's "
+                                 "output.format); name it .json, .yaml or .yml to choose\n")
+    assert docs["out.yaml"]["rhythm"]["bpm"] == pytest.approx(docs["out.json"]["rhythm"]["bpm"])
+    assert docs["out.yaml"].keys() == docs["out.json"].keys() == docs["out.sig"].keys()
+
+
+@pytest.mark.parametrize("where, reason", [
+    ("/proc/out.json", "cannot create a file in /proc (No such file or directory)"),
+    ("{file}/out.json", "{file} is not a folder"),
+    ("{folder}/sub/", None),  # a folder: handled as an output folder, see above
+])
+def test_an_unwritable_output_is_one_line_before_any_analysis(tmp_path, clicks_wav, where,
+                                                              reason):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    target = where.format(file=afile, folder=afile)
+    result = run("extractor", "run", str(MINI), str(clicks_wav), target)
+    assert result.returncode == 1
+    if reason is None:
+        expected = (f"error: {target}: cannot write output: cannot make the folder "
+                    "(Not a directory)")
+    else:
+        expected = f"error: {target}: cannot write output: {reason.format(file=afile)}"
+    assert result.stderr.splitlines()[-1] == expected, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_unwritable_output_folders_of_a_batch_are_one_line(tmp_path, clicks_wav):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, message in [
+        ("/proc/outdir", "/proc/outdir: cannot write output: cannot make the folder "
+                         "(No such file or directory)"),
+        (str(afile), f"{afile}: cannot write output: it is a file, not a folder"),
+    ]:
+        result = run("extractor", "run", str(MINI), str(clicks_wav.parent), out)
+        assert result.returncode == 1
+        assert result.stderr == f"error: {message}\n"
+    both = run("extractor", "run", str(MINI), str(clicks_wav), str(tmp_path / "a"),
+               "--output", str(tmp_path / "b"))
+    assert both.returncode == 2
+    assert both.stderr == (f"error: usage: two outputs: {tmp_path / 'a'} and --output "
+                           f"{tmp_path / 'b'} (give one)\n")
+
+
+def test_write_atomic_failures_are_output_errors(tmp_path, monkeypatch):
+    """Whatever the system refuses at the last moment (the target became a folder, a file is
+    where its folder should be, the disk is full) is one line naming the output, and no
+    temporary file is left."""
+    import errno
+
+    from runner import write
+    from runner.errors import OutputError
+
+    (tmp_path / "x.json").mkdir()
+    with pytest.raises(OutputError, match=r"x\.json: cannot write output: it is a folder$"):
+        write.write_atomic(tmp_path / "x.json", "{}")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OutputError, match=r"cannot make the folder .*/f/g \(Not a directory\)$"):
+        write.write_atomic(tmp_path / "f" / "g" / "y.json", "{}")
+    with pytest.raises(OutputError, match=r"cannot make the folder .*/f \(a file is in the way"):
+        write.write_atomic(tmp_path / "f" / "y.json", "{}")
+
+    def full(fd: int) -> None:  # what a full disk answers when the data is flushed
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(write.os, "fsync", full)
+    with pytest.raises(OutputError, match=r"z\.json: cannot write output: No space left on "
+                                          r"device$"):
+        write.write_atomic(tmp_path / "z.json", "{}")
+    assert sorted(os.listdir(tmp_path)) == ["f", "x.json"]
+    with pytest.raises(OutputError, match="cannot write output: cannot create a file in /proc"):
+        write.write_atomic("/proc/x.json", "{}")
+
+
+def test_equal_loudness_says_what_the_graph_does(write_profile):
+    """metadata.audio_properties.analysis.equal_loudness: true only when every descriptor
+    reads the signal through EqualLoudness (as Essentia's eqloud outputs); the music profile
+    writes false, as MusicExtractor does (tests/test_music_reference.py compares it)."""
+    from runner import compile, load
+    from runner.write import equal_loudness
+
+    def plan(text: str):
+        return compile.compile_profile(load.load_profile(str(write_profile(text))))
+
+    head = """
+        name: eq
+        stats: {lowlevel: [mean]}
+        graph:
+          eq: {algorithm: EqualLoudness, inputs: {signal: audio.signal}}
+          fc: {algorithm: FrameCutter, inputs: {signal: eq.signal}}
+          rms: {algorithm: RMS, inputs: {array: fc.frame}}
+          fc_raw: {algorithm: FrameCutter, inputs: {signal: audio.signal}}
+          zcr: {algorithm: ZeroCrossingRate, inputs: {signal: fc_raw.frame}}
+        descriptors:
+          lowlevel.rms: rms.rms
+          metadata.audio_properties.md5_encoded: {from: audio.md5, single: true}
+    """
+    assert equal_loudness(plan(head)) is True
+    assert equal_loudness(plan(head + "      lowlevel.zcr: zcr.zeroCrossingRate\n")) is False
+    assert equal_loudness(compile.compile_profile(load.load_profile("music"))) is False
+    assert equal_loudness(compile.compile_profile(load.load_profile(str(MINI)))) is False

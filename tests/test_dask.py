@@ -20,7 +20,7 @@ from tests.conftest import click_track, tone, write_audio
 from tests.test_cli import MINI, command
 
 ROOT = Path(__file__).resolve().parent.parent
-CRASH = "crash.wav"  # the cluster's workers abort on this file name (EXTRACTOR_FAULT_INJECT)
+CRASH = "crash.wav"  # a worker aborts in the middle of this file (tests.work.AbortInTheMiddle)
 
 
 def env() -> dict[str, str]:
@@ -40,8 +40,7 @@ def scheduler() -> Iterator[str]:
 
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-        env={"EXTRACTOR_FAULT_INJECT": CRASH, "PYTHONPATH": env()["PYTHONPATH"],
-             "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={"PYTHONPATH": env()["PYTHONPATH"], "TF_CPP_MIN_LOG_LEVEL": "3"},
         scheduler_kwargs={"allowed_failures": 1},  # a crashing file: two worker deaths, not 4
     ) as cluster, distributed.Client(cluster) as client:
         import runner
@@ -103,19 +102,29 @@ def test_same_outputs_failures_and_resume_as_local_workers(tmp_path, library, sc
 
 
 def test_worker_crash_costs_one_file(tmp_path, library, scheduler):
+    """A Dask worker that dies in native code in the middle of a file (SIGABRT, its spool
+    folder written) costs that file; the others are written, and the dead worker's spool
+    folder is removed by the workers left on its machine."""
+    from runner.batch import collect, plan_outputs
+    from runner.dask_backend import DaskBatch
+    from tests.test_batch import spool_folders
+    from tests.work import AbortInTheMiddle
+
     lib = tmp_path / "lib"
     shutil.copytree(library, lib)
     (lib / "c" / "broken.mp3").unlink()
-    write_audio(lib / "c" / CRASH, tone(1.0))
+    write_audio(lib / "c" / CRASH, click_track(6.0))
     out = tmp_path / "out"
-    result = run("streaming-extractor-beats", str(lib), str(out), "--dask-scheduler", scheduler)
-    assert result.returncode == 1
-    assert f"{lib / 'c' / CRASH}: the worker crashed (the Dask worker died 2 times" in (
-        result.stderr)
-    assert "2 done, 0 skipped (up to date), 1 failed" in result.stderr
+    jobs, _ = plan_outputs(collect([str(lib)]), out, ".json")
+    seen = []
+    engine = DaskBatch("beats", [], "beats", "", scheduler,
+                       make=(AbortInTheMiddle, ("beats", CRASH)))
+    summary = engine.run(jobs, seen.append)
+    assert [o.message for o in seen if o.status == "failed"] == [
+        f"{lib / 'c' / CRASH}: the worker crashed (the Dask worker died 2 times running it)"]
+    assert summary.done == 2 and summary.failed == 1
     assert sorted(contents(out)) == ["a/b/song.json", "c/tone.json"]  # the batch went on
-    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
-    assert [f["path"] for f in failures] == [str(lib / "c" / CRASH)]
+    assert spool_folders() == []
 
 
 def test_summary_command_runs_on_dask(tmp_path, library, scheduler):

@@ -347,11 +347,12 @@ def test_batches_show_count_and_list_warnings_and_keep_them_on_resume(tmp_path):
 
 def test_dask_tasks_bring_the_warnings_back(tmp_path):
     pytest.importorskip("distributed")
-    from runner.batch import Job
+    from runner.batch import Job, _ExtractorWork
     from runner.dask_backend import DaskBatch, analyse_task
 
     silent = write_audio(tmp_path / "s.wav", np.zeros(2 * SR, np.float32))
-    result = analyse_task("beats", (), "beats", str(silent), str(tmp_path / "s.json"))
+    result = analyse_task((_ExtractorWork, ("beats", (), "beats", False)), str(silent),
+                          str(tmp_path / "s.json"))
     status, message, _, warnings = result
     assert status == "done" and message == "" and warnings[0].startswith("silent: ")
 

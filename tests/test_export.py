@@ -53,3 +53,47 @@ def test_export_of_an_empty_folder_fails_cleanly(tmp_path):
     result = run("extractor", "export", str(tmp_path), str(tmp_path / "t.csv"))
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {tmp_path}: no results found"
+
+
+def test_an_unknown_table_extension_is_refused(tmp_path, results):
+    """t.xlsx never silently holds CSV: the extension names the format, or --format does."""
+    result = run("extractor", "export", str(results), str(tmp_path / "t.xlsx"))
+    assert result.returncode == 2
+    assert result.stderr == (f"error: usage: {tmp_path / 't.xlsx'}: no table format for the "
+                             "extension '.xlsx' (supported: .csv, .parquet, .pq; or give "
+                             "--format csv or --format parquet)\n")
+    assert not (tmp_path / "t.xlsx").exists()
+    forced = run("extractor", "export", str(results), str(tmp_path / "t.txt"), "--format", "csv")
+    assert forced.returncode == 0, forced.stderr
+    assert (tmp_path / "t.txt").read_text().startswith("path,")
+
+
+def test_an_unreadable_result_is_skipped_named_and_counted(tmp_path, results):
+    """One damaged file does not cost the table: it is skipped with a warning, listed in the
+    summary line, and the exit code says something was left out (1)."""
+    import shutil
+
+    folder = tmp_path / "results"
+    shutil.copytree(results, folder)
+    (folder / "cut.json").write_text('{"metadata": {"profile": ')  # a write cut short
+    (folder / "x" / "bytes.yaml").write_bytes(b"\xff\xfe\x00")
+    table = tmp_path / "t.csv"
+    result = run("extractor", "export", str(folder), str(table))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"warning: {folder / 'cut.json'}: skipped, not a readable result (Expecting value: "
+        "line 1 column 26 (char 25))",
+        f"warning: {folder / 'x' / 'bytes.yaml'}: skipped, not a readable result ('utf-8' "
+        "codec can't decode byte 0xff in position 0: invalid start byte)",
+        f"2 tracks -> {table}; 2 unreadable skipped: {folder / 'cut.json'}, "
+        f"{folder / 'x' / 'bytes.yaml'}",
+    ]
+    rows = list(csv.DictReader(table.open()))
+    assert sorted(r["path"] for r in rows) == ["fast.json", "x/slow.json"]
+
+
+def test_an_unwritable_table_is_one_line(results):
+    result = run("extractor", "export", str(results), "/proc/t.csv")
+    assert result.returncode == 1
+    assert result.stderr == ("error: /proc/t.csv: cannot write output: cannot create a file "
+                             "in /proc (No such file or directory)\n")

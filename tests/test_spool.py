@@ -160,3 +160,53 @@ def test_a_bad_file_between_good_ones_leaves_no_spool_and_changes_nothing(tmp_pa
     for name, value in first.items():
         assert np.array_equal(np.asarray(value), np.asarray(again[name])), name
     assert f"{AUDIO}.signal" not in executor.analyse(str(good)).values
+
+
+def test_a_run_removes_the_spool_folders_of_processes_that_are_gone(tmp_path):
+    """kill -9 in the middle of a file leaves its spool folder; the next run on the machine
+    removes it, and never a folder whose process is alive (or that it cannot tell about)."""
+    import subprocess
+    import time
+
+    from runner import procs
+    from tests.test_cli import MINI, command
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(tmp))
+    song = write_audio(tmp_path / "song.wav", click_track(20.0))
+    killed = subprocess.Popen([command("extractor"), "run", str(MINI), str(song),
+                               str(tmp_path / "o.json")], env=env)
+    deadline = time.time() + 120
+    while not os.listdir(tmp) and time.time() < deadline:
+        time.sleep(0.005)
+    killed.kill()  # in the middle of the file
+    killed.wait()
+    left = os.listdir(tmp)
+    assert [n.startswith(f"{spool_module.PREFIX}{killed.pid}@") for n in left] == [True]
+
+    live = tempfile.mkdtemp(prefix=f"{spool_module.PREFIX}{procs.tag()}.", dir=tmp)
+    elsewhere = tempfile.mkdtemp(prefix=f"{spool_module.PREFIX}{killed.pid}@elsewhere.",
+                                 dir=tmp)
+    unowned_old = tempfile.mkdtemp(prefix=spool_module.PREFIX, dir=tmp)  # older versions
+    os.utime(unowned_old, (time.time() - 2 * 86400,) * 2)
+    unowned_new = tempfile.mkdtemp(prefix=spool_module.PREFIX, dir=tmp)
+    pid_reused = tempfile.mkdtemp(prefix=f"{spool_module.PREFIX}{procs.tag()}.", dir=tmp)
+    os.utime(pid_reused, (1e9,) * 2)  # last used before this process started: not its own
+    short = write_audio(tmp_path / "short.wav", click_track(2.0))
+    result = subprocess.run([command("extractor"), "run", str(MINI), str(short),
+                             str(tmp_path / "o.json")], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    kept = {os.path.join(tmp, n) for n in os.listdir(tmp)}
+    assert kept == {live, elsewhere, unowned_new}
+
+
+def test_owner_tags_and_liveness():
+    from runner import procs
+
+    assert procs.tag() == f"{os.getpid()}@{procs.host()}" and "@" not in procs.host()
+    now = __import__("time").time()
+    assert not procs.gone(os.getpid(), procs.host(), now)
+    assert procs.gone(os.getpid(), procs.host(), now - 10 ** 6)  # a pid given again since
+    assert not procs.gone(2 ** 22 + 1, "elsewhere", now)  # another machine: cannot tell
+    assert procs.gone(2 ** 22 + 1, procs.host(), now)  # above the largest pid: no process
