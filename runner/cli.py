@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # Essentia bundles libtensorflow, which prints CUDA warnings to stderr when it loads unless
 # this is 3 before the first import of essentia (in this process or a worker it spawns). Its
@@ -23,6 +23,7 @@ from runner import __version__  # noqa: E402
 from runner.errors import (  # noqa: E402
     AudioError,
     ExtractorError,
+    MissingMbidError,
     ModelError,
     OutputError,
     ProfileError,
@@ -30,6 +31,7 @@ from runner.errors import (  # noqa: E402
 
 EXIT_FAILED = 1
 EXIT_PROFILE = 2
+EXIT_NO_MBID = 2  # Essentia's binary, with requireMbid: the AcousticBrainz clients' "no MBID"
 
 
 def _fail(message: str, code: int) -> int:
@@ -37,14 +39,24 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _guard(action: Callable[[], int], debug: bool) -> int:
-    """Run ``action``; turn expected failures into one line, unexpected ones into a pointer."""
+def _guard(action: Callable[[], int], debug: bool, essentia: bool = False) -> int:
+    """Run ``action``; turn expected failures into one line, unexpected ones into a pointer.
+
+    ``essentia``: the exit codes of Essentia's extractor binary, which the tools that call it
+    read (see ESSENTIA_SPELLING): 1 for every failure, 2 for a file without the MusicBrainz
+    recording id the profile requires.
+    """
+    profile_code = EXIT_FAILED if essentia else EXIT_PROFILE
     try:
         return action()
     except ProfileError as exc:
         if debug:
             raise
-        return _fail(str(exc), EXIT_PROFILE)
+        return _fail(str(exc), profile_code)
+    except MissingMbidError as exc:
+        if debug:
+            raise
+        return _fail(str(exc), EXIT_NO_MBID if essentia else EXIT_FAILED)
     except (AudioError, OutputError, ModelError, ExtractorError) as exc:
         if debug:
             raise
@@ -66,10 +78,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(profile: str, input_path: str, output: str, overrides: list[str],
-         legacy_base: str = "music", quiet: bool = False) -> int:
+         legacy_base: str = "music", quiet: bool = False, essentia: bool = False) -> int:
     """One file to one output. The output's extension decides its format (.json, .yaml,
     .yml); another one gets the profile's format, and a note says so. An output that could
-    not be written is refused before the analysis."""
+    not be written is refused before the analysis. ``essentia`` (Essentia's spelling of the
+    command): the frames go to ``OUT_frames`` and an existing OUT is rewritten in place, as
+    Essentia's binary does."""
     from pathlib import Path
 
     from runner import write
@@ -79,10 +93,12 @@ def _run(profile: str, input_path: str, output: str, overrides: list[str],
     _print_notes(extractor.profile.notes, quiet)
     write.check_writable(output)
     fmt = extractor.plan.output.format
-    if Path(output).suffix.lower() not in write.FORMATS and not quiet:
+    if Path(output).suffix.lower() not in write.FORMATS and not quiet and not essentia:
         print(f"note: {output}: written as {fmt.upper()} (the profile's output.format); "
               "name it .json, .yaml or .yml to choose", file=sys.stderr)
-    doc = extractor.extract(input_path, output)
+    doc = extractor.extract(input_path, output,
+                            frames_output=output + "_frames" if essentia else None,
+                            in_place=essentia)
     for warning in doc["metadata"]["warnings"]:
         print(f"warning: {input_path}: {warning}", file=sys.stderr)
     return 0
@@ -179,7 +195,7 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
         if not inputs or not args.output:
             raise UsageError("give INPUT and OUTPUT, or a folder / --list with --output DIR")
         return _run(profile, args.input, args.output, args.overrides, legacy_base,
-                    args.quiet)
+                    args.quiet, essentia=getattr(args, "essentia", False))
     out_dir = args.output_dir or args.output
     if not out_dir:
         raise UsageError("a folder or --list needs an output folder: --output DIR")
@@ -308,11 +324,32 @@ class UsageError(ProfileError):
 
 
 # -- streaming-extractor-<profile> ---------------------------------------------------------------
-def _extractor_command(builtin: str, argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"streaming-extractor-{builtin.replace('_', '-')}",
+class _EssentiaParser(argparse.ArgumentParser):
+    """Essentia's binary answers wrong arguments with its usage and exit code 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILED)
+
+
+# Commands named as Essentia names its binaries (streaming_extractor_music, and
+# essentia_streaming_extractor_music as Essentia's builds install it) behave as that binary
+# where the tools that call it depend on it: exit codes (_guard), OUT_frames, OUT rewritten in
+# place. The hyphenated names keep this project's conventions (README: Commands).
+ESSENTIA_SPELLING = "streaming_extractor_"
+
+
+def _extractor_command(builtin: str, argv: Sequence[str] | None = None,
+                       essentia: bool = False) -> int:
+    prog = (f"{ESSENTIA_SPELLING}{builtin}" if essentia
+            else f"streaming-extractor-{builtin.replace('_', '-')}")
+    parser = (_EssentiaParser if essentia else argparse.ArgumentParser)(
+        prog=prog,
         description=f"Run the built-in '{builtin}' profile on an audio file, a folder "
-        "(recursively) or a list of files, and write JSON.",
+        "(recursively) or a list of files, and write JSON."
+        + (" Essentia's spelling: Essentia's exit codes (1: failed, 2: no MusicBrainz id "
+           "with requireMbid), frames in OUT_frames." if essentia else ""),
     )
     parser.add_argument("input", nargs="?", help="audio file or folder")
     parser.add_argument("output", nargs="?",
@@ -324,36 +361,29 @@ def _extractor_command(builtin: str, argv: Sequence[str] | None = None) -> int:
     _batch_options(parser)
     _common(parser)
     args = parser.parse_args(argv)
+    args.essentia = essentia
     profile = args.profile_option or args.profile or builtin
-    return _guard(lambda: _execute(profile, args, legacy_base=builtin), args.debug)
+    return _guard(lambda: _execute(profile, args, legacy_base=builtin), args.debug, essentia)
 
 
-def music(argv: Sequence[str] | None = None) -> int:
-    return _extractor_command("music", argv)
+def _command(builtin: str, essentia: bool = False) -> Callable[..., int]:
+    """The console-script entry point (pyproject.toml) of a built-in profile's command."""
+    def command(argv: Sequence[str] | None = None) -> int:
+        return _extractor_command(builtin, argv, essentia=essentia)
+
+    return command
 
 
-def lowlevel(argv: Sequence[str] | None = None) -> int:
-    return _extractor_command("lowlevel", argv)
-
-
-def tonal(argv: Sequence[str] | None = None) -> int:
-    return _extractor_command("tonal", argv)
-
-
-def rhythm(argv: Sequence[str] | None = None) -> int:
-    return _extractor_command("rhythm", argv)
-
-
-def beats(argv: Sequence[str] | None = None) -> int:
-    return _extractor_command("beats", argv)
-
-
-def freesound_general(argv: Sequence[str] | None = None) -> int:
-    return _extractor_command("freesound_general", argv)
-
-
-def freesound_music(argv: Sequence[str] | None = None) -> int:
-    return _extractor_command("freesound_music", argv)
+# streaming-extractor-<name> (our conventions) and streaming_extractor_<name> (Essentia's).
+music, essentia_music = _command("music"), _command("music", essentia=True)
+lowlevel, essentia_lowlevel = _command("lowlevel"), _command("lowlevel", essentia=True)
+tonal, essentia_tonal = _command("tonal"), _command("tonal", essentia=True)
+rhythm, essentia_rhythm = _command("rhythm"), _command("rhythm", essentia=True)
+beats, essentia_beats = _command("beats"), _command("beats", essentia=True)
+freesound_general = _command("freesound_general")
+essentia_freesound_general = _command("freesound_general", essentia=True)
+freesound_music = _command("freesound_music")
+essentia_freesound_music = _command("freesound_music", essentia=True)
 
 
 def music_highlevel(argv: Sequence[str] | None = None) -> int:

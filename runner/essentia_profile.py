@@ -118,7 +118,10 @@ def apply(base: Profile, data: dict[str, Any], source: str, lines: dict[KeyPath,
         _set(base, ("output", "merge"), {k[len(MERGE) + 1:]: s.value for k, s in
                                          merged.items()},
              source, min(s.line or 0 for s in merged.values()), MERGE)
-        for setting in merged.values():
+        for key, setting in merged.items():
+            inner = key[len(MERGE) + 1:]
+            base.origins[("output", "merge", inner)] = (source, setting.line or 0)
+            base.labels[("output", "merge", inner)] = key
             if not isinstance(setting.value, (str, int, float, bool)):
                 raise ProfileError("mergeValues takes single values (Essentia merges strings)",
                                    source=source, line=setting.line, path=setting.key)

@@ -100,18 +100,29 @@ class Extractor:
             write.validate_output(doc, check, path)
         return doc, analysis
 
-    def extract(self, path: str, output: str) -> dict[str, Any]:
-        """Analyse ``path`` and write ``output`` (and its frames file if asked) atomically."""
+    def extract(self, path: str, output: str, frames_output: str | None = None,
+                in_place: bool = False) -> dict[str, Any]:
+        """Analyse ``path`` and write ``output`` (and its frames file if asked) atomically.
+
+        ``frames_output``: where the frame values go (default ``out_frames.json`` beside
+        ``out.json``). ``in_place``: an ``output`` that exists is rewritten in its own file
+        once the document is complete (see write.write_in_place), as Essentia's binary does.
+        """
         doc, analysis = self.analyse(path)
         cfg = self.plan.output
         fmt = write.output_format(output, cfg.format)  # out.yaml is YAML, out.json JSON
-        write.write_atomic(output, write.render(doc, fmt, cfg.indent))
+        text = write.render(doc, fmt, cfg.indent)
+        if in_place and Path(output).is_file():
+            write.write_in_place(output, text)
+        else:
+            write.write_atomic(output, text)
         if analysis.models is not None and self.plan.models and self.plan.models.keep_embeddings:
             for model_id, vectors in analysis.models.embeddings.items():
                 write.write_npy_atomic(embeddings_path(output, model_id), vectors)
         if cfg.frames:
             out = Path(output)
-            frames_path = out.with_name(f"{out.stem}_frames{out.suffix or '.' + fmt}")
+            frames_path = frames_output or out.with_name(
+                f"{out.stem}_frames{out.suffix or '.' + fmt}")
             frames = write.frames_document(self.plan, analysis)
             write.write_atomic(frames_path, write.render(frames, fmt, cfg.indent))
         return doc

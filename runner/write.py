@@ -404,6 +404,27 @@ def write_atomic(path: str | Path, text: str) -> None:
     _write_bytes_atomic(Path(path), text.encode("utf-8"))
 
 
+def write_in_place(path: str | Path, text: str) -> None:
+    """Rewrite an existing output in its own file (same inode), the finished document at once.
+
+    Essentia's binary writes into OUT itself, and some callers read the result through a
+    handle they hold open on OUT (abzer passes a NamedTemporaryFile): a rename would give the
+    path a new file that such a reader never sees. The document is complete before the file
+    is touched, so only a kill during this one write (milliseconds) could leave it partial;
+    the commands of our own spelling always write a new file and rename it instead.
+    """
+    target = Path(path)
+    data = text.encode("utf-8")
+    try:
+        with open(target, "r+b") as out:
+            out.write(data)
+            out.truncate()
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write output: {_reason(exc)}") from None
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Bytes, written like every output (see write_atomic)."""
     _write_bytes_atomic(Path(path), data)
