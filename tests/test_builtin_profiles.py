@@ -78,7 +78,7 @@ def test_essentia_profile_file_as_third_argument(tmp_path):
     assert set(doc["lowlevel"]["mfcc"]) == {"mean"}
     assert set(doc["tonal"]["hpcp"]) == {"mean"}
     assert doc["metadata"]["audio_properties"]["analysis"]["length"] == pytest.approx(10, abs=0.01)
-    frames = yaml.safe_load((tmp_path / "out_frames.yaml").read_text())
+    frames = yaml.safe_load((tmp_path / "out.yaml_frames").read_text())  # Essentia: OUT_frames
     # FrameCutter centres frame k at k * hop: frames while k * 2048 - 4096 / 2 < 441000 samples
     assert len(frames["lowlevel"]["spectral_centroid"]) == 217
     assert len(frames["lowlevel"]["mfcc"][0]) == 13
@@ -90,8 +90,8 @@ def test_essentia_profile_unknown_key(tmp_path):
     result = run("streaming-extractor-music", str(DEMO), str(tmp_path / "o.json"), str(profile))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"error: {profile}:3: lowlevel.frameSiz: unknown Essentia profile key for the music "
-        "profile (did you mean 'lowlevel.frameSize'?)"
+        f"error: {profile}:3: lowlevel.frameSiz: unknown key of Essentia's extractor profile "
+        "format (did you mean 'lowlevel.frameSize'?)"
     )
 
 
