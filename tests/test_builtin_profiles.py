@@ -23,7 +23,7 @@ def music_doc(tmp_path_factory) -> dict:
     result = run("streaming-extractor-music", str(DEMO), str(out))
     assert result.returncode == 0, result.stderr
     # the only line: highlevel's models are not in the (test's empty) model cache
-    assert result.stderr.startswith("note: highlevel: 17 of 17 outputs left out")
+    assert result.stderr.startswith("note: highlevel: all 17 outputs left out, their models")
     assert result.stderr.count("\n") == 1 and "extractor models fetch highlevel" in result.stderr
     return json.loads(out.read_text())
 

@@ -149,8 +149,12 @@ class ModelStage:
     def note(self) -> str:
         """One line naming what was left out and the command that can fetch it here."""
         total = len(self.config.outputs)
-        return (f"{self.config.section}: {len(self.left_out)} of {total} outputs left out "
-                f"({', '.join(self.left_out)}), their models are not in the model cache; "
+        if len(self.left_out) == total and total > 3:  # the names add nothing: all of them
+            which = f"all {total} outputs left out"
+        else:
+            which = (f"{len(self.left_out)} of {total} outputs left out "
+                     f"({', '.join(self.left_out)})")
+        return (f"{self.config.section}: {which}, their models are not in the model cache; "
                 f"{lock.fetch_hint(self.missing)}")
 
     def fingerprint(self) -> dict[str, Any]:
