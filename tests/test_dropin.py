@@ -338,11 +338,11 @@ def test_beets_xtractor_in_a_real_beets_library(svm_models, tmp_path):
     (beetsdir / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "xout").mkdir()
     env = dict(os.environ, BEETSDIR=str(beetsdir))
-    beet = str(Path(sys.executable).with_name("beet"))
 
     def run_beet(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([beet, *args], capture_output=True, text=True, env=env,
-                              timeout=600, cwd=music)  # cwd: a folder beside the library
+        return subprocess.run([sys.executable, "-m", "beets", *args], capture_output=True,
+                              text=True, env=env, timeout=600,
+                              cwd=music)  # cwd: a folder beside the library
 
     imported = run_beet("import", "-A", "-q", str(music))
     assert imported.returncode == 0, imported.stderr
