@@ -89,7 +89,8 @@ def make_audio(path: Path, seconds: float, repeat: int = 1, seed: int = 7) -> Pa
 
 def flat(args: argparse.Namespace) -> None:
     """The batch engine on N files with one worker: its memory after each file."""
-    from runner import batch, compile, load
+    from runner import batch, compile
+    from runner import profile as load
 
     overrides = NO_MODELS if args.profile == "music" else []
     plan = compile.compile_profile(load.load_profile(args.profile, overrides))

@@ -201,7 +201,8 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
         raise UsageError("a folder or --list needs an output folder: --output DIR")
     if not inputs and not args.list_file:
         raise UsageError("give a file, a folder or --list FILE")
-    from runner import batch, compile, load
+    from runner import batch, compile
+    from runner import profile as load
 
     plan = compile.compile_profile(load.load_profile(profile, args.overrides, legacy_base))
     pairs = batch.collect(inputs, args.list_file)
@@ -250,7 +251,8 @@ def _summary(args: argparse.Namespace) -> int:
     """A library profile: per-track outputs (batch engine, reused), then one summary."""
     from pathlib import Path
 
-    from runner import batch, compile, load, summary
+    from runner import batch, compile, summary
+    from runner import profile as load
 
     if args.list_file and args.input and not args.output:
         args.input, args.output = None, args.input  # summary --list files.txt summary.json
@@ -432,7 +434,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from runner import compile, load
+    from runner import compile
+    from runner import profile as load
 
     profile = load.load_profile(args.profile, args.overrides)
     plan = compile.compile_profile(profile)  # Essentia's configure checks included
@@ -447,7 +450,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from runner import load
+    from runner import profile as load
 
     table = Table("profile", "description", title="built-in profiles")
     for name in load.builtin_names():
@@ -459,10 +462,11 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from runner import compile, load, write
+    from runner import compile, write
+    from runner import profile as load
 
     if args.profile == "profile":
-        from runner.validate import load_schema
+        from runner.profile import load_schema
 
         schema = load_schema("profile.schema.json")
     else:

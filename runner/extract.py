@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from runner import aggregate, compile, load, write
+from runner import aggregate, compile, write
+from runner import profile as load
 from runner.compile import AUDIO
 from runner.errors import AudioError, ModelError
 from runner.run import Analysis, Executor
@@ -42,7 +43,7 @@ class Extractor:
 
     def __init__(self, profile: str, overrides: list[str] | None = None,
                  legacy_base: str = "music", warn: bool = True) -> None:
-        self.profile = load.load_profile(profile, overrides, legacy_base=legacy_base)
+        self.profile = load.load_profile(profile, overrides, essentia_base=legacy_base)
         self.plan = compile.compile_profile(self.profile)
         self.models = None
         if self.plan.models is not None and self.plan.models.outputs:
@@ -61,7 +62,7 @@ class Extractor:
         self.schema = write.output_schema(self.plan)
         self.checks = [write.validator(self.schema)]
         if self.plan.output.schema:
-            from runner.validate import load_schema
+            from runner.profile import load_schema
 
             self.checks.append(write.validator(load_schema(self.plan.output.schema)))
 

@@ -16,7 +16,7 @@ from runner import __version__, registry
 from runner.aggregate import to_plain
 from runner.batch import Job, Summary
 from runner.errors import ProfileError
-from runner.load import Profile
+from runner.profile import Profile
 from runner.run import pool_values
 from runner.tree import flatten
 from runner.write import render, write_atomic
@@ -90,7 +90,7 @@ def summarise(profile: Profile, digest: str, jobs: list[Job], batch: Summary
 
 
 def write_summary(doc: dict[str, Any], output: Path) -> None:
-    from runner.validate import load_schema
+    from runner.profile import load_schema
     from runner.write import validate_output
 
     validate_output(doc, load_schema("summary.output.schema.json"), str(output))

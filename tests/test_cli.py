@@ -236,7 +236,8 @@ def test_equal_loudness_says_what_the_graph_does(write_profile):
     """metadata.audio_properties.analysis.equal_loudness: true only when every descriptor
     reads the signal through EqualLoudness (as Essentia's eqloud outputs); the music profile
     writes false, as MusicExtractor does (tests/test_music_reference.py compares it)."""
-    from runner import compile, load
+    from runner import compile
+    from runner import profile as load
     from runner.write import equal_loudness
 
     def plan(text: str):

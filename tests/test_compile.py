@@ -6,7 +6,7 @@ import pytest
 
 from runner.compile import check_instantiation, compile_profile
 from runner.errors import ProfileError
-from runner.load import load_profile
+from runner.profile import load_profile
 
 HEAD = """
 name: t

@@ -369,8 +369,8 @@ def test_beets_xtractor_in_a_real_beets_library(svm_models, tmp_path):
 def test_every_essentia_svm_name_maps_to_a_pinned_model_with_its_labels():
     """The mapping table (profiles/_essentia_svm.yaml) names models of the lock file, and its
     labels turn the models' classes (inline metadata where the lock has it) into Essentia's."""
-    from runner.essentia_profile import svm_table
     from runner.models import lock
+    from runner.profile.essentia_format import svm_table
 
     essentia_classes = {
         "danceability": ["danceable", "not_danceable"],
@@ -397,7 +397,7 @@ def test_every_essentia_svm_name_maps_to_a_pinned_model_with_its_labels():
 
 
 def test_readme_drop_in_table_matches_the_mapping():
-    from runner.essentia_profile import svm_table
+    from runner.profile.essentia_format import svm_table
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme.split("## Drop-in", 1)[1].split("\n## ", 1)[0]

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner import compile, load
+from runner import compile
+from runner import profile as load
 from tests.conftest import SR, click_track, tone, write_audio
 from tests.reference_report import problems
 

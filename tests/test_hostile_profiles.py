@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from runner import cli
-from runner.load import MAX_PROFILE_BYTES
-from runner.validate import MAX_DESCRIPTORS, MAX_GRAPH_NODES
+from runner.profile.reading import MAX_PROFILE_BYTES
+from runner.profile.validate import MAX_DESCRIPTORS, MAX_GRAPH_NODES
 from tests.conftest import tone, write_audio
 
 CORPUS = Path(__file__).parent / "profiles" / "hostile"

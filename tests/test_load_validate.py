@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.errors import ProfileError
-from runner.load import load_profile, substitute_options
+from runner.profile import load_profile, substitute_options
 
 BASE = """
 name: base
@@ -40,8 +40,7 @@ def test_extends_merges_and_null_deletes(write_profile):
         """,
         "child.yaml",
     )
-    profile = load_profile(str(child))
-    substitute_options(profile)
+    profile = substitute_options(load_profile(str(child)))
     assert profile.name == "child"
     assert set(profile.data["descriptors"]) == {"lowlevel.zcr"}
     assert profile.data["graph"]["fc"]["params"]["frameSize"] == 4096  # typed, not "4096"
@@ -105,7 +104,7 @@ def test_set_overrides_values_with_types(write_profile):
     profile = load_profile(
         str(path), ["options.frame=1024", "graph.fc.params.hopSize=256", "stats.lowlevel=[mean, var]"]
     )
-    substitute_options(profile)
+    profile = substitute_options(profile)
     params = profile.data["graph"]["fc"]["params"]
     assert params == {"frameSize": 1024, "hopSize": 256}
     assert profile.data["stats"]["lowlevel"] == ["mean", "var"]
@@ -274,7 +273,7 @@ def test_options_used_only_by_a_removed_builtin_node_are_not_errors(write_profil
 
 
 def test_arithmetic_is_bounded():
-    from runner.load import arithmetic
+    from runner.profile.options import arithmetic
 
     assert arithmetic("44100.0 * 0.5") == 22050.0
     assert arithmetic("2 ** 10") == 1024
@@ -291,21 +290,22 @@ def test_arithmetic_is_bounded():
 def test_limits_are_documented_in_the_readme():
     from pathlib import Path
 
-    from runner import load, validate
+    from runner.profile import options, reading, validate
 
     text = (Path(__file__).parent.parent / "README.md").read_text()
-    for figure in (f"{load.MAX_PROFILE_BYTES // 1024} KiB", f"{load.MAX_YAML_NODES:,}",
-                   f"{load.MAX_ALIASES:,} alias", f"nesting {load.MAX_DEPTH} deep",
+    for figure in (f"{reading.MAX_PROFILE_BYTES // 1024} KiB", f"{reading.MAX_YAML_NODES:,}",
+                   f"{reading.MAX_ALIASES:,} alias", f"nesting {reading.MAX_DEPTH} deep",
                    f"{validate.MAX_GRAPH_NODES} graph nodes",
                    f"{validate.MAX_DESCRIPTORS:,} descriptors",
-                   f"{load.MAX_EXPRESSION_CHARS} characters", f"up to {load.MAX_EXPONENT}"):
+                   f"{options.MAX_EXPRESSION_CHARS} characters",
+                   f"up to {options.MAX_EXPONENT}"):
         assert figure in text, figure
 
 
 def test_a_folder_named_like_a_builtin_profile_does_not_hide_it(tmp_path, monkeypatch):
     """`streaming-extractor-music` run beside a `music/` folder (or a file named `beats`) is
     still the built-in profile; `./beats` names the local file."""
-    from runner.load import builtin_dir, resolve_reference
+    from runner.profile import builtin_dir, resolve_reference
 
     (tmp_path / "music").mkdir()
     (tmp_path / "beats").write_text("name: mine\n")

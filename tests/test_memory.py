@@ -106,7 +106,8 @@ def test_a_longer_track_does_not_cost_copies_of_its_signal(tmp_path):
 def test_long_track_statistics_by_parts_equal_the_whole_pool_call(tmp_path, monkeypatch):
     """Long tracks are aggregated a descriptor (or a band of columns) at a time, so that
     PoolAggregator's copy of the pool stays small; the numbers must not change at all."""
-    from runner import aggregate, compile, load
+    from runner import aggregate, compile
+    from runner import profile as load
     from runner.run import Executor
 
     path = write_audio(tmp_path / "m.wav", demo(12.0, seed=3))
@@ -153,7 +154,8 @@ def test_a_long_main_pass_runs_its_value_chains_before_its_frame_chains():
     coincide with the lowlevel frames, so the main pass runs as two networks, rhythm first;
     they share only the gain-normalised signal, whose outputs go nowhere twice. Passes whose
     parts would share a spectrum chain (the tonal pass) stay one network."""
-    from runner import compile, load
+    from runner import compile
+    from runner import profile as load
     from runner.compile import stream_components
     from runner.run import Executor
 
@@ -176,7 +178,8 @@ def test_a_stream_read_back_and_also_a_descriptor_is_stored_once(tmp_path, monke
     mean): the frame pool holds them once and they are read back from there (on an hour they
     were kept twice, 14 MiB). Each pass's recorded streams are let go before the hook that
     aggregates runs. The results equal those of recording the stream separately."""
-    from runner import compile, load
+    from runner import compile
+    from runner import profile as load
     from runner.run import Executor
 
     path = write_audio(tmp_path / "m.wav", demo(12.0, seed=2))

@@ -109,7 +109,8 @@ def test_packaged_lock_file_is_well_formed():
             assert model.embedding in models or any(
                 model.embedding in m.provides for m in models.values())
     # every model the built-in highlevel profile names is in the lock file
-    from runner import compile, load
+    from runner import compile
+    from runner import profile as load
 
     plan = compile.compile_profile(load.load_profile("highlevel"))
     assert plan.models is not None and len(plan.models.outputs) >= 10
@@ -591,7 +592,8 @@ def test_the_result_hash_covers_versions_and_the_models_that_run(monkeypatch):
     model pins (and what is left out), not only with the profile."""
     import essentia
 
-    from runner import compile, load
+    from runner import compile
+    from runner import profile as load
 
     profile = compile.compile_profile(load.load_profile("beats")).profile
     base = compile.result_digest(profile)

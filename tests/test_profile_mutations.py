@@ -91,9 +91,9 @@ class Mutator:
         """The graph the mutations see: the profile's own, or the built-in it extends."""
         if not self.child:
             return self.graph()
-        from runner import load
+        from runner.profile import load_profile
 
-        return load.load_profile(self.doc["extends"]).data.get("graph", {})
+        return load_profile(self.doc["extends"]).data.get("graph", {})
 
     def outputs(self) -> list[str]:
         wires = ["audio.signal", "audio.sample_rate", "audio.md5", "audio.channels"]
@@ -258,9 +258,9 @@ class Mutator:
     def option(self) -> None:
         options = self.doc.setdefault("options", {})
         if self.child:
-            from runner import load
+            from runner.profile import load_profile
 
-            options_known = load.load_profile(self.doc["extends"]).data.get("options", {})
+            options_known = load_profile(self.doc["extends"]).data.get("options", {})
         else:
             options_known = dict(options)
         if not options_known:

@@ -89,7 +89,8 @@ def test_the_header_is_copied_in_front_where_blocks_cannot_be_inserted(monkeypat
 
 
 def _profile_runs(tmp_path, overrides, path, spool_audio):
-    from runner import aggregate, compile, load
+    from runner import aggregate, compile
+    from runner import profile as load
     from runner.run import Executor
 
     plan = compile.compile_profile(load.load_profile("music", overrides))
@@ -141,7 +142,8 @@ def test_later_passes_read_the_spool_not_the_file_and_agree_exactly(tmp_path, ca
 
 def test_a_bad_file_between_good_ones_leaves_no_spool_and_changes_nothing(tmp_path, tmpdir_):
     """A failed analysis drops its networks and their spool; the next file is unaffected."""
-    from runner import compile, load
+    from runner import compile
+    from runner import profile as load
     from runner.errors import AudioError
     from runner.run import Executor
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import ModelError
-from runner.load import Profile
 from runner.models import lock
+from runner.profile import Profile
 
 
 @dataclass(frozen=True)

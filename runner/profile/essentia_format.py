@@ -29,7 +29,9 @@ from pathlib import PurePath
 from typing import Any
 
 from runner.errors import ProfileError
-from runner.load import KeyPath, Profile, builtin_dir, read_yaml
+from runner.profile.model import KeyPath, Profile
+from runner.profile.reading import read_yaml
+from runner.profile.references import builtin_dir
 
 # -- Essentia's format ----------------------------------------------------------------------------
 # Every key an Essentia music or freesound extractor reads from a profile (setExtractorOptions /
@@ -99,12 +101,15 @@ def is_essentia_profile(data: Any) -> bool:
     return any(k in ESSENTIA_KEYS or k.split(".")[0] in SECTIONS for k in keys)
 
 
-def apply(base: Profile, data: dict[str, Any], source: str, lines: dict[KeyPath, int]) -> None:
-    """Apply an Essentia profile's settings onto ``base`` (a built-in profile) in place.
+def apply(base: Profile, data: dict[str, Any], source: str, lines: dict[KeyPath, int]
+          ) -> Profile:
+    """``base`` (a built-in profile) with an Essentia profile's settings applied: a new
+    Profile whose source is the Essentia file (``base`` is left as it was).
 
     Errors name the line of the key in the Essentia file; a key written both flat and nested
     is an error naming both lines, never the last one silently winning.
     """
+    profile = base.copy(source=source)
     settings = _flatten(data, lines, source)
     merged = {k: s for k, s in settings.items() if k.split(".")[0] == MERGE}
     for key, setting in settings.items():
@@ -113,18 +118,23 @@ def apply(base: Profile, data: dict[str, Any], source: str, lines: dict[KeyPath,
         if key not in ESSENTIA_KEYS:
             raise ProfileError("unknown key of Essentia's extractor profile format",
                                source=source, line=setting.line, path=key, hint=_hint(key))
-        _apply_one(base, setting, source)
+        _apply_one(profile, setting, source)
     if merged:
-        _set(base, ("output", "merge"), {k[len(MERGE) + 1:]: s.value for k, s in
-                                         merged.items()},
-             source, min(s.line or 0 for s in merged.values()), MERGE)
-        for key, setting in merged.items():
-            inner = key[len(MERGE) + 1:]
-            base.origins[("output", "merge", inner)] = (source, setting.line or 0)
-            base.labels[("output", "merge", inner)] = key
-            if not isinstance(setting.value, (str, int, float, bool)):
-                raise ProfileError("mergeValues takes single values (Essentia merges strings)",
-                                   source=source, line=setting.line, path=setting.key)
+        _merge_values(profile, merged, source)
+    return profile
+
+
+def _merge_values(base: Profile, merged: dict[str, _Setting], source: str) -> None:
+    """``mergeValues.*``: the values added to every output (our ``output.merge``)."""
+    _set(base, ("output", "merge"), {k[len(MERGE) + 1:]: s.value for k, s in merged.items()},
+         source, min(s.line or 0 for s in merged.values()), MERGE)
+    for key, setting in merged.items():
+        inner = key[len(MERGE) + 1:]
+        base.origins[("output", "merge", inner)] = (source, setting.line or 0)
+        base.labels[("output", "merge", inner)] = key
+        if not isinstance(setting.value, (str, int, float, bool)):
+            raise ProfileError("mergeValues takes single values (Essentia merges strings)",
+                               source=source, line=setting.line, path=setting.key)
 
 
 def _apply_one(base: Profile, setting: _Setting, source: str) -> None:

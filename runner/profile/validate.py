@@ -1,42 +1,34 @@
-"""Check a profile against schemas/profile.schema.json before anything is compiled or run."""
+"""Check a profile against schemas/profile.schema.json before anything is compiled or run.
+
+Each file is checked on its own as it is read (runner.profile.extends), so that an error points
+into it; the merged profile, with its ``--set`` overrides, is checked whole
+(:func:`validate_profile`). Both are plain checks: they return or raise, and change nothing.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
 from runner.errors import ProfileError
-from runner.load import KeyPath, Profile
-
-
-def schema_dir() -> Path:
-    return Path(__file__).resolve().parent / "schemas"
-
-
-@cache
-def load_schema(name: str) -> dict[str, Any]:
-    """A schema from schemas/ by file name, or from a path."""
-    path = Path(name)
-    if not path.exists():
-        path = schema_dir() / name
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+from runner.profile.model import KeyPath, Profile
+from runner.profile.options import check_options_used
+from runner.profile.schema import PROFILE_SCHEMA, inline_refs, load_schema
 
 
 @cache
 def _profile_validator(fragment: bool) -> jsonschema.protocols.Validator:
     """The profile schema's validator, built once per process. Our own schema is checked
     against the metaschema by the tests, not on every start (that took 80 ms)."""
-    schema = load_schema("profile.schema.json")
+    schema = load_schema(PROFILE_SCHEMA)
     if fragment:
         # A file may rely on what it extends for 'name', and may override one parameter or
-        # input of an inherited node without repeating its algorithm (load.deep_merge checks
+        # input of an inherited node without repeating its algorithm (merging.deep_merge checks
         # that the node exists); the merged profile is checked against the full schema.
         schema = copy.deepcopy(schema)
         schema["required"] = []
@@ -48,26 +40,8 @@ def _profile_validator(fragment: bool) -> jsonschema.protocols.Validator:
                        node["properties"]["inputs"], schema["properties"]["stats"]):
             holder["additionalProperties"] = {
                 "anyOf": [{"type": "null"}, holder["additionalProperties"]]}
-    schema = _inline_refs(schema)
+    schema = inline_refs(schema)
     return jsonschema.validators.validator_for(schema)(schema)
-
-
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with its local ``$ref``s replaced by what they name (none is recursive):
-    jsonschema resolves a reference on every use, two thirds of its time on a large profile."""
-    defs = schema.get("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/") and len(node) == 1:
-                return inline(defs[ref[len("#/$defs/"):]])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    return inline(schema)
 
 
 # A profile's size in nodes and descriptors, checked before the schema walks it: the music
@@ -113,10 +87,13 @@ def validate_document(profile: Profile) -> None:
     _raise_first(profile, _profile_validator(True).iter_errors(data))
 
 
-def validate_profile(profile: Profile) -> None:
-    """Validate the merged profile (all fragments together)."""
+def validate_profile(profile: Profile) -> Profile:
+    """The merged profile (all fragments together, overrides applied), checked: every option
+    it sets used, its size, the schema. Returned as it was given."""
+    check_options_used(profile)
     _check_size(profile)
     _raise_first(profile, _profile_validator(False).iter_errors(profile.data))
+    return profile
 
 
 def _check_size(profile: Profile) -> None:
