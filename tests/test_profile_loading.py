@@ -314,3 +314,106 @@ def test_a_folder_named_like_a_builtin_profile_does_not_hide_it(tmp_path, monkey
     assert resolve_reference("beats") == builtin_dir() / "beats.yaml"
     assert resolve_reference("./beats").resolve() == tmp_path / "beats"
     assert load_profile("music").name == "music"
+
+
+# -- the steps are plain functions: each returns its result and leaves its input as it was ----
+def _snapshot(profile) -> str:
+    """Everything a Profile holds, as text (two equal snapshots: nothing changed)."""
+    import dataclasses
+    import json
+
+    return json.dumps({f.name: repr(getattr(profile, f.name))
+                       for f in dataclasses.fields(profile)}, sort_keys=True)
+
+
+@pytest.mark.parametrize("name", ["music", "rhythm", "freesound_general"])
+def test_compile_leaves_the_profile_it_is_given_as_it_was(name):
+    """compile_profile substitutes options into a copy (the Plan keeps that copy): the loaded
+    profile keeps its ${references}, and compiling it twice gives the same Plan."""
+    from runner.compile import compile_profile
+
+    profile = load_profile(name)
+    before = _snapshot(profile)
+    plan = compile_profile(profile)
+    assert _snapshot(profile) == before
+    assert "${" in json_text(profile.data) and "${" not in json_text(plan.profile.data)
+    assert plan.profile is not profile and plan.profile.option_uses and not profile.option_uses
+    again = compile_profile(profile)
+    assert again.digest == plan.digest and again.order == plan.order
+
+
+def json_text(data) -> str:
+    import json
+
+    return json.dumps({k: v for k, v in data.items() if k != "options"})
+
+
+def test_overrides_and_options_return_new_profiles(write_profile):
+    from runner.profile.overrides import apply_overrides
+
+    merged = load_profile(str(write_profile(BASE)))
+    before = _snapshot(merged)
+    changed = apply_overrides(merged, ["options.frame=1024", "graph.rms=null"])
+    resolved = substitute_options(changed)
+    assert _snapshot(merged) == before  # neither step touched what it was given
+    assert changed.data["options"]["frame"] == 1024 and "rms" not in changed.data["graph"]
+    assert changed.data["graph"]["fc"]["params"]["frameSize"] == "${frame}"
+    assert resolved.data["graph"]["fc"]["params"]["frameSize"] == 1024
+    assert changed.origins[("options", "frame")] == ("--set", 0)
+    assert merged.origins[("options", "frame")][0] != "--set"
+    assert apply_overrides(merged, []) is merged  # nothing to apply: the same profile
+
+
+def test_an_essentia_profile_file_leaves_its_base_as_it_was(write_profile):
+    from runner.profile import essentia_format, read_yaml
+    from runner.profile.extends import read_profile
+    from runner.profile.references import resolve_reference
+
+    path = write_profile("lowlevel:\n  frameSize: 4096\noutputFormat: yaml\n", "essentia.yaml")
+    base = read_profile(resolve_reference("lowlevel"))
+    before = _snapshot(base)
+    data, lines = read_yaml(path)
+    applied = essentia_format.apply(base, data, str(path), lines)
+    assert _snapshot(base) == before
+    assert applied.source == str(path) and applied.data["options"]["lowlevel.frameSize"] == 4096
+    assert applied.data["output"]["format"] == "yaml" and applied.where(("output", "format")) == (
+        str(path), 3)
+
+
+# -- defaults are stated once, in the schema -----------------------------------------------------
+def test_defaults_come_from_the_schema_and_are_valid(write_profile):
+    """The settings' dataclasses state no default of their own; the schema's defaults, filled
+    into a profile that leaves everything unsaid, validate and compile to those settings."""
+    import dataclasses
+
+    import jsonschema
+
+    from runner.compile import AudioConfig, OutputConfig, compile_profile
+    from runner.profile import apply_defaults, load_schema
+
+    for config in (AudioConfig, OutputConfig):
+        assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   for f in dataclasses.fields(config)), config
+    schema = load_schema("profile.schema.json")
+    filled = apply_defaults({"name": "x", "graph": {"n": {"function": "stereo_balance", "inputs": {
+        "stereo": {"from": "audio.stereo"}}}}, "descriptors": {"d": {"from": "n.balance"}}})
+    jsonschema.Draft202012Validator(schema).validate(filled)
+    audio, output = schema["properties"]["audio"]["properties"], \
+        schema["properties"]["output"]["properties"]
+    assert filled["audio"] == {k: v["default"] for k, v in audio.items() if "default" in v}
+    assert filled["output"] == {k: v["default"] for k, v in output.items() if "default" in v}
+    assert filled["graph"]["n"]["inputs"]["stereo"]["take"] == "all"
+    assert filled["descriptors"]["d"] == {"from": "n.balance", "single": False, "enabled": True}
+    plan = compile_profile(load_profile(str(write_profile(BASE))))  # no audio, no output
+    assert dataclasses.asdict(plan.audio) == filled["audio"]
+    assert dataclasses.asdict(plan.output) == {**filled["output"], "schema": None}
+
+
+def test_defaults_do_not_enter_the_result_hash(write_profile):
+    """A default filled in is not part of the resolved profile (plan.profile), so results keep
+    the hash they had before defaults came from the schema."""
+    from runner.compile import compile_profile
+
+    plain = compile_profile(load_profile(str(write_profile(BASE, "plain.yaml"))))
+    assert "audio" not in plain.profile.data and "output" not in plain.profile.data
+    assert plain.audio.sample_rate == 44100.0 and plain.output.indent == 2
