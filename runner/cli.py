@@ -289,7 +289,7 @@ def _summary(args: argparse.Namespace) -> int:
     if result.failures or kept:
         batch.write_failures(failures, result.failures, kept)
     batch.write_warnings(failures.with_name("warnings.jsonl"), result, jobs)
-    doc = summary.summarise(profile, plan.digest, jobs, result)
+    doc = summary.summarise(plan.profile, plan.digest, jobs, result)
     summary.write_summary(doc, output)
     if not args.quiet:
         claimed = (f", {len(result.claimed)} left out: claimed by another run"

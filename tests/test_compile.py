@@ -295,3 +295,18 @@ def test_configured_ports_are_bounded():
         registry.ports("Multiplexer", {"numberRealInputs": 2 ** 31 - 1})
     inputs, outputs = registry.ports("SilenceRate", {"thresholds": [0.1, 0.01]})
     assert list(outputs) == ["threshold_0", "threshold_1"]
+
+
+def test_the_plan_keeps_the_profile_with_its_options_substituted(write_profile):
+    """What reads the profile after compiling (the summary command reads its `summary`
+    section) reads plan.profile: options substituted there, the loaded profile untouched."""
+    path = write_profile("""
+        name: my_summary
+        extends: rhythm
+        options: {tempo: rhythm.bpm}
+        summary: {descriptors: {bpm: "${tempo}"}}
+        """)
+    profile = load_profile(str(path))
+    plan = compile_profile(profile)
+    assert plan.profile.data["summary"]["descriptors"] == {"bpm": "rhythm.bpm"}
+    assert profile.data["summary"]["descriptors"] == {"bpm": "${tempo}"}

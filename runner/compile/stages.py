@@ -57,7 +57,6 @@ def prune(nodes: dict[str, Node], order: list[str], descs: list[Descriptor]) -> 
             del nodes[nid]
 
 
-
 def assign_stages(nodes: dict[str, Node], order: list[str]) -> int:
     """Stage of a node: after everything it reads back; same stage as the streams it consumes.
 
@@ -177,7 +176,6 @@ def _refuse_later_audio(profile: Profile, nodes: dict[str, Node], group: list[st
         f"streams {key} (through {', '.join(r.split('__')[0] for r in readers)}): a later "
         "stage reads only the analysed mono signal again",
         "feed it from audio.signal, or keep it apart from what needs those values")
-
 
 
 def recorded_streams(nodes: dict[str, Node]) -> set[str]:

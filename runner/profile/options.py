@@ -136,8 +136,6 @@ def _references(value: Any) -> list[str]:
     return []
 
 
-
-
 _OPERATORS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
     ast.Div: operator.truediv, ast.USub: operator.neg, ast.UAdd: operator.pos,
