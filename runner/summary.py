@@ -17,7 +17,7 @@ from runner.batch import Job, Summary
 from runner.errors import ProfileError
 from runner.output import render, validate_output, write_atomic
 from runner.pools import pool_values, to_plain
-from runner.profile import Profile
+from runner.profile import Profile, load_schema
 from runner.tree import flatten
 
 
@@ -89,7 +89,5 @@ def summarise(profile: Profile, digest: str, jobs: list[Job], batch: Summary
 
 
 def write_summary(doc: dict[str, Any], output: Path) -> None:
-    from runner.profile import load_schema
-
     validate_output(doc, load_schema("summary.output.schema.json"), str(output))
     write_atomic(output, render(doc, "json", 2))

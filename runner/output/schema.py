@@ -9,6 +9,7 @@ import jsonschema
 
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Plan
 from runner.errors import OutputError
+from runner.models import lock
 
 MATRIX_STATS = {"cov", "icov"}
 
@@ -106,8 +107,6 @@ _CLASSES = {
 def _model_schemas(tree: dict[str, Any], plan: Plan) -> None:
     """Model outputs: class probabilities or a vector. Not required: with ``missing: skip``
     a model that is not in the cache is left out (and listed in metadata.models.missing)."""
-    from runner.models import lock
-
     assert plan.models is not None
     section = tree["properties"].setdefault(
         plan.models.section, {"type": "object", "properties": {}})
