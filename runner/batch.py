@@ -201,7 +201,7 @@ UNOWNED_TEMPORARY_AGE = 3600.0  # a write takes seconds: older temporaries are a
 
 def remove_stale_temporaries(out_dir: Path) -> None:
     """What killed runs left in an output folder: temporary files of interrupted writes
-    (see write.write_atomic) whose process is gone, and claims nobody holds (see Claims).
+    (see runner.output.write_atomic) whose process is gone, and claims nobody holds (see Claims).
     Another run's live writes and claims are left alone: runs may share the folder."""
     if not out_dir.is_dir():
         return
@@ -443,7 +443,7 @@ def _worker(conn: Connection, make: Maker, parent: int) -> None:
 def _exit_with(parent: int) -> None:
     """Leave as soon as ``parent`` is gone, removing this process's spool folder: nobody
     would read this file's result, and the work would go on for minutes on a long track."""
-    from runner import spool
+    from runner.analysis import spool
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -680,7 +680,7 @@ def _sigint_ignored() -> Iterator[None]:
 
 def _remove_spool_of(pid: int | None) -> None:
     if pid is not None:
-        from runner import spool
+        from runner.analysis import spool
 
         spool.remove_owned(pid)
 
@@ -688,7 +688,7 @@ def _remove_spool_of(pid: int | None) -> None:
 def write_failures(path: Path, failures: list[Outcome], kept: list[str] | None = None) -> None:
     """JSON lines: {"path": ..., "error": ...}, one per failed file; ``kept``: lines of the
     existing file to keep (see failures_of_others)."""
-    from runner.write import write_atomic
+    from runner.output import write_atomic
 
     lines = (kept or []) + [json.dumps({"path": str(o.job.input), "error": o.message})
                             for o in failures]
@@ -722,7 +722,7 @@ def write_warnings(path: Path, summary: Summary, jobs: list[Job]) -> bool:
     failures.jsonl. Lines an earlier run wrote for files this run skipped (up to date) are
     kept; files analysed again replace theirs. Returns whether any line is left (the file
     is removed otherwise)."""
-    from runner.write import write_atomic
+    from runner.output import write_atomic
 
     inputs = {str(job.input) for job in jobs}
     analysed = summary.analysed

@@ -62,7 +62,7 @@ def manifest(model: lock.Model) -> dict[str, Any]:
 
 def check_store(root: Path, model: lock.Model, refresh: bool) -> None:
     """Refuse to mix vectors of two models (or windowings) in one store; then claim it."""
-    from runner.write import write_atomic
+    from runner.output import write_atomic
 
     wanted = manifest(model)
     path = root / MANIFEST

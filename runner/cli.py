@@ -86,7 +86,7 @@ def _run(profile: str, input_path: str, output: str, overrides: list[str],
     Essentia's binary does."""
     from pathlib import Path
 
-    from runner import write
+    from runner import output as write
     from runner.extract import Extractor
 
     extractor = Extractor(profile, overrides, legacy_base=legacy_base)
@@ -181,7 +181,8 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
     ends in '/') a batch: local workers or Dask."""
     from pathlib import Path
 
-    from runner import spool, write
+    from runner import output as write
+    from runner.analysis import spool
 
     spool.remove_stale()  # what killed runs left in TMPDIR
     inputs = [args.input] if args.input else []
@@ -270,7 +271,8 @@ def _summary(args: argparse.Namespace) -> int:
     pairs = batch.collect(inputs, args.list_file)
     if not pairs:
         raise UsageError("no audio files found")
-    from runner import spool, write
+    from runner import output as write
+    from runner.analysis import spool
 
     spool.remove_stale()
     write.check_writable(output)
@@ -462,7 +464,8 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from runner import compile, write
+    from runner import compile
+    from runner import output as write
     from runner import profile as load
 
     if args.profile == "profile":

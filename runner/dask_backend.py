@@ -62,7 +62,7 @@ def _work(make: Maker) -> Analyse:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
         if not _cleaned:
-            from runner import spool
+            from runner.analysis import spool
 
             _cleaned = True
             spool.remove_stale()
@@ -87,8 +87,8 @@ def analyse_task(make: Maker, src: str, dst: str) -> tuple[str, str, float, list
 
 
 def remove_stale_spools() -> None:
-    """Run on every worker after one died: what it left in its TMPDIR (runner.spool)."""
-    from runner import spool
+    """Run on every worker after one died: what it left in its TMPDIR (runner.analysis.spool)."""
+    from runner.analysis import spool
 
     spool.remove_stale()
 

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__, registry
-from runner.aggregate import to_plain
 from runner.batch import Job, Summary
 from runner.errors import ProfileError
-from runner.profile import Profile
-from runner.run import pool_values
+from runner.output import render, validate_output, write_atomic
+from runner.pools import pool_values, to_plain
+from runner.profile import Profile, load_schema
 from runner.tree import flatten
-from runner.write import render, write_atomic
 
 
 def summary_spec(profile: Profile) -> dict[str, Any]:
@@ -90,8 +89,5 @@ def summarise(profile: Profile, digest: str, jobs: list[Job], batch: Summary
 
 
 def write_summary(doc: dict[str, Any], output: Path) -> None:
-    from runner.profile import load_schema
-    from runner.write import validate_output
-
     validate_output(doc, load_schema("summary.output.schema.json"), str(output))
     write_atomic(output, render(doc, "json", 2))

@@ -167,11 +167,11 @@ ITEMS_SCHEMA = {
     {"pair": ["a", 1.0]}, {"pair": [1.0, 1.0]}, {"stats": []},
 ])
 def test_output_validator_gives_jsonschemas_verdict_and_errors(doc):
-    """The output validator checks type-only arrays in one pass (runner.write._items); its
+    """The output validator checks type-only arrays in one pass (runner.output.schema); its
     verdict, messages and error paths must stay exactly jsonschema's."""
     import jsonschema
 
-    from runner.write import validator
+    from runner.output import validator
 
     ours = [(e.message, list(e.absolute_path)) for e in validator(ITEMS_SCHEMA).iter_errors(doc)]
     reference = jsonschema.Draft202012Validator(ITEMS_SCHEMA).iter_errors(doc)
