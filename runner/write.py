@@ -238,7 +238,7 @@ _CLASSES = {
 def _model_schemas(tree: dict[str, Any], plan: Plan) -> None:
     """Model outputs: class probabilities or a vector. Not required: with ``missing: skip``
     a model that is not in the cache is left out (and listed in metadata.models.missing)."""
-    from runner.models import lock
+    from runner.models.supply import lock
 
     assert plan.models is not None
     section = tree["properties"].setdefault(

@@ -1,6 +1,6 @@
 """Turn the musicnn 0.1.0 wheel's TF1 checkpoints into frozen graphs that Essentia runs.
 
-Run as its own process (``python -m runner.models.musicnn_convert WHEEL CHECKPOINT OUT``):
+Run as its own process (``python -m runner.models.convert.musicnn WHEEL CHECKPOINT OUT``):
 it imports tensorflow (the ``convert`` extra), which must never share a process with
 essentia (both register the same TensorFlow ops; the process dies).
 
