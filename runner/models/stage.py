@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from runner import registry
+from runner.compile import result_digest
 from runner.compile.models import ModelsConfig
 from runner.models import family
 from runner.models.family import ModelResults, ModelRunner
@@ -29,8 +30,6 @@ def prepare(plan: Any, warn: bool = True, load: bool = True) -> ModelStage | Non
     digest made final: the models that will run, and what is left out, decide the results
     as much as the profile does (runner.compile.result_digest). The batch parent (load=False)
     and every worker call this, so both compare and write the same hash."""
-    from runner.compile import result_digest
-
     if plan.models is None or not plan.models.outputs:
         return None
     stage = ModelStage(plan.models, warn=warn, load=load, alone=not plan.descriptors)
