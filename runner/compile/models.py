@@ -30,7 +30,7 @@ the extractor starts (runner.models.stage).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import ModelError
@@ -50,12 +50,14 @@ class ModelOutput:
 
 @dataclass
 class ModelsConfig:
+    """The models section, every setting given (the schema's defaults filled in)."""
+
     section: str
     outputs: list[ModelOutput]
-    missing: str = "error"
-    overlap: bool = False
-    keep_embeddings: bool = False
-    skipped: list[str] = field(default_factory=list)  # names left out by `select`
+    missing: str  # "error" or "skip"
+    overlap: bool
+    keep_embeddings: bool
+    skipped: list[str]  # names left out by `select`
 
 
 def _flag(value: Any) -> bool:
