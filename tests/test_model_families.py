@@ -171,3 +171,15 @@ def test_a_new_family_leaves_out_what_is_not_in_the_cache(
     assert list(doc["toy"]) == ["loud"]
     assert doc["metadata"]["models"]["missing"] == ["toy-gone"]
     assert doc["metadata"]["models"]["left_out"] == ["gone"]
+
+
+def test_every_conversion_tool_is_a_module_the_fetch_and_nix_both_run() -> None:
+    from runner.models.supply.fetch import CONVERTERS
+
+    tools = {m.convert["tool"] for m in lock.models().values() if m.source}
+    assert tools and tools <= set(CONVERTERS)
+    nix = (ROOT / "nix" / "models.nix").read_text(encoding="utf-8")
+    for tool in tools:
+        module = CONVERTERS[tool]
+        assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
+        assert f"{tool} =" in nix and f'"{module}"' in nix, (tool, module)
