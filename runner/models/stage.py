@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from runner import registry
-from runner.compile import result_digest
+from runner.compile import Plan, result_digest
 from runner.compile.models import ModelsConfig
 from runner.models import family
 from runner.models.family import ModelResults, ModelRunner
@@ -25,7 +25,7 @@ from runner.models.supply import cache, lock
 __all__ = ["ModelResults", "ModelStage", "prepare"]
 
 
-def prepare(plan: Any, warn: bool = True, load: bool = True) -> ModelStage | None:
+def prepare(plan: Plan, warn: bool = True, load: bool = True) -> ModelStage | None:
     """The plan's model stage (None without one), resolved in the cache; and the plan's
     digest made final: the models that will run, and what is left out, decide the results
     as much as the profile does (runner.compile.result_digest). The batch parent (load=False)
