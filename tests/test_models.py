@@ -640,12 +640,13 @@ MTG_MODELS_PAGE = ("https://github.com/MTG/essentia/blob/b9fa6cb674ca43dfb94d28d
                    "doc/sphinxdoc/models.rst")
 
 
-def test_one_licence_per_model_in_the_lock_the_readme_and_models_list():
+def test_one_licence_per_model_in_the_lock_the_docs_and_models_list():
     """Every entry states its licence and the page that states it; MTG's files carry the
-    licence of MTG's models page, which the README gives too (not the older CC BY-NC-ND)."""
+    licence of MTG's models page, which docs/models.md gives too (not the older CC BY-NC-ND)."""
     from runner.models.supply import lock
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "models.md").read_text(
+        encoding="utf-8")
     models = lock.models()
     for model in models.values():
         assert model.license and re.fullmatch(r"https://\S+", str(model.license_source)), model.id

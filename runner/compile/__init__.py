@@ -113,7 +113,7 @@ def _plan_warnings(data: dict[str, Any]) -> list[str]:
     if not unavailable:
         return []
     return [f"{models['section']}: {', '.join(map(str, unavailable))} left out: Essentia's "
-            "SVM classifiers, with no model here (README: Drop-in)"]
+            "SVM classifiers, with no model here (docs/drop-in.md)"]
 
 
 def result_digest(profile: Profile, models: dict[str, Any] | None = None) -> str:
