@@ -25,7 +25,8 @@ if importlib.util.find_spec("laion_clap") is None:  # not importorskip: its impo
 
 from runner import clap_search, cli  # noqa: E402
 from runner.errors import ModelError  # noqa: E402
-from runner.models import cache, clap, lock  # noqa: E402
+from runner.models import clap  # noqa: E402
+from runner.models.supply import cache, lock  # noqa: E402
 from tests.conftest import tone, write_audio  # noqa: E402
 
 SR = 48000

@@ -369,7 +369,7 @@ def test_beets_xtractor_in_a_real_beets_library(svm_models, tmp_path):
 def test_every_essentia_svm_name_maps_to_a_pinned_model_with_its_labels():
     """The mapping table (profiles/_essentia_svm.yaml) names models of the lock file, and its
     labels turn the models' classes (inline metadata where the lock has it) into Essentia's."""
-    from runner.models import lock
+    from runner.models.supply import lock
     from runner.profile.essentia_format import svm_table
 
     essentia_classes = {

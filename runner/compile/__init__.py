@@ -24,6 +24,7 @@ import json
 from typing import Any
 
 from runner import __version__, registry
+from runner.compile.models import compile_models
 from runner.compile.names import check_merge, check_output_names
 from runner.compile.nodes import check_configuration, check_mode, make_descriptors, make_node
 from runner.compile.plan import (
@@ -55,7 +56,6 @@ from runner.compile.wiring import (
     output_rates,
     topological_order,
 )
-from runner.models.plan import compile_models
 from runner.profile import Profile, apply_defaults, substitute_options
 
 __all__ = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.models.plan import ModelsConfig
+from runner.compile.models import ModelsConfig
 from runner.profile import KeyPath, Profile
 
 AUDIO = "audio"

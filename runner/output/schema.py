@@ -9,7 +9,7 @@ import jsonschema
 
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Plan
 from runner.errors import OutputError
-from runner.models import lock
+from runner.models.supply import lock
 
 MATRIX_STATS = {"cov", "icov"}
 
