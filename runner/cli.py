@@ -572,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runner.models.commands import add_parser as add_models_parser
 
     add_models_parser(sub)
+    from runner.training.commands import add_commands as add_training_commands
+
+    add_training_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:

@@ -68,3 +68,7 @@ class ModelError(ExtractorError):
     def __init__(self, message: str, model_id: str | None = None) -> None:
         self.model_id = model_id
         super().__init__(message)
+
+
+class TrainingError(ExtractorError):
+    """A groundtruth, filelist or feature set that a classifier cannot be trained on."""

@@ -18,6 +18,8 @@ from runner.models.supply import lock
 class Runner:
     """The CLAP outputs of one extractor, in the profile's order."""
 
+    writes_classes = False  # an embedding vector per output
+
     def __init__(self, config: ModelsConfig) -> None:
         self.config = config
         self.outputs: list[tuple[ModelOutput, lock.Model]] = []

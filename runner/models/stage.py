@@ -117,9 +117,11 @@ class ModelStage:
                 "left_out": sorted(self.left_out)}
 
     # -- running --------------------------------------------------------------------------
-    def run(self, signal: np.ndarray, rate: float) -> ModelResults:
-        """One track's model descriptors, from the analysed signal at ``rate``."""
-        results = ModelResults({}, {}, {})
+    def run(self, signal: np.ndarray, rate: float,
+            track: dict[str, Any] | None = None) -> ModelResults:
+        """One track's model descriptors, from the analysed signal at ``rate`` (and, for
+        classifiers of descriptors, the track's own descriptors ``track``, flat)."""
+        results = ModelResults({}, {}, {}, dict(track or {}))
         resampled: dict[float, np.ndarray] = {}
 
         def audio(target: float) -> np.ndarray:
