@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +131,10 @@ def train(args: argparse.Namespace) -> int:
     report = _scores(outcome, x, y, args)
     final = search.fit(outcome.best, x, y, probability=True)
     classes = [str(c) for c in final.classes_]
-    onnx_bytes = export.to_onnx(final, x.shape[1])
-    _check_export(final, onnx_bytes, x[:16])
+    with warnings.catch_warnings():  # sklearn 1.9 deprecates SVC's probabilities: ours to fix
+        warnings.simplefilter("ignore", FutureWarning)
+        onnx_bytes = export.to_onnx(final, x.shape[1])
+        _check_export(final, onnx_bytes, x[:16])
     meta = export.metadata(name, classes, feats, onnx_bytes, report, args.profile,
                            Path(args.groundtruth).name)
     paths = export.write(out, name, onnx_bytes, meta, report)

@@ -34,6 +34,9 @@ def to_onnx(model: Any, width: int) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
+    from runner.training.gaussianise import register
+
+    register()
     classifier = model.steps[-1][1]
     try:
         onx = convert_sklearn(model, initial_types=[(INPUT, FloatTensorType([None, width]))],

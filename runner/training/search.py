@@ -4,11 +4,11 @@ refit on the training part and scored on a held-out part (an honest estimate: th
 never saw it), then refit on every track for export.
 
 Each configuration is one Pipeline (preprocessing inside it, so nothing leaks between folds):
-``standardise`` (StandardScaler: Gaia's ``normalize``) or ``gaussianise`` (PowerTransformer,
-Yeo-Johnson: Gaia's ``gaussianize`` maps each descriptor to a normal distribution;
-QuantileTransformer(output_distribution='normal') would be closer but skl2onnx 1.20 cannot
-export it), then SVC (RBF and linear, C and gamma on Gaia's log2 grid), LogisticRegression, and
-for embeddings a small MLP.
+``standardise`` (StandardScaler: Gaia's ``normalize``) or ``gaussianise`` (Gaia's
+``gaussianize``: each descriptor through its quantiles onto a normal distribution, as
+QuantileTransformer(output_distribution='normal') does, in a form skl2onnx can export:
+runner.training.gaussianise), then SVC (RBF and linear, C and gamma on Gaia's log2 grid),
+LogisticRegression, and for embeddings a small MLP.
 """
 
 from __future__ import annotations
@@ -61,11 +61,13 @@ def pipeline(config: Config, probability: bool = False, seed: int = 0) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import PowerTransformer, StandardScaler
+    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    from runner.training.gaussianise import Gaussianise
+
     params = dict(config.params)
-    prep = StandardScaler() if config.preprocessing == "standardise" else PowerTransformer()
+    prep = StandardScaler() if config.preprocessing == "standardise" else Gaussianise()
     if config.classifier == "svm-rbf":
         clf: Any = SVC(kernel="rbf", C=params["C"], gamma=params["gamma"],
                        class_weight="balanced", probability=probability, random_state=seed)

@@ -1,0 +1,93 @@
+"""Gaia's ``gaussianize`` as a scikit-learn transformer that exports to ONNX.
+
+Each descriptor is mapped through its own empirical quantiles onto a standard normal: the
+value at quantile p goes to the normal's quantile at p, linearly between knots, clipped at
+the ends (QuantileTransformer(output_distribution='normal') does this too, but skl2onnx 1.20
+refuses to export it: "Conversion of QuantileTransformer with output_distribution='normal' is
+not supported"). The map is a sum of ramps, ``c + sum_k s_k (relu(x - q_k) - relu(x - q_k+1))``,
+which is the same six ONNX operators for any data: the graph computes exactly what
+:meth:`Gaussianise.transform` computes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+KNOTS = 32
+TAIL = 1e-3  # the extreme knots map to the normal's quantiles at 0.001 and 0.999 (+-3.09)
+
+
+class Gaussianise(TransformerMixin, BaseEstimator):
+    """Per-descriptor empirical quantiles -> standard normal quantiles (piecewise linear)."""
+
+    def __init__(self, knots: int = KNOTS) -> None:
+        self.knots = knots
+
+    def fit(self, x: np.ndarray, y: Any = None) -> Gaussianise:
+        from scipy.stats import norm
+
+        x = np.asarray(x, dtype=np.float64)
+        count = max(2, min(self.knots, x.shape[0]))
+        probs = np.linspace(0.0, 1.0, count)
+        self.quantiles_ = np.quantile(x, probs, axis=0)  # (knots, columns)
+        targets = norm.ppf(np.clip(probs, TAIL, 1 - TAIL))
+        steps = np.diff(self.quantiles_, axis=0)
+        rises = np.diff(targets)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.slopes_ = np.where(steps > 0, rises / np.where(steps > 0, steps, 1.0), 0.0)
+        varies = (steps > 0).any(axis=0)
+        self.offset_ = np.where(varies, targets[0], 0.0)  # a constant descriptor maps to 0
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        out = np.broadcast_to(self.offset_, x.shape).copy()
+        for k in range(self.slopes_.shape[0]):
+            low, high = self.quantiles_[k], self.quantiles_[k + 1]
+            out += self.slopes_[k] * (np.maximum(x - low, 0.0) - np.maximum(x - high, 0.0))
+        return out
+
+
+def _shape(operator: Any) -> None:
+    from skl2onnx.common.data_types import FloatTensorType
+
+    width = operator.raw_operator.n_features_in_
+    operator.outputs[0].type = FloatTensorType([None, width])
+
+
+def _convert(scope: Any, operator: Any, container: Any) -> None:
+    """The ramps in ONNX: (n, d, 1) against (d, knots-1) lows and highs."""
+    from skl2onnx.algebra.onnx_ops import (
+        OnnxAdd,
+        OnnxMul,
+        OnnxReduceSum,
+        OnnxRelu,
+        OnnxSub,
+        OnnxUnsqueeze,
+    )
+
+    model: Gaussianise = operator.raw_operator
+    opv = container.target_opset
+    f32 = np.float32
+    x = OnnxUnsqueeze(operator.inputs[0], np.array([2], dtype=np.int64), op_version=opv)
+    lows = model.quantiles_[:-1].T.astype(f32)
+    highs = model.quantiles_[1:].T.astype(f32)
+    ramps = OnnxSub(OnnxRelu(OnnxSub(x, lows, op_version=opv), op_version=opv),
+                    OnnxRelu(OnnxSub(x, highs, op_version=opv), op_version=opv),
+                    op_version=opv)
+    summed = OnnxReduceSum(OnnxMul(ramps, model.slopes_.T.astype(f32), op_version=opv),
+                           np.array([2], dtype=np.int64), keepdims=0, op_version=opv)
+    result = OnnxAdd(summed, model.offset_.astype(f32), op_version=opv,
+                     output_names=operator.outputs[:1])
+    result.add_to(scope, container)
+
+
+def register() -> None:
+    """Teach skl2onnx this transformer (once per process)."""
+    from skl2onnx import update_registered_converter
+
+    update_registered_converter(Gaussianise, "ExtractorProfilesGaussianise", _shape, _convert)
