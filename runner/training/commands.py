@@ -149,12 +149,9 @@ def train(args: argparse.Namespace) -> int:
 def _scores(outcome: search.Outcome, x: np.ndarray, y: np.ndarray,
             args: argparse.Namespace) -> dict[str, Any]:
     """report.json: the search, cross-validated and held-out scores of the best."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
     classes = sorted(set(y.tolist()))
     train, test = outcome.train_index, outcome.test_index
-    folds = StratifiedKFold(args.folds, shuffle=True, random_state=args.seed)
-    cv_pred = cross_val_predict(search.pipeline(outcome.best), x[train], y[train], cv=folds)
+    cv_pred = search.cross_predict(outcome.best, x[train], y[train], args.folds, args.seed)
     report: dict[str, Any] = {
         "training": {"configuration": outcome.best.label(), "folds": args.folds,
                      "test_fraction": args.test_fraction, "seed": args.seed,

@@ -3,7 +3,8 @@
 The default selection is Gaia's ``basic`` preprocessing as its classification projects set it
 up: every number and fixed-size vector of numbers, without ``metadata.*``, without
 derivatives and extremes (``*.dmean*``, ``*.dvar*``, ``*.min``, ``*.max``), without matrices
-(``*.cov``, ``*.icov``), strings or frame lists (whose length varies from track to track),
+(``*.cov``, ``*.icov``), strings or frame lists (whose length varies from track to track;
+beat and onset positions always),
 and without other models' outputs (``highlevel.*``). A track whose result lacks a selected
 descriptor, or holds a non-finite value (null: an undefined statistic), is left out and
 reported, never filled with zeros: a zero is a value the classifier would learn from.
@@ -28,7 +29,9 @@ from runner.errors import TrainingError
 from runner.tree import flatten
 
 DEFAULT_EXCLUDE = ("metadata.*", "highlevel.*", "*.dmean", "*.dmean2", "*.dvar", "*.dvar2",
-                   "*.min", "*.max", "*.cov", "*.icov")
+                   "*.min", "*.max", "*.cov", "*.icov",
+                   # positions in time, even where every track has as many
+                   "*.beats_position", "*.onset_times", "*_ticks")
 
 
 @dataclass(frozen=True)

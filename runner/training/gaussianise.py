@@ -4,9 +4,10 @@ Each descriptor is mapped through its own empirical quantiles onto a standard no
 value at quantile p goes to the normal's quantile at p, linearly between knots, clipped at
 the ends (QuantileTransformer(output_distribution='normal') does this too, but skl2onnx 1.20
 refuses to export it: "Conversion of QuantileTransformer with output_distribution='normal' is
-not supported"). The map is a sum of ramps, ``c + sum_k s_k (relu(x - q_k) - relu(x - q_k+1))``,
-which is the same six ONNX operators for any data: the graph computes exactly what
-:meth:`Gaussianise.transform` computes.
+not supported"). The map is a sum of ramps, ``c + sum_k s_k (min(max(x, q_k), q_k+1) - q_k)``
+(each term bounded by its own segment, so float32 keeps descriptors of 1e-16 and of 1e14
+apart), the same six ONNX operators for any data: the graph computes what
+:meth:`Gaussianise.transform` computes, within float32 rounding.
 """
 
 from __future__ import annotations
@@ -29,26 +30,29 @@ class Gaussianise(TransformerMixin, BaseEstimator):
     def fit(self, x: np.ndarray, y: Any = None) -> Gaussianise:
         from scipy.stats import norm
 
-        x = np.asarray(x, dtype=np.float64)
+        # knots at values of the data (float32, as the ONNX graph holds them): a knot between
+        # two float32 values would move when the graph rounds it, and a steep segment with it
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)
         count = max(2, min(self.knots, x.shape[0]))
         probs = np.linspace(0.0, 1.0, count)
-        self.quantiles_ = np.quantile(x, probs, axis=0)  # (knots, columns)
+        self.quantiles_ = np.quantile(x, probs, axis=0, method="nearest")  # (knots, columns)
         targets = norm.ppf(np.clip(probs, TAIL, 1 - TAIL))
         steps = np.diff(self.quantiles_, axis=0)
         rises = np.diff(targets)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             self.slopes_ = np.where(steps > 0, rises / np.where(steps > 0, steps, 1.0), 0.0)
+        self.slopes_ = self.slopes_.astype(np.float32).astype(np.float64)
         varies = (steps > 0).any(axis=0)
         self.offset_ = np.where(varies, targets[0], 0.0)  # a constant descriptor maps to 0
         self.n_features_in_ = x.shape[1]
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)
         out = np.broadcast_to(self.offset_, x.shape).copy()
         for k in range(self.slopes_.shape[0]):
             low, high = self.quantiles_[k], self.quantiles_[k + 1]
-            out += self.slopes_[k] * (np.maximum(x - low, 0.0) - np.maximum(x - high, 0.0))
+            out += self.slopes_[k] * (np.minimum(np.maximum(x, low), high) - low)
         return out
 
 
@@ -63,9 +67,10 @@ def _convert(scope: Any, operator: Any, container: Any) -> None:
     """The ramps in ONNX: (n, d, 1) against (d, knots-1) lows and highs."""
     from skl2onnx.algebra.onnx_ops import (
         OnnxAdd,
+        OnnxMax,
+        OnnxMin,
         OnnxMul,
         OnnxReduceSum,
-        OnnxRelu,
         OnnxSub,
         OnnxUnsqueeze,
     )
@@ -76,9 +81,8 @@ def _convert(scope: Any, operator: Any, container: Any) -> None:
     x = OnnxUnsqueeze(operator.inputs[0], np.array([2], dtype=np.int64), op_version=opv)
     lows = model.quantiles_[:-1].T.astype(f32)
     highs = model.quantiles_[1:].T.astype(f32)
-    ramps = OnnxSub(OnnxRelu(OnnxSub(x, lows, op_version=opv), op_version=opv),
-                    OnnxRelu(OnnxSub(x, highs, op_version=opv), op_version=opv),
-                    op_version=opv)
+    clipped = OnnxMin(OnnxMax(x, lows, op_version=opv), highs, op_version=opv)
+    ramps = OnnxSub(clipped, lows, op_version=opv)
     summed = OnnxReduceSum(OnnxMul(ramps, model.slopes_.T.astype(f32), op_version=opv),
                            np.array([2], dtype=np.int64), keepdims=0, op_version=opv)
     result = OnnxAdd(summed, model.offset_.astype(f32), op_version=opv,

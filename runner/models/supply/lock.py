@@ -198,6 +198,8 @@ def models() -> dict[str, Model]:
 def _models(extra: str) -> dict[str, Model]:
     table: dict[str, Model] = {}
     for path in [LOCK_FILE, *(Path(p) for p in extra.split(os.pathsep) if p)]:
+        if path != LOCK_FILE and not path.exists():
+            continue  # a lock file of your own not written yet (`extractor models add` does)
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
