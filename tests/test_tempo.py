@@ -1,0 +1,65 @@
+"""runner/tempo/: madmom's tempo and downbeats on click tracks, and the tempo consensus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runner.errors import ModelError
+from runner.tempo import madmom_tempo as mt
+from tests.conftest import SR, click_track
+
+needs_madmom = pytest.mark.skipif(mt.missing() is not None,
+                                  reason=f"madmom's models: {mt.missing()}")
+
+
+def accented_clicks(seconds: float, bpm: float, beats_per_bar: int, sr: int = SR) -> np.ndarray:
+    """A low, loud click on each downbeat and a high, soft one on the other beats."""
+    n = int(seconds * sr)
+    x = np.zeros(n)
+    period = 60.0 / bpm
+    k = np.arange(2048)
+    for beat in range(int(seconds / period)):
+        start = int(round(beat * period * sr))
+        down = beat % beats_per_bar == 0
+        freq, gain = (300.0, 1.0) if down else (1500.0, 0.4)
+        burst = gain * np.sin(2 * np.pi * freq * k / sr) * np.exp(-k / 400.0)
+        x[start:start + 2048] += burst[: max(0, min(2048, n - start))]
+    return (0.8 * x / np.abs(x).max()).astype(np.float32)
+
+
+@needs_madmom
+@pytest.mark.parametrize("bpm", [93.0, 141.0])
+def test_madmom_tempo_of_a_click_track(bpm):
+    estimate = mt.madmom_tempo(click_track(20.0, bpm=bpm), SR)
+    assert abs(estimate.bpm - bpm) / bpm < 0.04
+    assert abs(estimate.beats_bpm - bpm) / bpm < 0.02
+    assert estimate.tempi[0, 0] == estimate.bpm and abs(estimate.tempi[:, 1].sum() - 1) < 1e-6
+    assert estimate.histogram.shape == estimate.histogram_bpm.shape
+    assert len(estimate.activation) == 20 * mt.FPS
+
+
+@needs_madmom
+def test_madmom_tempo_resamples_other_rates():
+    estimate = mt.madmom_tempo(click_track(15.0, bpm=120.0, sr=22050), 22050)
+    assert abs(estimate.bpm - 120.0) / 120.0 < 0.04
+    assert len(estimate.activation) == 15 * mt.FPS
+
+
+@needs_madmom
+@pytest.mark.parametrize("beats_per_bar", [3, 4])
+def test_madmom_downbeats_of_an_accented_click_track(beats_per_bar):
+    beats = mt.MadmomDownbeats()(accented_clicks(20.0, 120.0, beats_per_bar), SR)
+    downbeats = mt.downbeat_times(beats)
+    assert len(downbeats) >= 20 / (0.5 * beats_per_bar) - 2
+    assert np.allclose(np.diff(downbeats), 0.5 * beats_per_bar, atol=0.03)
+    bar = 0.5 * beats_per_bar
+    phase = downbeats[0] / bar
+    assert abs(phase - round(phase)) * bar < 0.03  # on the loud clicks
+
+
+def test_a_signal_of_the_wrong_shape_is_refused():
+    with pytest.raises(ModelError) as info:
+        mt.as_model_input(np.zeros((2, 3, 4)), SR)
+    assert str(info.value) == ("madmom tempo: expected a mono or (samples, channels) signal, "
+                               "got shape (2, 3, 4)")
