@@ -1,0 +1,179 @@
+"""Tempo accuracy of Essentia, madmom and the consensus on the synthetic set, in one run.
+
+For each seed (``--tune`` and ``--eval``: the consensus's constants were chosen by looking at
+the tuning seed only), ``bench/tempo_set.py`` writes its pieces into ``--workdir``, then each
+piece is analysed once by:
+
+- **essentia**: ``rhythm.bpm`` exactly as the music profile computes it (the built-in
+  ``rhythm`` profile, whose graph the music profile includes: RhythmExtractor2013, method
+  ``degara`` like Essentia's music extractor, on the replay-gain-normalised signal), with its
+  BPM histogram peaks;
+- **essentia-mf**: the same profile with ``rhythm.method=multifeature`` (the method Freesound's
+  extractor uses; it also gives a confidence);
+- **madmom**: ``runner.tempo.MadmomTempo`` (strongest comb-filter peak; ``madmom-beats`` is the
+  tempo of its DBN beats);
+- **consensus**: ``runner.tempo.consensus`` of essentia (degara) and madmom; ``consensus-mf``
+  the same with essentia-mf as the Essentia input.
+
+Scores: Acc1 (within 4 % of the truth) and Acc2 (within 4 % of the truth times 1, 2, 1/2, 3
+or 1/3). The estimates are cached in ``--workdir`` (``estimates-<seed>.json``), so a second run
+only re-scores; ``--fresh`` recomputes them. ``--by-style`` adds Acc1 per style.
+
+Usage: python bench/tempo_bench.py [--tune 2] [--eval 1] [--count 48] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tempo_set  # noqa: E402
+
+from runner.tempo.consensus import MadmomView, consensus  # noqa: E402
+
+TOLERANCE = 0.04
+OCTAVES = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+ESSENTIA_KEYS = ("bpm", "bpm_histogram_first_peak_bpm", "bpm_histogram_first_peak_weight",
+                 "bpm_histogram_second_peak_bpm", "bpm_histogram_second_peak_weight",
+                 "bpm_confidence")
+CONFIDENCE = "descriptors.rhythm.bpm_confidence={from: rhythm_extractor.confidence, single: true}"
+
+
+def acc1(estimate: float, truth: float) -> bool:
+    return abs(estimate - truth) <= TOLERANCE * truth
+
+
+def acc2(estimate: float, truth: float) -> bool:
+    return any(acc1(estimate, truth * factor) for factor in OCTAVES)
+
+
+# ----------------------------------------------------------------------------- estimates
+
+
+def _essentia(extractor: Any, path: Path) -> dict[str, float]:
+    doc, _ = extractor.analyse(str(path))
+    return {key: float(doc["rhythm"][key]) for key in ESSENTIA_KEYS if key in doc["rhythm"]}
+
+
+def estimate_set(seed: int, count: int, workdir: Path, fresh: bool) -> list[dict[str, Any]]:
+    """Every estimator's output for every piece of one seed (cached as JSON in workdir)."""
+    cache = workdir / f"estimates-{seed}-{count}.json"
+    if cache.exists() and not fresh:
+        return json.loads(cache.read_text())
+    import soundfile
+
+    from runner.extract import Extractor
+    from runner.tempo.madmom_tempo import MadmomTempo
+
+    degara = Extractor("rhythm", warn=False)
+    multifeature = Extractor("rhythm", ["options.rhythm.method=multifeature", CONFIDENCE],
+                             warn=False)
+    madmom = MadmomTempo()
+    rows = []
+    for path, piece in tempo_set.write(seed, workdir / f"seed{seed}", count):
+        audio, sr = soundfile.read(path, dtype="float32")
+        started = time.perf_counter()
+        mm = madmom(audio, sr)
+        seconds = time.perf_counter() - started
+        rows.append({
+            "file": path.name, "style": piece.style, "truth": piece.bpm,
+            "seconds": len(audio) / sr, "madmom_seconds": seconds,
+            "essentia": _essentia(degara, path), "essentia_mf": _essentia(multifeature, path),
+            "madmom": {"bpm": mm.bpm, "tempi": mm.tempi.tolist(), "beats_bpm": mm.beats_bpm,
+                       "histogram_bpm": mm.histogram_bpm.tolist(),
+                       "histogram": mm.histogram.tolist()},
+        })
+        print(f"  {path.name}: truth {piece.bpm:.1f}, essentia {rows[-1]['essentia']['bpm']:.1f},"
+              f" madmom {mm.bpm:.1f}", file=sys.stderr)
+    cache.write_text(json.dumps(rows))
+    return rows
+
+
+def view(row: dict[str, Any]) -> MadmomView:
+    mm = row["madmom"]
+    return MadmomView(tempi=np.asarray(mm["tempi"]), beats_bpm=mm["beats_bpm"],
+                      histogram_bpm=np.asarray(mm["histogram_bpm"]),
+                      histogram=np.asarray(mm["histogram"]))
+
+
+def _peaks(essentia: dict[str, float]) -> list[tuple[float, float]]:
+    return [(essentia["bpm_histogram_first_peak_bpm"], essentia["bpm_histogram_first_peak_weight"]),
+            (essentia["bpm_histogram_second_peak_bpm"],
+             essentia["bpm_histogram_second_peak_weight"])]
+
+
+def answers(row: dict[str, Any]) -> dict[str, float]:
+    """Each method's tempo for one piece."""
+    madmom = view(row)
+    return {
+        "essentia": row["essentia"]["bpm"],
+        "essentia-mf": row["essentia_mf"]["bpm"],
+        "madmom": row["madmom"]["bpm"],
+        "madmom-beats": row["madmom"]["beats_bpm"],
+        "consensus": consensus(row["essentia"]["bpm"], madmom, _peaks(row["essentia"])),
+        "consensus-mf": consensus(row["essentia_mf"]["bpm"], madmom, _peaks(row["essentia_mf"])),
+    }
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def table(sets: dict[str, list[dict[str, Any]]], by_style: bool) -> str:
+    methods = list(answers(next(iter(sets.values()))[0]))
+    head = f"{'method':<14}" + "".join(f"{name + ' Acc1':>16}{'Acc2':>7}" for name in sets)
+    lines = [head, "-" * len(head)]
+    for method in methods:
+        cells = ""
+        for rows in sets.values():
+            got = [answers(row)[method] for row in rows]
+            a1 = np.mean([acc1(g, r["truth"]) for g, r in zip(got, rows, strict=True)])
+            a2 = np.mean([acc2(g, r["truth"]) for g, r in zip(got, rows, strict=True)])
+            cells += f"{a1:>16.3f}{a2:>7.3f}"
+        lines.append(f"{method:<14}{cells}")
+    if by_style:
+        for name, rows in sets.items():
+            lines += ["", f"Acc1 per style, {name} ({', '.join(methods)}):"]
+            for style in tempo_set.STYLES:
+                picked = [r for r in rows if r["style"] == style]
+                scores = [np.mean([acc1(answers(r)[m], r["truth"]) for r in picked])
+                          for m in methods]
+                lines.append(f"  {style:<11}" + " ".join(f"{s:5.2f}" for s in scores))
+    return "\n".join(lines)
+
+
+def speed(rows: list[dict[str, Any]]) -> str:
+    factors = [r["madmom_seconds"] / r["seconds"] for r in rows]
+    return (f"madmom tempo (activation + histogram + DBN beats, 1 thread): median "
+            f"{np.median(factors):.3f} x realtime, {30 * np.median(factors):.2f} s per 30 s clip")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tune", type=int, default=2, help="seed the consensus was tuned on")
+    parser.add_argument("--eval", type=int, default=1, help="held-out seed")
+    parser.add_argument("--count", type=int, default=48)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/tempo_set"))
+    parser.add_argument("--fresh", action="store_true", help="recompute the cached estimates")
+    parser.add_argument("--by-style", action="store_true")
+    args = parser.parse_args()
+    sets = {f"tune s{args.tune}": estimate_set(args.tune, args.count, args.workdir, args.fresh),
+            f"eval s{args.eval}": estimate_set(args.eval, args.count, args.workdir, args.fresh)}
+    print(table(sets, args.by_style))
+    print()
+    print(speed([row for rows in sets.values() for row in rows]))
+
+
+if __name__ == "__main__":
+    main()
