@@ -108,12 +108,6 @@ def view(row: dict[str, Any]) -> MadmomView:
                       histogram=np.asarray(mm["histogram"]))
 
 
-def _peaks(essentia: dict[str, float]) -> list[tuple[float, float]]:
-    return [(essentia["bpm_histogram_first_peak_bpm"], essentia["bpm_histogram_first_peak_weight"]),
-            (essentia["bpm_histogram_second_peak_bpm"],
-             essentia["bpm_histogram_second_peak_weight"])]
-
-
 def answers(row: dict[str, Any]) -> dict[str, float]:
     """Each method's tempo for one piece."""
     madmom = view(row)
@@ -122,8 +116,8 @@ def answers(row: dict[str, Any]) -> dict[str, float]:
         "essentia-mf": row["essentia_mf"]["bpm"],
         "madmom": row["madmom"]["bpm"],
         "madmom-beats": row["madmom"]["beats_bpm"],
-        "consensus": consensus(row["essentia"]["bpm"], madmom, _peaks(row["essentia"])),
-        "consensus-mf": consensus(row["essentia_mf"]["bpm"], madmom, _peaks(row["essentia_mf"])),
+        "consensus": consensus(row["essentia"]["bpm"], madmom),
+        "consensus-mf": consensus(row["essentia_mf"]["bpm"], madmom),
     }
 
 
