@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from runner.errors import ModelError
+from runner.tempo import consensus
 from runner.tempo import madmom_tempo as mt
 from tests.conftest import SR, click_track
 
@@ -63,3 +64,53 @@ def test_a_signal_of_the_wrong_shape_is_refused():
         mt.as_model_input(np.zeros((2, 3, 4)), SR)
     assert str(info.value) == ("madmom tempo: expected a mono or (samples, channels) signal, "
                                "got shape (2, 3, 4)")
+
+
+# --------------------------------------------------------------------------- the consensus
+
+AXIS = 6000.0 / np.arange(24, 151)  # madmom's comb-filter axis at 100 frames/s, 250-40 BPM
+
+
+def evidence(peaks: dict[float, float], beats_bpm: float) -> consensus.MadmomView:
+    """madmom-like evidence: a histogram with a bump of the given height at each tempo."""
+    histogram = sum(height * np.exp(-0.5 * (np.log(AXIS / bpm) / 0.02) ** 2)
+                    for bpm, height in peaks.items())
+    ranked = sorted(peaks.items(), key=lambda item: -item[1])
+    total = sum(peaks.values())
+    tempi = np.array([[bpm, height / total] for bpm, height in ranked])
+    return consensus.MadmomView(tempi=tempi, beats_bpm=beats_bpm, histogram_bpm=AXIS,
+                                histogram=np.asarray(histogram))
+
+
+def test_agreement_returns_essentias_finer_value():
+    assert consensus.consensus(120.3, evidence({120.0: 1.0, 60.0: 0.5}, 120.0)) == 120.3
+
+
+def test_essentias_double_is_halved_when_madmom_clearly_prefers_the_half():
+    """Essentia doubles a slow piece; madmom's histogram at 129 BPM is half its peak at 64.5."""
+    assert consensus.consensus(129.0, evidence({64.5: 1.0, 129.0: 0.5}, 64.5)) == pytest.approx(
+        64.5, rel=0.02)
+
+
+def test_essentia_is_kept_when_madmoms_half_is_only_slightly_stronger():
+    """madmom halves (its habit) but its histogram at Essentia's tempo is nearly as strong."""
+    assert consensus.consensus(128.4, evidence({64.0: 1.0, 128.0: 0.9}, 128.0)) == 128.4
+
+
+def test_a_two_thirds_error_of_essentia_is_corrected():
+    got = consensus.consensus(118.3, evidence({177.0: 1.0, 88.5: 0.6, 118.0: 0.3}, 177.0))
+    assert got == pytest.approx(177.0, rel=0.02)
+
+
+def test_no_evidence_in_range_gives_zero_and_no_madmom_tempo_gives_essentias():
+    silent = consensus.MadmomView(tempi=np.array([[0.0, 0.0]]), beats_bpm=0.0,
+                                  histogram_bpm=AXIS, histogram=np.zeros(len(AXIS)))
+    assert consensus.consensus(0.0, silent) == 0.0
+    assert consensus.consensus(97.0, silent) == 97.0
+
+
+def test_histogram_support_is_relative_to_the_highest_bin():
+    view = evidence({100.0: 2.0, 50.0: 1.0}, 100.0)
+    assert consensus.histogram_support(100.0, AXIS, view.histogram) == pytest.approx(1.0, 0.01)
+    assert consensus.histogram_support(50.0, AXIS, view.histogram) == pytest.approx(0.5, 0.02)
+    assert consensus.histogram_support(300.0, AXIS, view.histogram) == consensus.FLOOR
