@@ -28,8 +28,8 @@ from typing import Protocol
 import numpy as np
 
 TOLERANCE = 0.04          # "the same tempo", as Acc1 counts it
-ESSENTIA_VOTE = 0.1
-BEATS_VOTE = 0.3
+ESSENTIA_VOTE = 0.0
+BEATS_VOTE = 0.65
 PRIOR_CENTER = 100.0      # BPM; unused while PRIOR_WEIGHT is 0 (kept for other material)
 PRIOR_WEIGHT = 0.0
 MIN_BPM, MAX_BPM = 40.0, 250.0

