@@ -115,3 +115,19 @@ def test_histogram_support_is_relative_to_the_highest_bin():
     assert consensus.histogram_support(100.0, AXIS, view.histogram) == pytest.approx(1.0, 0.01)
     assert consensus.histogram_support(50.0, AXIS, view.histogram) == pytest.approx(0.5, 0.02)
     assert consensus.histogram_support(300.0, AXIS, view.histogram) == consensus.FLOOR
+
+
+@needs_madmom
+def test_consensus_end_to_end_on_a_click_track(tmp_path):
+    """rhythm.bpm as the rhythm profile computes it, madmom on the same file, one tempo."""
+    import soundfile
+
+    from runner.extract import Extractor
+    from tests.conftest import write_audio
+
+    path = write_audio(tmp_path / "clicks.wav", click_track(20.0, bpm=104.0))
+    doc, _ = Extractor("rhythm", warn=False).analyse(str(path))
+    audio, sr = soundfile.read(path, dtype="float32")
+    estimate = mt.madmom_tempo(audio, sr)
+    tempo = consensus.consensus(doc["rhythm"]["bpm"], estimate)
+    assert abs(tempo - 104.0) / 104.0 < 0.02
