@@ -99,7 +99,7 @@ def _essentia_rows(pieces: list[tuple[Path, Any]]) -> list[dict[str, Any]]:
 def _madmom_rows(pieces: list[tuple[Path, Any]]) -> list[dict[str, Any]]:
     import soundfile
 
-    from runner.tempo.madmom_tempo import MadmomTempo
+    from runner.tempo.neural import MadmomTempo
 
     madmom = MadmomTempo()
     rows = []

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from runner.errors import ModelError
-from runner.tempo import consensus
-from runner.tempo import madmom_tempo as mt
+from runner.tempo import consensus, descriptors
+from runner.tempo import neural as mt
 from tests.conftest import SR, click_track
 
 needs_madmom = pytest.mark.skipif(mt.missing() is not None,
@@ -131,3 +131,10 @@ def test_consensus_end_to_end_on_a_click_track(tmp_path):
     estimate = mt.madmom_tempo(audio, sr)
     tempo = consensus.consensus(doc["rhythm"]["bpm"], estimate)
     assert abs(tempo - 104.0) / 104.0 < 0.02
+    named = descriptors(estimate, doc["rhythm"]["bpm"])
+    assert named["rhythm.bpm_consensus"] == tempo
+    assert set(named) == {"rhythm.bpm_consensus", "rhythm.bpm_madmom", "rhythm.bpm_madmom_beats",
+                          "rhythm.beats_position_madmom", "rhythm.downbeats",
+                          "rhythm.beats_per_bar"}
+    assert named["rhythm.beats_per_bar"] in (3, 4)
+    assert len(named["rhythm.beats_position_madmom"]) >= 20 * 104 / 60 - 3
