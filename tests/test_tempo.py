@@ -48,6 +48,15 @@ def test_madmom_tempo_resamples_other_rates():
 
 
 @needs_madmom
+def test_silence_has_no_madmom_tempo_and_the_consensus_keeps_essentias():
+    estimate = mt.madmom_tempo(np.zeros(5 * SR, dtype=np.float32), SR)
+    assert (estimate.bpm, estimate.beats_bpm, estimate.beats_per_bar) == (0.0, 0.0, 0)
+    assert len(estimate.beats) == 0 and estimate.histogram.shape == estimate.histogram_bpm.shape
+    assert consensus.consensus(0.0, estimate) == 0.0
+    assert consensus.consensus(97.0, estimate) == 97.0
+
+
+@needs_madmom
 @pytest.mark.parametrize("beats_per_bar", [3, 4])
 def test_madmom_downbeats_of_an_accented_click_track(beats_per_bar):
     estimate = mt.madmom_tempo(accented_clicks(20.0, 120.0, beats_per_bar), SR)

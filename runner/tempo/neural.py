@@ -37,6 +37,9 @@ MIN_BPM, MAX_BPM = 40.0, 250.0
 COMB_ALPHA = 0.79
 ACT_SMOOTH = 0.14  # seconds
 HIST_SMOOTH = 9    # histogram bins
+# Below this beat activation nothing is a beat (madmom's DBN threshold): silence gets no tempo
+# rather than a peak of the histogram of its noise floor.
+ACTIVATION_FLOOR = 0.05
 LICENCE = "CC BY-NC-SA 4.0"
 INSTALL_HINT = "install the tempo extra: see docs/tempo.md"
 
@@ -137,6 +140,8 @@ class MadmomTempo:
         audio = Signal(as_model_input(signal, sample_rate), sample_rate=MODEL_SR,
                        num_channels=1)
         activation = np.asarray(self.network(audio), dtype=np.float32).reshape(-1, 2)
+        if not len(activation) or activation.sum(axis=1).max() < ACTIVATION_FLOOR:
+            return _no_tempo(activation)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numpy's notes on empty slices of silent input
             # TempoEstimationProcessor.process_offline, step by step to keep the histogram
@@ -153,6 +158,16 @@ class MadmomTempo:
             beat_positions=beats[:, 1].astype(int),
             activation=activation,
         )
+
+
+def _no_tempo(activation: np.ndarray) -> TempoEstimate:
+    """What silence (or a signal shorter than a frame) gets: no tempo, no beats."""
+    intervals = np.arange(int(np.floor(60.0 * FPS / MAX_BPM)), int(np.ceil(60.0 * FPS / MIN_BPM))
+                          + 1)
+    return TempoEstimate(bpm=0.0, tempi=np.zeros((1, 2)),
+                         histogram_bpm=60.0 * FPS / intervals.astype(np.float64),
+                         histogram=np.zeros(len(intervals)), beats=np.zeros(0),
+                         beat_positions=np.zeros(0, dtype=int), activation=activation)
 
 
 @lru_cache(maxsize=1)
