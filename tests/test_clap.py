@@ -23,8 +23,9 @@ torch = pytest.importorskip("torch")
 if importlib.util.find_spec("laion_clap") is None:  # not importorskip: its import goes online
     pytest.skip("laion-clap is not installed", allow_module_level=True)
 
-from runner import clap_search, cli  # noqa: E402
+from runner import cli  # noqa: E402
 from runner.errors import ModelError  # noqa: E402
+from runner.library import clap_search  # noqa: E402
 from runner.models import cache, clap, lock  # noqa: E402
 from tests.conftest import tone, write_audio  # noqa: E402
 
@@ -463,7 +464,7 @@ def test_runner_import_does_not_pay_for_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, runner.cli, runner.clap_search, runner.models.clap; "
+    code = ("import sys, runner.cli, runner.library.clap_search, runner.models.clap; "
             "print('torch' in sys.modules, 'laion_clap' in sys.modules, "
             "'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
