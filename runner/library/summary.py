@@ -16,7 +16,7 @@ from runner import __version__, registry
 from runner.aggregate import to_plain
 from runner.batch import BatchResult, Job, Words
 from runner.errors import ProfileError
-from runner.profile import Profile
+from runner.profile import Profile, did_you_mean
 from runner.run import pool_values
 from runner.tree import flatten
 from runner.write import render, write_atomic
@@ -36,16 +36,19 @@ def summary_section(profile: Profile) -> dict[str, Any]:
                            "section)", source=profile.source)
     counted = spec.get("distributions") or {}
     for name, parts in (spec.get("joint_distributions") or {}).items():
-        unknown = [part for part in parts if part not in counted]
-        if unknown:
-            raise ProfileError(f"{', '.join(map(repr, unknown))} is not one of the "
-                               f"distributions ({', '.join(counted) or 'none'})",
-                               source=profile.source, path=f"summary.joint_distributions.{name}")
+        for part in parts:
+            if part not in counted:
+                raise profile.error(("summary", "joint_distributions", name),
+                                    f"'{part}' is not one of the distributions "
+                                    f"({', '.join(counted) or 'none'})",
+                                    hint=did_you_mean(part, counted))
     duration = spec.get("total_duration")
-    if duration is not None and duration not in (spec.get("descriptors") or {}):
-        raise ProfileError(f"{duration!r} is not one of the descriptors",
-                           source=profile.source, path="summary.total_duration")
+    named = spec.get("descriptors") or {}
+    if duration is not None and duration not in named:
+        raise profile.error(("summary", "total_duration"), f"'{duration}' is not one of the "
+                            "descriptors", hint=did_you_mean(duration, named))
     return spec
+
 
 
 def summarise(profile: Profile, digest: str, jobs: list[Job], batch: BatchResult
