@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from runner.extract import Extractor
-
 
 class ExtractorWork:
     """A profile compiled once per worker, then run on each file it gets; long tracks are
@@ -11,6 +9,10 @@ class ExtractorWork:
 
     def __init__(self, profile: str, overrides: list[str], essentia_base: str,
                  long_tracks_alone: bool = True) -> None:
+        # Imported here, in the worker that builds it: a module that only names this job
+        # (the parent, other jobs' workers) does not load the analysis modules.
+        from runner.extract import Extractor
+
         self.extractor = Extractor(profile, list(overrides), essentia_base,
                                    warn=False)
         if long_tracks_alone:  # bench/bench_memory.py mixed compares both
