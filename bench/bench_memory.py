@@ -14,7 +14,7 @@ in a fresh process (ru_maxrss), for ours and, as the anchor measured in the same
 Essentia's MusicExtractor; target: the 60-minute peak at most 2x the 5-minute one.
 
 ``mixed``: the same tracks in one batch with one worker (5, 60, 5 minutes): the peak of its
-workers, with long tracks given a fresh worker of their own (the default, see batch.Batch)
+workers, with long tracks given a fresh worker of their own (the default, see batch.LocalWorkers)
 and without (one worker for all three).
 """
 
