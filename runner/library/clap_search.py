@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from runner import batch
+from runner import batch, registry
 from runner.errors import AudioError, ModelError, UsageError
-from runner.models import lock
+from runner.models import clap, lock
+from runner.models.clap import DIM, KINDS, WINDOWING, require_files
+from runner.write import write_atomic
 
 DEFAULT_MODEL = "clap-630k-audioset"
 DEFAULT_LIMIT = 10
@@ -57,16 +59,12 @@ def cache_dir() -> Path:
 
 def manifest(model: lock.Model) -> dict[str, Any]:
     """What a store's vectors were made with: reused only when this matches exactly."""
-    from runner.models.clap import DIM, WINDOWING
-
     return {"model": model.id, "files": {p.name: p.sha256 for p in model.files},
             "windowing": WINDOWING, "dim": DIM}
 
 
 def check_store(root: Path, model: lock.Model, refresh: bool) -> None:
     """Refuse to mix vectors of two models (or windowings) in one store; then claim it."""
-    from runner.write import write_atomic
-
     wanted = manifest(model)
     path = root / MANIFEST
     if path.exists() and not refresh:
@@ -123,8 +121,6 @@ def load_vectors(jobs: list[batch.Job], root: Path | None = None
     file still has the recorded mtime and size comes from the index; others are read from
     their file, and the index is rewritten. The ``.npy`` files stay the truth.
     """
-    from runner.models.clap import DIM
-
     known: dict[str, tuple[tuple[int, int], int]] = {}
     table = np.zeros((0, DIM), np.float32)
     index = root / INDEX if root else None
@@ -181,8 +177,6 @@ def _write_index(path: Path, matrix: np.ndarray, stamps: list[tuple[str, int, in
 # -- per-file work (in worker processes) -------------------------------------------------------
 def decode(path: str, sample_rate: int = 48000) -> np.ndarray:
     """Mono float32 at ``sample_rate`` through Essentia (any format the runner reads)."""
-    from runner import registry
-
     registry.quiet_essentia()
     import essentia.standard as std
 
@@ -202,8 +196,6 @@ def decode(path: str, sample_rate: int = 48000) -> np.ndarray:
 def embedder(model_id: str, threads: int | None, inter_op_threads: int | None
              ) -> batch.FileWork:
     """Each worker's work: load the model once, then decode + embed + store per file."""
-    from runner.models import clap
-
     backend = clap.backend(lock.get(model_id), threads=threads,
                            inter_op_threads=inter_op_threads)
 
@@ -275,8 +267,6 @@ def parser() -> argparse.ArgumentParser:
 
 def search_library(args: argparse.Namespace) -> int:
     """Embed what is missing (batch engine), then answer each prompt."""
-    from runner.models.clap import KINDS, require_files
-
     if not args.inputs and not args.list_file:
         raise UsageError("give an audio folder or file (or --list FILE)")
     if args.limit < 1:
@@ -304,8 +294,6 @@ def search_library(args: argparse.Namespace) -> int:
     kept, vectors = load_vectors([j for j in jobs if j.index not in failed], root)
     if args.text:
         started = time.perf_counter()
-        from runner.models import clap
-
         backend = clap.backend(model, threads=args.torch_threads,
                                inter_op_threads=args.torch_inter_op_threads)
         queries = backend.embed_text(args.text)

@@ -16,10 +16,10 @@ from runner import __version__, registry
 from runner.aggregate import to_plain
 from runner.batch import BatchResult, Job, Words
 from runner.errors import ProfileError
-from runner.profile import Profile, did_you_mean
+from runner.profile import Profile, did_you_mean, load_schema
 from runner.run import pool_values
 from runner.tree import flatten
-from runner.write import render, write_atomic
+from runner.write import render, validate_output, write_atomic
 
 # how the summary command names its counts: "3 analysed, 2 reused, 0 failed"
 SUMMARY_WORDS = Words(done="analysed", skipped="reused",
@@ -112,8 +112,5 @@ def summarise(profile: Profile, digest: str, jobs: list[Job], batch: BatchResult
 
 
 def write_summary(doc: dict[str, Any], output: Path) -> None:
-    from runner.profile import load_schema
-    from runner.write import validate_output
-
     validate_output(doc, load_schema("summary.output.schema.json"), str(output))
     write_atomic(output, render(doc, "json", 2))
