@@ -11,7 +11,7 @@
 
       pyproject = builtins.fromTOML (builtins.readFile ./pyproject.toml);
       wheels = builtins.fromJSON (builtins.readFile ./nix/wheels.json);
-      # The runner reads the same file (runner/models/lock.py): one list of models.
+      # The runner reads the same file (runner/models/supply/lock.py): one list of models.
       modelLock = builtins.fromJSON (builtins.readFile ./models.lock.json);
 
       # Only systems with an essentia-tensorflow wheel on PyPI (no aarch64-linux one exists).
@@ -60,8 +60,9 @@
             "runner/__init__.py"
             "runner/models"
             "runner/models/__init__.py"
+            "runner/models/convert"
           ]
-          || (lib.hasPrefix "runner/models/" rel && lib.hasSuffix "_convert.py" rel);
+          || (lib.hasPrefix "runner/models/convert/" rel && lib.hasSuffix ".py" rel);
       };
 
       # Built-in profiles: profiles/*.yaml without a leading underscore (those are fragments).

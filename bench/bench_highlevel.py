@@ -27,7 +27,7 @@ CHILD = r"""
 import json, os, resource, sys
 sys.path.insert(0, {root!r})
 from runner.extract import Extractor
-from runner.models import cache, lock
+from runner.models.supply import cache, lock
 from runner import registry
 
 def cpu():
@@ -73,7 +73,7 @@ def main() -> int:
     parser.add_argument("--taxonomies", nargs="+", default=["msd_musicnn", "mtt_musicnn"],
                         help="highlevel outputs to run (default: both musicnn taggers)")
     args = parser.parse_args()
-    from runner.models import cache, lock
+    from runner.models.supply import cache, lock
 
     if not all(cache.locate(m).ok for m in lock.select(["default"])):
         print("fetching the musicnn models (extractor models fetch default) ...", file=sys.stderr)

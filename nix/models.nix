@@ -1,6 +1,6 @@
 # Model weights as Nix packages, generated from models.lock.json (the list the runner reads;
 # there is no second list here). Every pinned file is a fixed-output derivation, so Nix checks
-# its sha256 on download. A model lives at <out>/<id>/<file>, the layout runner/models/cache.py
+# its sha256 on download. A model lives at <out>/<id>/<file>, the layout runner/models/supply/cache.py
 # searches in each $EXTRACTOR_MODELS root.
 {
   pkgs,
@@ -17,7 +17,7 @@ let
     };
 
   # Python with TensorFlow, for converters. It runs in its own build, never beside essentia
-  # (the two register the same TensorFlow ops; see runner/models/musicnn_convert.py).
+  # (the two register the same TensorFlow ops; see runner/models/convert/musicnn.py).
   convertPython = pkgs.python3.withPackages (ps: [ ps.tensorflow ]);
 
   # How each `convert.tool` of the lock file is called. A tool the lock names but this table
@@ -28,7 +28,7 @@ let
       lib.escapeShellArgs [
         "${convertPython.interpreter}"
         "-m"
-        "runner.models.musicnn_convert"
+        "runner.models.convert.musicnn"
         "${source}"
         entry.convert.checkpoint
         "${placeholder "out"}/${id}/${entry.graph}"
@@ -40,7 +40,7 @@ let
       ];
   };
 
-  # The manifest runner/models/cache.py checks a converted model against.
+  # The manifest runner/models/supply/cache.py checks a converted model against.
   writeManifest = ./write_manifest.py;
 
   # Files downloaded as they are: a link per pinned file.

@@ -112,7 +112,7 @@ let
       doCheck = false;
       pythonImportsCheck = [
         "runner.cli"
-        "runner.models.lock"
+        "runner.models.supply.lock"
       ];
       meta = {
         inherit (pyproject.project) description;

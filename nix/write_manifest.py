@@ -1,7 +1,7 @@
 """Write the manifest of a model converted in a Nix build (nix/models.nix runs this).
 
-runner/models/cache.py accepts a converted model only with ``manifest.json`` beside its files:
-``{"source_sha256": <the source's pin>, "files": {name: sha256}}``. Standard library only: it
+runner/models/supply/cache.py accepts a converted model only with ``manifest.json`` beside its
+files: ``{"source_sha256": <the source's pin>, "files": {name: sha256}}``. Standard library only: it
 runs with the converter's Python, which has TensorFlow but not the runner's dependencies.
 
 Usage: python write_manifest.py FOLDER SOURCE_SHA256 NAME...

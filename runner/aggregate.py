@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from runner import registry
+from runner.analysis import Analysis
 from runner.compile import Plan
-from runner.run import Analysis, give_back_freed_memory, pool_values
+from runner.pools import give_back_freed_memory, pool_values, to_plain
 
 # Statistics of one column that do not depend on the others: for these, a wide descriptor can
 # be aggregated a band of columns at a time with the same results (cov and icov cannot).
@@ -19,19 +20,18 @@ CONSTANT = "frames that do not vary"
 MATRIX_STATS = frozenset({"cov", "icov"})  # SingleGaussian's: they need every column at once
 PER_COLUMN = frozenset({"min", "max", "median", "mean", "var", "stdev", "skew", "kurt",
                         "dmean", "dvar", "dmean2", "dvar2"})
-# Tracks longer than this are aggregated stage by stage and part by part (see Early), and
-# their passes run as two networks where that keeps transients apart (Executor._split).
-LONG_TRACK_SECONDS = 600.0
-# Frame values per PoolAggregator call in that case (4 MB of float32; 16 MB added 12 MiB to
-# the 60-minute peak).
+# Long tracks (runner.analysis.long_tracks) are aggregated stage by stage and part by part (see
+# EarlyAggregation). Frame values per PoolAggregator call in that case (4 MB of float32; 16 MB
+# added 12 MiB to the 60-minute peak).
 PART_VALUES = 1 << 20
 
 
-def aggregate(plan: Plan, analysis: Analysis, done: Early | None = None) -> dict[str, Any]:
+def aggregate(plan: Plan, analysis: Analysis, done: EarlyAggregation | None = None
+              ) -> dict[str, Any]:
     """Descriptor name -> value: statistics for frame-wise descriptors, single values as is.
 
     ``done``: descriptors already aggregated (and removed from the pool) as their stages
-    finished (long tracks, see Early); the rest are aggregated here in one call.
+    finished (long tracks, see EarlyAggregation); the rest are aggregated here in one call.
     """
     frames = analysis.frames
     remaining = set(frames.descriptorNames())
@@ -74,10 +74,11 @@ def aggregate(plan: Plan, analysis: Analysis, done: Early | None = None) -> dict
     return flat
 
 
-class Early:
-    """Long tracks: the statistics of descriptors whose stage has finished, computed (by
-    parts) and removed from the frame pool before the later stages run, so their frames
-    do not stay in memory beside those stages' work (Executor.after_stage)."""
+class EarlyAggregation:
+    """Early aggregation of long tracks: the statistics of descriptors whose stage has
+    finished, computed (by parts) and removed from the frame pool before the later stages
+    run, so their frames do not stay in memory beside those stages' work. The executor calls
+    ``after_stage`` after each stage of a track its LongTracks policy finds long."""
 
     def __init__(self, plan: Plan) -> None:
         self.stats = {d.name: tuple(d.stats) for d in plan.descriptors if not d.single}
@@ -93,13 +94,15 @@ class Early:
         self.undefined: dict[str, str] = {}  # statistics written as null (see _statistics)
 
     def clear(self) -> None:
+        """Before the next file."""
         self.names.clear()
         self.values.clear()
         self.undefined.clear()
         self.error = None
 
-    def after_stage(self, stage: int, frames: Any, seconds: float) -> None:
-        if seconds <= LONG_TRACK_SECONDS or self.error is not None:
+    def after_stage(self, stage: int, frames: Any) -> None:
+        """Aggregate (and remove from ``frames``) what is final once ``stage`` is done."""
+        if self.error is not None:
             return
         present = set(frames.descriptorNames())
         ready = {}
@@ -225,20 +228,3 @@ def _aggregator(exceptions: tuple[tuple[str, tuple[str, ...]], ...]) -> Any:
     library run would pay per file."""
     std = registry.quiet_essentia().standard
     return std.PoolAggregator(defaultStats=[], exceptions={k: list(v) for k, v in exceptions})
-
-
-def to_plain(value: Any) -> Any:
-    """numpy and Essentia values as JSON-ready Python values."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "fc":
-            return [to_plain(v) for v in value] if value.ndim > 1 else [
-                float(v) for v in value
-            ]
-        return value.tolist()
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    return value

@@ -1,4 +1,5 @@
-"""The whole pipeline for one profile: load -> validate -> compile -> run -> aggregate -> write."""
+"""The whole pipeline for one profile: load -> validate -> compile -> analysis -> aggregate ->
+output."""
 
 from __future__ import annotations
 
@@ -7,11 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from runner import aggregate, compile, write
+from runner import aggregate, compile
 from runner import profile as load
+from runner.analysis import Analysis, Executor, LongTracks
 from runner.compile import AUDIO
 from runner.errors import AudioError, ModelError
-from runner.run import Analysis, Executor
+from runner.output import (
+    document,
+    frames_document,
+    output_format,
+    output_schema,
+    render,
+    validate_output,
+    validator,
+    write_atomic,
+    write_in_place,
+    write_npy_atomic,
+)
 
 
 def embeddings_path(output: str | Path, model_id: str) -> Path:
@@ -42,35 +55,34 @@ class Extractor:
     """A profile compiled once, applied to any number of files."""
 
     def __init__(self, profile: str, overrides: list[str] | None = None,
-                 legacy_base: str = "music", warn: bool = True) -> None:
-        self.profile = load.load_profile(profile, overrides, essentia_base=legacy_base)
+                 essentia_base: str = "music", warn: bool = True) -> None:
+        self.profile = load.load_profile(profile, overrides, essentia_base=essentia_base)
         self.plan = compile.compile_profile(self.profile)
         self.models = None
         if self.plan.models is not None and self.plan.models.outputs:
             from runner.models.stage import prepare
 
             self.models = prepare(self.plan, warn=warn)  # also completes plan.digest
+        self.long_tracks = LongTracks.for_plan(self.plan)
         # the models read the whole signal; without them it is never held in memory
         self.executor = Executor(self.plan, keep_signal=bool(self.models and
-                                                              self.models.reads_audio))
+                                                              self.models.reads_audio),
+                                 long_tracks=self.long_tracks)
         # Long tracks: each stage's frame-wise descriptors are aggregated as soon as that
-        # stage has finished (unless the frames are written too), not beside later stages.
-        self.early = None if self.plan.output.frames else aggregate.Early(self.plan)
+        # stage has finished, not beside later stages.
+        self.early = (aggregate.EarlyAggregation(self.plan) if self.long_tracks.enabled
+                      else None)
         if self.early is not None:
             self.executor.after_stage = self.early.after_stage
-            self.executor.split_seconds = aggregate.LONG_TRACK_SECONDS
-        self.schema = write.output_schema(self.plan)
-        self.checks = [write.validator(self.schema)]
+        self.schema = output_schema(self.plan)
+        self.checks = [validator(self.schema)]
         if self.plan.output.schema:
-            from runner.profile import load_schema
-
-            self.checks.append(write.validator(load_schema(self.plan.output.schema)))
+            self.checks.append(validator(load.load_schema(self.plan.output.schema)))
 
     def wants_own_process(self, path: str) -> bool:
-        """Whether ``path`` is a long track, best analysed in a process that has analysed
-        nothing else (see batch.Batch): its passes run in a form of their own (Executor._split)
-        and what a process keeps from other files adds to its peak."""
-        return self.executor.is_long(path)
+        """Whether ``path`` is a long track by its header, best analysed in a process that has
+        analysed nothing else (see batch.LocalWorkers and runner.analysis.long_tracks)."""
+        return self.long_tracks.expects_long(path)
 
     def analyse(self, path: str) -> tuple[dict[str, Any], Any]:
         """Analyse one file; return the validated document and the raw analysis."""
@@ -92,13 +104,13 @@ class Extractor:
             except ModelError as exc:
                 raise AudioError(path, f"model stage: {exc}") from None
             flat.update(models.descriptors)
-        doc = write.document(self.plan, analysis, flat, path)
+        doc = document(self.plan, analysis, flat, path)
         if self.models is not None and models is not None:
             doc["metadata"]["models"] = {"used": models.used, "missing": self.models.missing,
                                          "left_out": self.models.left_out}
         analysis.models = models
         for check in self.checks:
-            write.validate_output(doc, check, path)
+            validate_output(doc, check, path)
         return doc, analysis
 
     def extract(self, path: str, output: str, frames_output: str | None = None,
@@ -107,23 +119,24 @@ class Extractor:
 
         ``frames_output``: where the frame values go (default ``out_frames.json`` beside
         ``out.json``). ``in_place``: an ``output`` that exists is rewritten in its own file
-        once the document is complete (see write.write_in_place), as Essentia's binary does.
+        once the document is complete (see runner.output.write_in_place), as Essentia's binary
+        does.
         """
         doc, analysis = self.analyse(path)
         cfg = self.plan.output
-        fmt = write.output_format(output, cfg.format)  # out.yaml is YAML, out.json JSON
-        text = write.render(doc, fmt, cfg.indent)
+        fmt = output_format(output, cfg.format)  # out.yaml is YAML, out.json JSON
+        text = render(doc, fmt, cfg.indent)
         if in_place and Path(output).is_file():
-            write.write_in_place(output, text)
+            write_in_place(output, text)
         else:
-            write.write_atomic(output, text)
+            write_atomic(output, text)
         if analysis.models is not None and self.plan.models and self.plan.models.keep_embeddings:
             for model_id, vectors in analysis.models.embeddings.items():
-                write.write_npy_atomic(embeddings_path(output, model_id), vectors)
+                write_npy_atomic(embeddings_path(output, model_id), vectors)
         if cfg.frames:
             out = Path(output)
             frames_path = frames_output or out.with_name(
                 f"{out.stem}_frames{out.suffix or '.' + fmt}")
-            frames = write.frames_document(self.plan, analysis)
-            write.write_atomic(frames_path, write.render(frames, fmt, cfg.indent))
+            frames = frames_document(self.plan, analysis)
+            write_atomic(frames_path, render(frames, fmt, cfg.indent))
         return doc

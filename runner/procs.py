@@ -1,8 +1,8 @@
 """Which process a leftover belongs to, and whether that process is gone.
 
-Spool folders (runner.spool) and the temporary files of atomic writes (runner.write) carry
-their owner in their names, ``<pid>@<host>``, so a later run can remove what a killed process
-left behind without ever touching what a live one is still using.
+Spool folders (runner.analysis.spool) and the temporary files of atomic writes
+(runner.output.files) carry their owner in their names, ``<pid>@<host>``, so a later run can
+remove what a killed process left behind without ever touching what a live one is still using.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def session_tmpdir(tmp_path_factory: pytest.TempPathFactory):
     in the real one, and at the end nothing of ours may be left in it.
 
     A test that kills a run (kill -9, a worker dying in native code) leaves what a killed run
-    leaves, and the run after it must remove that (runner.spool.remove_stale): a spool folder
+    leaves, and the run after it must remove that (runner.analysis.spool.remove_stale): a spool folder
     left here at the end is a failure, whichever test left it.
     """
     folder = tmp_path_factory.mktemp("tmpdir")
@@ -68,7 +68,7 @@ def session_tmpdir(tmp_path_factory: pytest.TempPathFactory):
     else:
         os.environ["TMPDIR"] = saved_env
     tempfile.tempdir = saved_module
-    from runner import spool
+    from runner.analysis import spool
 
     left = sorted(p.name for p in folder.iterdir() if p.name.startswith(spool.PREFIX))
     assert not left, f"spool folders left in the tests' TMPDIR: {left}"

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from runner.models.musicnn_convert import IS_TRAINING, checkpoint_graph, read_wheel  # noqa: E402
+from runner.models.convert.musicnn import IS_TRAINING, checkpoint_graph, read_wheel  # noqa: E402
 
 tf1 = tf.compat.v1
 TAGS, EMBEDDINGS = "model/Sigmoid", "model/dense/BiasAdd"

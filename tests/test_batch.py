@@ -96,7 +96,7 @@ def test_worker_crash_costs_one_file(tmp_path, library):
 
 
 def spool_folders(folder: Path | None = None) -> list[str]:
-    from runner.spool import PREFIX
+    from runner.analysis.spool import PREFIX
 
     return sorted(n for n in os.listdir(folder or tempfile.gettempdir()) if n.startswith(PREFIX))
 

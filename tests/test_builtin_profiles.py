@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner import compile, write
+from runner import compile, output
 from runner import profile as load
 from tests.test_cli import run
 
@@ -115,7 +115,7 @@ def test_profiles_command_lists_builtins():
 def test_committed_output_schemas_are_current(name):
     """schemas/<profile>.output.schema.json is what `extractor schema <profile>` generates."""
     plan = compile.compile_profile(load.load_profile(name))
-    generated = write.output_schema(plan)
+    generated = output.output_schema(plan)
     committed = json.loads((SCHEMAS / f"{name}.output.schema.json").read_text())
     assert committed == json.loads(json.dumps(generated)), (
         f"run: extractor schema {name} -o schemas/{name}.output.schema.json")

@@ -26,7 +26,8 @@ if importlib.util.find_spec("laion_clap") is None:  # not importorskip: its impo
 from runner import cli  # noqa: E402
 from runner.errors import ModelError  # noqa: E402
 from runner.library import clap_search  # noqa: E402
-from runner.models import cache, clap, lock  # noqa: E402
+from runner.models import clap  # noqa: E402
+from runner.models.supply import cache, lock  # noqa: E402
 from tests.conftest import tone, write_audio  # noqa: E402
 
 SR = 48000

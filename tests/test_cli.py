@@ -208,8 +208,8 @@ def test_write_atomic_failures_are_output_errors(tmp_path, monkeypatch):
     temporary file is left."""
     import errno
 
-    from runner import write
     from runner.errors import OutputError
+    from runner.output import files as write
 
     (tmp_path / "x.json").mkdir()
     with pytest.raises(OutputError, match=r"x\.json: cannot write output: it is a folder$"):
@@ -238,7 +238,7 @@ def test_equal_loudness_says_what_the_graph_does(write_profile):
     writes false, as MusicExtractor does (tests/test_music_reference.py compares it)."""
     from runner import compile
     from runner import profile as load
-    from runner.write import equal_loudness
+    from runner.output import equal_loudness
 
     def plan(text: str):
         return compile.compile_profile(load.load_profile(str(write_profile(text))))

@@ -3,7 +3,7 @@
 Silent, very short and silent-but-for-a-click files get a valid output from every built-in
 profile, with no internal maths in any message; statistics that do not exist (the inverse
 covariance of silence or of fewer frames than dimensions) are null. Files with more than two
-channels are decoded with libsndfile and downmixed (runner/multichannel.py). A file that
+channels are decoded with libsndfile and downmixed (runner/analysis/multichannel.py). A file that
 decodes much shorter than its header says (a truncated MP3) is analysed and warned about.
 """
 
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from runner import aggregate, multichannel, registry
+from runner import aggregate, registry
+from runner.analysis import long_tracks, multichannel
 from runner.errors import AudioError
 from runner.extract import Extractor
 from tests.conftest import SR, click_track, tone, write_audio
@@ -143,10 +144,10 @@ def test_rank_deficient_covariances_have_no_inverse(tmp_path):
 
 
 def test_long_tracks_aggregated_stage_by_stage_give_the_same_nulls(monkeypatch, odd_files):
-    """Tracks over LONG_TRACK_SECONDS are aggregated as their stages finish (aggregate.Early):
+    """Long tracks are aggregated as their stages finish (aggregate.EarlyAggregation):
     a silent one gets the same output as in one piece."""
     whole, _ = Extractor("lowlevel").analyse(str(odd_files["silence_10s"]))
-    monkeypatch.setattr(aggregate, "LONG_TRACK_SECONDS", 1.0)
+    monkeypatch.setattr(long_tracks, "LONG_TRACK_SECONDS", 1.0)
     early = Extractor("lowlevel")
     doc, _ = early.analyse(str(odd_files["silence_10s"]))
     assert early.early is not None and early.early.names  # the early path ran

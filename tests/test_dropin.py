@@ -305,7 +305,7 @@ def test_documented_highlevel_snippet(svm_models, track, tmp_path):
     assert set(sad["all"]) == {"sad", "not_sad"}  # Essentia's labels (the model says non_sad)
     assert sad["probability"] == max(sad["all"].values())
     warning = ("highlevel: genre_tzanetakis left out: Essentia's SVM classifiers, with no "
-               "model here (README: Drop-in)")
+               "model here (docs/drop-in.md)")
     assert doc["metadata"]["warnings"] == [warning]
     assert f"warning: {track}: {warning}" in result.stderr
 
@@ -369,7 +369,7 @@ def test_beets_xtractor_in_a_real_beets_library(svm_models, tmp_path):
 def test_every_essentia_svm_name_maps_to_a_pinned_model_with_its_labels():
     """The mapping table (profiles/_essentia_svm.yaml) names models of the lock file, and its
     labels turn the models' classes (inline metadata where the lock has it) into Essentia's."""
-    from runner.models import lock
+    from runner.models.supply import lock
     from runner.profile.essentia_format import svm_table
 
     essentia_classes = {
@@ -396,11 +396,10 @@ def test_every_essentia_svm_name_maps_to_a_pinned_model_with_its_labels():
         assert sorted(renamed) == sorted(essentia_classes[name]), name
 
 
-def test_readme_drop_in_table_matches_the_mapping():
+def test_drop_in_page_table_matches_the_mapping():
     from runner.profile.essentia_format import svm_table
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("## Drop-in", 1)[1].split("\n## ", 1)[0]
+    section = (Path(__file__).parents[1] / "docs" / "drop-in.md").read_text()
     for name, entry in svm_table().items():
         model = entry if isinstance(entry, str) else entry["model"]
         assert f"| `{name}` | `{model}` |" in section, name

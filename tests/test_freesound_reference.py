@@ -160,7 +160,7 @@ def test_sound_too_short_for_beat_loudness(files):
 
 def test_a_file_silent_in_every_frame_is_analysed_with_a_warning(tmp_path):
     """FreesoundExtractor refuses it ("File looks like a completely silent file...
-    Aborting..."); the freesound profiles analyse it and say it is silent (README)."""
+    Aborting..."); the freesound profiles analyse it and say it is silent (docs/output.md)."""
     import essentia.standard as std
 
     from runner.extract import Extractor

@@ -108,17 +108,16 @@ def test_long_track_statistics_by_parts_equal_the_whole_pool_call(tmp_path, monk
     PoolAggregator's copy of the pool stays small; the numbers must not change at all."""
     from runner import aggregate, compile
     from runner import profile as load
-    from runner.run import Executor
+    from runner.analysis import Executor
 
     path = write_audio(tmp_path / "m.wav", demo(12.0, seed=3))
     plan = compile.compile_profile(load.load_profile("music", ["options.highlevel.compute=false"]))
     analysis = Executor(plan).analyse(str(path))
     whole = aggregate.aggregate(plan, analysis)  # one PoolAggregator call
     assert analysis.frames.descriptorNames()  # ... which leaves the frames in place
-    monkeypatch.setattr(aggregate, "LONG_TRACK_SECONDS", 1.0)
     monkeypatch.setattr(aggregate, "PART_VALUES", 3000)  # melbands128: 6 columns per call
-    early = aggregate.Early(plan)
-    early.after_stage(plan.stages - 1, analysis.frames, 12.0)  # every descriptor, by parts
+    early = aggregate.EarlyAggregation(plan)
+    early.after_stage(plan.stages - 1, analysis.frames)  # every descriptor, by parts
     parts = aggregate.aggregate(plan, analysis, done=early)
     assert parts == whole
     assert len(whole) > 500 and "lowlevel.melbands128.median" in whole
@@ -129,13 +128,14 @@ def test_long_track_statistics_aggregated_after_each_stage_are_the_same(tmp_path
     """Long tracks: a stage's descriptors are aggregated (and their frames let go) as soon as
     the stage has finished, through Extractor; the document must not change."""
     from runner import aggregate
+    from runner.analysis import NetworkKey, long_tracks
     from runner.extract import Extractor
 
     path = write_audio(tmp_path / "m.wav", demo(12.0, seed=5))
     overrides = ["options.highlevel.compute=false"]
     short = Extractor("music", overrides)
     whole, _ = short.analyse(str(path))
-    monkeypatch.setattr(aggregate, "LONG_TRACK_SECONDS", 1.0)
+    monkeypatch.setattr(long_tracks, "LONG_TRACK_SECONDS", 1.0)
     monkeypatch.setattr(aggregate, "PART_VALUES", 3000)
     extractor = Extractor("music", overrides)
     # batch.Batch gives such a file a worker of its own; an unreadable one is not long
@@ -145,7 +145,9 @@ def test_long_track_statistics_aggregated_after_each_stage_are_the_same(tmp_path
     early, analysis = extractor.analyse(str(path))
     assert extractor.early is not None and len(extractor.early.names) > 40
     assert analysis.frames.descriptorNames() == []
-    assert (1, 0, 1, True) in extractor.executor.networks  # the main pass ran as two networks
+    # the main pass ran as two networks
+    assert NetworkKey(stage=1, group=0, part=1, split=True, spooled=True) in (
+        extractor.executor.networks.built)
     assert early == whole
 
 
@@ -156,13 +158,12 @@ def test_a_long_main_pass_runs_its_value_chains_before_its_frame_chains():
     parts would share a spectrum chain (the tonal pass) stay one network."""
     from runner import compile
     from runner import profile as load
+    from runner.analysis import split_pass
     from runner.compile import stream_components
-    from runner.run import Executor
 
     plan = compile.compile_profile(load.load_profile("music", ["options.highlevel.compute=false"]))
-    executor = Executor(plan)
     (main,) = stream_components(plan.nodes, 1)
-    (first, first_stored), (frames, frames_stored) = executor._split(main)
+    (first, first_stored), (frames, frames_stored) = split_pass(plan, main)
     assert {"rhythm_extractor", "onsets", "dance_variance", "loudness"} <= set(first)
     assert {"ll_frames", "melbands128", "eq_frames", "contrast"} <= set(frames)
     assert set(first) & set(frames) == {"signal"}
@@ -170,7 +171,7 @@ def test_a_long_main_pass_runs_its_value_chains_before_its_frame_chains():
     assert set(first) | set(frames) == set(main)
     for stage in range(2, plan.stages):
         for group in stream_components(plan.nodes, stage):
-            assert len(executor._split(group)) == 1
+            assert len(split_pass(plan, group)) == 1
 
 
 def test_a_stream_read_back_and_also_a_descriptor_is_stored_once(tmp_path, monkeypatch):
@@ -180,23 +181,24 @@ def test_a_stream_read_back_and_also_a_descriptor_is_stored_once(tmp_path, monke
     aggregates runs. The results equal those of recording the stream separately."""
     from runner import compile
     from runner import profile as load
-    from runner.run import Executor
+    from runner.analysis import Executor, LongTracks
+    from runner.analysis.values import Sinks
 
     path = write_audio(tmp_path / "m.wav", demo(12.0, seed=2))
     plan = compile.compile_profile(load.load_profile("tonal"))
-    executor = Executor(plan)
-    assert executor.recorded_frames == {"hpcp_key.hpcp": "tonal.hpcp"}
+    executor = Executor(plan, long_tracks=LongTracks(plan, 0.0))  # the hook runs: "long"
+    assert executor.sinks.recorded_frames == {"hpcp_key.hpcp": "tonal.hpcp"}
     recorded: list[set[str]] = []
     left: list[int] = []
-    original = Executor._read_recorded
+    original = Sinks.read_recorded
 
     def spy(self, stage):
         recorded.append(set(self.work.descriptorNames()))
         return original(self, stage)
 
-    monkeypatch.setattr(Executor, "_read_recorded", spy)
-    executor.after_stage = lambda stage, frames, seconds: left.append(
-        len(executor.work.descriptorNames()))
+    monkeypatch.setattr(Sinks, "read_recorded", spy)
+    executor.after_stage = lambda stage, frames: left.append(
+        len(executor.sinks.work.descriptorNames()))
     once = executor.analyse(str(path))
     once_singles, once_frames = dict(once.singles), set(once.frames.descriptorNames())
     assert recorded and not any("hpcp_key.hpcp" in names for names in recorded)
@@ -204,7 +206,7 @@ def test_a_stream_read_back_and_also_a_descriptor_is_stored_once(tmp_path, monke
     assert left and set(left) == {0}
 
     twice = Executor(plan)
-    twice.recorded_frames = {}  # the stream recorded apart as well, as before
+    twice.sinks.recorded_frames = {}  # the stream recorded apart as well, as before
     separate = twice.analyse(str(path))
     assert any("hpcp_key.hpcp" in names for names in recorded[len(left):])
     assert separate.singles.keys() == once_singles.keys()

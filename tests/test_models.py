@@ -95,7 +95,7 @@ def clips(tmp_path_factory) -> Path:
 
 
 def test_packaged_lock_file_is_well_formed():
-    from runner.models import lock
+    from runner.models.supply import lock
 
     models = lock.models()
     assert {"musicnn-msd", "musicnn-mtt", "msd-musicnn-1", "discogs-effnet-bs64-1"} <= set(models)
@@ -389,8 +389,8 @@ def test_malformed_inline_metadata_is_one_error_line(graphs, tmp_path, monkeypat
 
 
 def test_packaged_inline_metadata_names_its_public_source():
-    from runner.models import lock
-    from runner.models.metadata import Metadata
+    from runner.models.supply import lock
+    from runner.models.supply.metadata import Metadata
 
     inline = {m.id: m for m in lock.models().values() if m.inline_metadata is not None}
     assert {"moods_mirex-msd-musicnn-1", "mood_acoustic-msd-musicnn-1",
@@ -418,8 +418,8 @@ def test_tonal_atonal_head_is_pinned_with_its_metadata_marked_reconstructed():
     """tonal_atonal-msd-musicnn-1: MTG's graph pinned by hash; no public copy of its metadata
     JSON exists, so the lock carries content assembled from its sibling's JSON and MTG's
     example script, and says so."""
-    from runner.models import lock
-    from runner.models.metadata import Metadata
+    from runner.models.supply import lock
+    from runner.models.supply.metadata import Metadata
 
     model = lock.get("tonal_atonal-msd-musicnn-1")
     assert (model.embedding, model.algorithm, model.groups) == (
@@ -616,7 +616,7 @@ def test_the_result_hash_covers_versions_and_the_models_that_run(monkeypatch):
 def test_fetch_hints_name_a_command_that_can_work_here():
     """The packaged lock file: MTG's heads come only from essentia.upf.edu (said plainly); the
     musicnn conversion comes from PyPI and stands in for MTG's msd-musicnn-1."""
-    from runner.models import lock
+    from runner.models.supply import lock
 
     hub = "(from essentia.upf.edu only, MTG's server: needs internet access to that host)"
     pypi = ("(musicnn-0.1.0-py3-none-any.whl from PyPI (files.pythonhosted.org), converted "
@@ -640,12 +640,13 @@ MTG_MODELS_PAGE = ("https://github.com/MTG/essentia/blob/b9fa6cb674ca43dfb94d28d
                    "doc/sphinxdoc/models.rst")
 
 
-def test_one_licence_per_model_in_the_lock_the_readme_and_models_list():
+def test_one_licence_per_model_in_the_lock_the_docs_and_models_list():
     """Every entry states its licence and the page that states it; MTG's files carry the
-    licence of MTG's models page, which the README gives too (not the older CC BY-NC-ND)."""
-    from runner.models import lock
+    licence of MTG's models page, which docs/models.md gives too (not the older CC BY-NC-ND)."""
+    from runner.models.supply import lock
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "models.md").read_text(
+        encoding="utf-8")
     models = lock.models()
     for model in models.values():
         assert model.license and re.fullmatch(r"https://\S+", str(model.license_source)), model.id

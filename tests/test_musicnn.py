@@ -65,7 +65,7 @@ def test_conversion_is_recorded_and_stands_in_for_mtg_msd_musicnn(tags, musicnn_
     for model in ("musicnn-msd", "musicnn-mtt"):  # the faster front end was really built:
         meta = json.loads((musicnn_cache / model / f"{model}.json").read_text())
         # musicnn's 5 front-end blocks (2 timbral, 3 temporal filter shapes), each max-pooled
-        # over the mel bands, are rewritten (musicnn_convert.pool_first_conv_blocks)
+        # over the mel bands, are rewritten (runner.models.convert.musicnn_graph.pool_first_conv_blocks)
         assert meta["converted_from"]["rewritten_blocks"] == 5, meta["converted_from"]
     # msd_musicnn names MTG's msd-musicnn-1, which is not in the cache: the conversion serves it
     assert len(tags["piano"]["msd_musicnn"]["all"]) == 50

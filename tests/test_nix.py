@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.models import lock as runner_lock
+from runner.models.supply import lock as runner_lock
 
 tomllib = pytest.importorskip("tomllib", reason="Python 3.11 reads pyproject.toml")
 from tests.nix import consistency  # noqa: E402  (needs tomllib)
@@ -209,7 +209,7 @@ def test_a_model_converted_by_nix_is_accepted_by_the_runner(tmp_path):
     """nix/models.nix writes the manifest with nix/write_manifest.py; the runner must take it."""
     import importlib.util
 
-    from runner.models import cache
+    from runner.models.supply import cache
 
     spec = importlib.util.spec_from_file_location("write_manifest", ROOT / "nix" / "write_manifest.py")
     module = importlib.util.module_from_spec(spec)

@@ -167,11 +167,11 @@ ITEMS_SCHEMA = {
     {"pair": ["a", 1.0]}, {"pair": [1.0, 1.0]}, {"stats": []},
 ])
 def test_output_validator_gives_jsonschemas_verdict_and_errors(doc):
-    """The output validator checks type-only arrays in one pass (runner.write._items); its
+    """The output validator checks type-only arrays in one pass (runner.output.schema); its
     verdict, messages and error paths must stay exactly jsonschema's."""
     import jsonschema
 
-    from runner.write import validator
+    from runner.output import validator
 
     ours = [(e.message, list(e.absolute_path)) for e in validator(ITEMS_SCHEMA).iter_errors(doc)]
     reference = jsonschema.Draft202012Validator(ITEMS_SCHEMA).iter_errors(doc)
@@ -287,12 +287,12 @@ def test_arithmetic_is_bounded():
             arithmetic(text)
 
 
-def test_limits_are_documented_in_the_readme():
+def test_limits_are_documented_in_the_profiles_page():
     from pathlib import Path
 
     from runner.profile import options, reading, validate
 
-    text = (Path(__file__).parent.parent / "README.md").read_text()
+    text = (Path(__file__).parent.parent / "docs" / "profiles.md").read_text()
     for figure in (f"{reading.MAX_PROFILE_BYTES // 1024} KiB", f"{reading.MAX_YAML_NODES:,}",
                    f"{reading.MAX_ALIASES:,} alias", f"nesting {reading.MAX_DEPTH} deep",
                    f"{validate.MAX_GRAPH_NODES} graph nodes",

@@ -1,4 +1,4 @@
-"""The README is the contract with users: its example profile and commands must work."""
+"""The README and docs/ are the contract with users: their examples, commands and links work."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 
 from tests.test_cli import run
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+def blocks(language: str, page: Path = README) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", page.read_text(), flags=re.S)
 
 
 def test_annotated_example_profile_runs(tmp_path, clicks_wav):
@@ -30,7 +32,8 @@ def test_annotated_example_profile_runs(tmp_path, clicks_wav):
 
 
 def test_essentia_profile_example_is_accepted(tmp_path, clicks_wav):
-    (example,) = [b for b in blocks("yaml") if b.startswith("outputFormat: yaml")]
+    (example,) = [b for b in blocks("yaml", ROOT / "docs" / "profiles.md")
+                  if b.startswith("outputFormat: yaml")]
     profile = tmp_path / "essentia.yaml"
     profile.write_text(example.replace("startTime: 10\nendTime: 40\n", ""))
     out = tmp_path / "out.yaml"
@@ -45,3 +48,23 @@ def test_setup_commands_name_real_files_and_commands():
     assert (README.parent / "tests" / "data" / "demo.mp3").exists()
     ci = (README.parent / ".ci" / "run").read_text()
     assert second in ci  # CI runs exactly the README's test command
+
+
+def test_the_readme_links_every_docs_page_and_every_link_resolves():
+    """README keeps what a new user needs and links the rest; a moved page breaks this test."""
+    readme = README.read_text()
+    for page in DOCS:
+        assert f"](docs/{page.name})" in readme, page.name
+    for source in [README, *DOCS]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", source.read_text()):
+            assert (source.parent / target).exists(), f"{source.name}: {target}"
+
+
+def test_the_readme_stays_short():
+    """One screen or two: the set-up commands, commands, exit codes, a profile, jq, links."""
+    readme = README.read_text()
+    assert len(readme.encode()) < 16_000
+    for heading in ("## Set up", "## Commands", "## A profile", "## Querying results with jq",
+                    "## Documentation"):
+        assert heading in readme
+    assert "Exit codes:" in readme

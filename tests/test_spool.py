@@ -1,4 +1,4 @@
-"""The spool (runner.spool): the file is decoded once, and what later passes read from disk is
+"""The spool (runner.analysis.spool): the file is decoded once, and what later passes read from disk is
 exactly the signal the first pass analysed, whatever its length; where that cannot be made
 exact the later passes decode again and the results are the same."""
 
@@ -10,7 +10,8 @@ import tempfile
 import numpy as np
 import pytest
 
-from runner import spool as spool_module
+from runner.analysis import STAGE0
+from runner.analysis import spool as spool_module
 from runner.compile import AUDIO
 from tests.conftest import SR, click_track, write_audio
 
@@ -91,11 +92,10 @@ def test_the_header_is_copied_in_front_where_blocks_cannot_be_inserted(monkeypat
 def _profile_runs(tmp_path, overrides, path, spool_audio):
     from runner import aggregate, compile
     from runner import profile as load
-    from runner.run import Executor
+    from runner.analysis import Executor
 
     plan = compile.compile_profile(load.load_profile("music", overrides))
-    executor = Executor(plan)
-    executor.spool_audio = spool_audio
+    executor = Executor(plan, spool_audio=spool_audio)
     analysis = executor.analyse(str(path))
     return executor, aggregate.aggregate(plan, analysis), dict(analysis.audio)
 
@@ -130,22 +130,22 @@ def test_later_passes_read_the_spool_not_the_file_and_agree_exactly(tmp_path, ca
     assert stats == expected and audio == expected_audio
     assert len(stats) > 500
 
-    stage0 = spooled.networks[(0, 0)]
+    stage0 = spooled.networks.built[STAGE0]
     assert stage0.source.paramValue("filename") == str(path)
-    later = [net for key, net in spooled.networks.items() if key != (0, 0)]
-    assert later and all(key[-1] is True for key in spooled.networks if key != (0, 0))
+    later = [net for key, net in spooled.networks.built.items() if key != STAGE0]
+    assert later and all(key.spooled for key in spooled.networks.built if key != STAGE0)
     assert all(net.source.paramValue("filename").endswith("signal.wav") for net in later)
     assert os.listdir(tmpdir_) == []  # removed when the file's analysis ended
     assert all(net.source.paramValue("filename") == str(path)
-               for key, net in decoded.networks.items())
+               for key, net in decoded.networks.built.items())
 
 
 def test_a_bad_file_between_good_ones_leaves_no_spool_and_changes_nothing(tmp_path, tmpdir_):
     """A failed analysis drops its networks and their spool; the next file is unaffected."""
     from runner import compile
     from runner import profile as load
+    from runner.analysis import Executor
     from runner.errors import AudioError
-    from runner.run import Executor
 
     good = write_audio(tmp_path / "a.wav", click_track(6.0, seed=6))
     bad = tmp_path / "b.wav"
@@ -153,7 +153,7 @@ def test_a_bad_file_between_good_ones_leaves_no_spool_and_changes_nothing(tmp_pa
     plan = compile.compile_profile(load.load_profile("tonal"))
     executor = Executor(plan)
     first = dict(executor.analyse(str(good)).singles)
-    assert executor.networks[(0, 0)].spool is not None
+    assert executor.networks.built[STAGE0].spool is not None
     with pytest.raises(AudioError):
         executor.analyse(str(bad))
     assert os.listdir(tmpdir_) == []

@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 import distributed
 
-from runner import __version__, spool
+from runner import __version__
+from runner.analysis import spool
 from runner.batch.claims import Claims, claim_next
 from runner.batch.inputs import Job
 from runner.batch.work import (
@@ -84,7 +85,7 @@ def analyse_task(make: Maker, src: str, dst: str) -> tuple[str, str, float, list
 
 
 def remove_stale_spools() -> None:
-    """Run on every worker after one died: what it left in its TMPDIR (runner.spool)."""
+    """Run on every worker after one died: what it left in its TMPDIR (runner.analysis.spool)."""
     spool.remove_stale()
 
 

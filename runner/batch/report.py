@@ -19,7 +19,7 @@ from runner.errors import EXIT_FAILED
 def write_failures(path: Path, failures: list[Outcome], kept: list[str] | None = None) -> None:
     """JSON lines: {"path": ..., "error": ...}, one per failed file; ``kept``: lines of the
     existing file to keep (see failures_of_others)."""
-    from runner.write import write_atomic  # loads compile and run: only when a list is written
+    from runner.output import write_atomic  # loads compile and analysis: only when used
     lines = (kept or []) + [json.dumps({"path": str(o.job.input), "error": o.message})
                             for o in failures]
     write_atomic(path, "".join(line + "\n" for line in lines))
@@ -52,7 +52,7 @@ def write_warnings(path: Path, result: BatchResult, jobs: list[Job]) -> bool:
     failures.jsonl. Lines an earlier run wrote for files this run skipped (up to date) are
     kept; files analysed again replace theirs. Returns whether any line is left (the file
     is removed otherwise)."""
-    from runner.write import write_atomic  # loads compile and run: only when a list is written
+    from runner.output import write_atomic  # loads compile and analysis: only when used
     inputs = {str(job.input) for job in jobs}
     analysed = result.analysed
     kept: list[str] = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from runner import spool
+from runner.analysis import spool
 from runner.batch.claims import Claims, claim_next
 from runner.batch.inputs import Job
 from runner.batch.work import (

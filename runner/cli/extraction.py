@@ -8,8 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from runner import batch, compile, spool, write
+from runner import batch, compile
+from runner import output as write
 from runner import profile as load
+from runner.analysis import spool
 from runner.batch.extract_job import ExtractorWork
 from runner.batch.inputs import made_by
 from runner.cli.common import print_notes

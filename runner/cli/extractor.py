@@ -12,7 +12,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from runner import __version__, compile, write
+from runner import __version__, compile
+from runner import output as write
 from runner import profile as load
 from runner.cli.common import add_batch_options, add_common_options, fail, guard, print_notes
 from runner.cli.extraction import extract_command

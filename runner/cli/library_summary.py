@@ -7,8 +7,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner import batch, compile, spool, write
+from runner import batch, compile
+from runner import output as write
 from runner import profile as load
+from runner.analysis import spool
 from runner.cli.common import add_batch_options, add_common_options, guard
 from runner.cli.extraction import announce, failures_file, profile_workers
 from runner.errors import UsageError

@@ -24,6 +24,7 @@ import json
 from typing import Any
 
 from runner import __version__, registry
+from runner.compile.models import compile_models
 from runner.compile.names import check_merge, check_output_names
 from runner.compile.nodes import check_configuration, check_mode, make_descriptors, make_node
 from runner.compile.plan import (
@@ -55,7 +56,6 @@ from runner.compile.wiring import (
     output_rates,
     topological_order,
 )
-from runner.models.plan import compile_models
 from runner.profile import Profile, apply_defaults, substitute_options
 
 __all__ = [
@@ -113,7 +113,7 @@ def _plan_warnings(data: dict[str, Any]) -> list[str]:
     if not unavailable:
         return []
     return [f"{models['section']}: {', '.join(map(str, unavailable))} left out: Essentia's "
-            "SVM classifiers, with no model here (README: Drop-in)"]
+            "SVM classifiers, with no model here (docs/drop-in.md)"]
 
 
 def result_digest(profile: Profile, models: dict[str, Any] | None = None) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 from runner.compile.plan import Descriptor
 from runner.profile import KeyPath, Profile, is_builtin
 
-# What the runner itself writes in the metadata section (runner/write.py): a descriptor may
-# not replace these or sit inside them (md5_encoded is the loader's md5 either way).
+# What the runner itself writes in the metadata section (runner/output/document.py): a descriptor
+# may not replace these or sit inside them (md5_encoded is the loader's md5 either way).
 _RUNNER_SECTIONS = ("metadata", "metadata.version", "metadata.profile", "metadata.tags",
                     "metadata.models", "metadata.warnings", "metadata.audio_properties",
                     "metadata.audio_properties.analysis")

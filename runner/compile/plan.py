@@ -1,7 +1,7 @@
 """A compiled profile as data: the Plan, its nodes, wires and descriptors (no checks here).
 
 A Plan is everything needed to run a profile on a file: built once by runner.compile, then
-reused for every file by the run (runner.run), the aggregation and the output.
+reused for every file by the analysis (runner.analysis), the aggregation and the output.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.models.plan import ModelsConfig
+from runner.compile.models import ModelsConfig
 from runner.profile import KeyPath, Profile
 
 AUDIO = "audio"
-# Outputs of the built-in audio source (see runner/run.py for the loader chain behind it).
+# Outputs of the built-in audio source (see runner/analysis/audio_input.py for the loader chain
+# behind it).
 AUDIO_OUTPUTS = {
     "signal": "real",
     "stereo": "stereosample",

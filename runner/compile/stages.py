@@ -4,8 +4,8 @@ in the first stage it can run in, one source per network, and the streams to rec
 A node whose *parameter* (or a reduced input, ``take: mean``) needs a value computed by another
 node can only be configured after that node has run, so it goes into a later stage. Each file
 is decoded once: a later-stage network that reads the audio reads the analysed signal that the
-first stage kept on disk (runner/spool.py; only where that copy cannot be exact is the file
-decoded again, to the same samples). Other streams that cross stages are recorded and
+first stage kept on disk (runner/analysis/spool.py; only where that copy cannot be exact is the
+file decoded again, to the same samples). Other streams that cross stages are recorded and
 replayed. No stage keeps the whole signal in memory unless a node reads it back (``take``).
 """
 

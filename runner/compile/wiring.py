@@ -251,5 +251,3 @@ def check_single_values(profile: Profile, nodes: dict[str, Node], order: list[st
         raise profile.error(path, f"'single: true', but {what}",
                             "drop 'single' to write its statistics (stats: [...])")
 
-
-# What the runner itself writes in the metadata section (runner/write.py): a descriptor may

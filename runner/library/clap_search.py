@@ -12,7 +12,7 @@ Where vectors are stored:
 * otherwise the embedding cache: ``$LAION_CLAP_CACHE``, else ``$XDG_CACHE_HOME/laion_clap``,
   else ``~/.cache/laion_clap``; ``<cache>/<model id>/<xx>/<sha1 of the file's absolute
   path>.npy``. This holds only our per-track vectors: model checkpoints always come from the
-  model cache (runner.models.cache, pinned by the lock file), never from here.
+  model cache (runner.models.supply.cache, pinned by the lock file), never from here.
 
 Each store has a ``clap.json`` naming the model (and its files' sha256) and the windowing;
 vectors of another model are never mixed in. A stored vector is reused while it is newer than
@@ -34,9 +34,10 @@ import numpy as np
 
 from runner import batch, registry
 from runner.errors import AudioError, ModelError, UsageError
-from runner.models import clap, lock
+from runner.models import clap
 from runner.models.clap import DIM, KINDS, WINDOWING, require_files
-from runner.write import write_atomic
+from runner.models.supply import lock
+from runner.output import write_atomic
 
 DEFAULT_MODEL = "clap-630k-audioset"
 DEFAULT_LIMIT = 10

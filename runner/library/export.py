@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from runner.errors import OutputError
+from runner.output import write_atomic, write_bytes_atomic
 from runner.tree import flatten
-from runner.write import write_atomic, write_bytes_atomic
 
 SKIP_NAMES = {"failures.jsonl"}
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}

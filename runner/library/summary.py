@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__, registry
-from runner.aggregate import to_plain
 from runner.batch import BatchResult, Job, Words
 from runner.errors import ProfileError
+from runner.output import render, validate_output, write_atomic
+from runner.pools import pool_values, to_plain
 from runner.profile import Profile, did_you_mean, load_schema
-from runner.run import pool_values
 from runner.tree import flatten
-from runner.write import render, validate_output, write_atomic
 
 # how the summary command names its counts: "3 analysed, 2 reused, 0 failed"
 SUMMARY_WORDS = Words(done="analysed", skipped="reused",

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from runner.errors import AudioError, ModelError
-from runner.models import cache, lock
-from runner.models.lock import Model
+from runner.models.supply import cache, lock
+from runner.models.supply.lock import Model
 
 SAMPLE_RATE = 48000
 WINDOW = 480000  # 10 s at 48 kHz: the length every CLAP checkpoint was trained on

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from runner.errors import ModelError
-from runner.models import cache, lock
+from runner.models.supply import cache, lock
 
 
 def _size(model: lock.Model) -> str:
@@ -60,7 +60,7 @@ def fetch(args: argparse.Namespace) -> int:
     """Download (and convert) the named models or groups, and the embedding models heads need."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from runner.models import fetch as fetching
+    from runner.models.supply import fetch as fetching
 
     chosen = lock.select(args.models)
     table = lock.models()

@@ -9,7 +9,7 @@ PATCH_CHUNK). Classifier heads (TensorflowPredict2D models) then run on the embe
 front-end settings per algorithm are those hard-coded in Essentia's wrappers
 (src/algorithms/machinelearning/tensorflowpredict*.cpp); everything model-specific (node
 names, classes, sample rate, the embedding model a head needs) comes from the metadata JSON
-(runner.models.metadata: a pinned file, or its content inline in the lock file).
+(runner.models.supply.metadata: a pinned file, or its content inline in the lock file).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from runner import registry
 from runner.errors import ModelError
-from runner.models.metadata import Metadata
+from runner.models.supply.metadata import Metadata
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ``frameSize: ${lowlevel.frameSize}`` keeps the option's type; text around references is
 substituted as text, and arithmetic over numbers (``${frame} / 2``) is evaluated, bounded
 (MAX_EXPRESSION_CHARS, MAX_ARITHMETIC_VALUE, MAX_EXPONENT, MAX_SUBSTITUTED_CHARS; see the
-README's "Limits" paragraph) without running any code.
+docs/profiles.md, "Limits") without running any code.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A profile is data from anyone, so reading it is bounded before anything is expanded: its size,
 its nesting and its YAML nodes counted with every alias expanded (the limits below; see the
-README's "Limits" paragraph). Keys are names: a key that YAML reads as a number, a boolean or
+docs/profiles.md, "Limits"). Keys are names: a key that YAML reads as a number, a boolean or
 null, and a key written twice in one mapping, are refused with their lines instead of being
 converted or silently overwritten.
 """

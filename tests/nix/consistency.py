@@ -110,7 +110,7 @@ def _pin_errors(where: str, pin: Any) -> list[str]:
         errors.append(f"{where}: sha256 {pin['sha256']!r} is not 64 lowercase hex digits")
     if not str(pin["url"]).startswith("https://"):
         errors.append(f"{where}: url {pin['url']!r} is not https")
-    size = pin.get("size")  # optional, as in runner/models/lock.py: the hash pins the content
+    size = pin.get("size")  # optional, as in runner/models/supply/lock.py: the hash pins the content
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
         errors.append(f"{where}: size {size!r} is not a positive integer")
     name = str(pin["name"])
@@ -121,7 +121,7 @@ def _pin_errors(where: str, pin: Any) -> list[str]:
 
 def _inline_metadata_errors(at: str, entry: dict[str, Any]) -> list[str]:
     """Inline metadata is a copy (metadata_source) or says how it was reconstructed, and from
-    what (metadata_reconstructed: note and https sources), as in runner/models/lock.py."""
+    what (metadata_reconstructed: note and https sources), as in runner/models/supply/lock.py."""
     source, rebuilt = entry.get("metadata_source"), entry.get("metadata_reconstructed")
     if rebuilt is None:
         if not isinstance(source, str) or not source.strip():

@@ -27,9 +27,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from runner.errors import ModelError
-from runner.models.metadata import Metadata
+from runner.models.supply.metadata import Metadata
 
-LOCK_FILE = Path(__file__).resolve().parent.parent / "models.lock.json"
+LOCK_FILE = Path(__file__).resolve().parents[2] / "models.lock.json"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ModelError
-from runner.models.lock import Model, fetch_hint
+from runner.models.supply.lock import Model, fetch_hint, models
 
 MANIFEST = "manifest.json"  # written by a conversion: {"source_sha256", "files": {name: sha256}}
 PRESENT, MISMATCH, MISSING = "present", "wrong hash", "missing"
@@ -159,3 +159,26 @@ def require(model: Model) -> State:
         raise mismatch_error(state)
     raise MissingModel(f"model '{model.id}' is not in the model cache ({user_cache()}); "
                        f"{fetch_hint([model.id])}", model.id)
+
+
+def first_present(model_id: str) -> tuple[Model, State] | None:
+    """A verified copy of the model, or of a model that stands in for it (``provides``);
+    None when the lock file has neither.
+
+    A copy that does not match its pin stops here even when a stand-in is present: results
+    never switch models silently because a file was damaged.
+    """
+    table = models()
+    candidates = [table[model_id]] if model_id in table else []
+    candidates += [m for m in table.values() if model_id in m.provides]
+    if not candidates:
+        return None
+    states = [locate(model) for model in candidates]
+    for state in states:
+        if state.state == MISMATCH:
+            raise mismatch_error(state)
+    for model, state in zip(candidates, states, strict=True):
+        if state.ok:
+            return model, state
+    raise MissingModel(f"model '{model_id}' is not in the model cache ({user_cache()}); "
+                       f"{fetch_hint([model_id])}", model_id)

@@ -24,11 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner.errors import ModelError
-from runner.models import cache
-from runner.models.lock import Model, Pin
+from runner.models.supply import cache
+from runner.models.supply.lock import Model, Pin
 
 Progress = Callable[[str, int, int | None], None]  # (label, bytes so far, total or None)
 SOURCES = "_sources"  # downloaded sources shared by converted models (the musicnn wheel)
+# A lock entry's ``convert.tool`` -> the module run (in its own process) to convert its source;
+# nix/models.nix has the same table for the Nix model packages.
+CONVERTERS = {"musicnn_convert": "runner.models.convert.musicnn"}
 
 
 class Unreachable(ModelError):
@@ -123,7 +126,7 @@ def _umask() -> int:
 def _convert(model: Model, root: Path, folder: Path, progress: Progress | None) -> None:
     assert model.source is not None
     tool = model.convert.get("tool")
-    if tool != "musicnn_convert":
+    if tool not in CONVERTERS:
         raise ModelError(f"model '{model.id}': unknown conversion tool {tool!r}")
     if importlib.util.find_spec("tensorflow") is None:
         raise ModelError(f"model '{model.id}' is converted from {model.source.name}, which needs "
@@ -132,7 +135,7 @@ def _convert(model: Model, root: Path, folder: Path, progress: Progress | None) 
     if not source.is_file() or cache.sha256_of(source) != model.source.sha256:
         download(model.source, source, progress)
     assert model.graph and model.metadata
-    command = [sys.executable, "-m", "runner.models.musicnn_convert", str(source),
+    command = [sys.executable, "-m", CONVERTERS[str(tool)], str(source),
                str(model.convert["checkpoint"]), str(folder / model.graph),
                str(folder / model.metadata), "--model-id", model.id,
                "--source", model.source.url]
