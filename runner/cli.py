@@ -569,6 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runner.models.commands import add_parser as add_models_parser
 
     add_models_parser(sub)
+    from runner.catalog.commands import add_commands as add_catalog_commands
+
+    add_catalog_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:

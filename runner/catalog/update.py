@@ -1,0 +1,176 @@
+"""`catalog update`: bring the catalog in step with a folder of outputs, in one transaction.
+
+Incremental: an output whose size and modification time are those recorded is not read
+again; a new or changed one is (and its profile hash recorded); a track whose output is gone
+is removed. Everything happens in one transaction, so an update killed at any moment leaves
+the previous catalog as it was, and readers see either the old catalog or the new one.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.catalog import schema
+from runner.catalog.backend import Backend, CatalogError
+from runner.catalog.loading import Record, Unreadable, kind_of, read_output, scalar_row
+
+RESULT_SUFFIXES = (".json", ".yaml", ".yml")
+SKIP_NAMES = {"failures.jsonl"}
+
+
+@dataclass
+class UpdateReport:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (output, reason)
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = (f"catalog: {self.added} added, {self.updated} updated, {self.removed} removed, "
+                f"{self.unchanged} unchanged")
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped"
+        return text
+
+
+def result_files(folder: Path) -> list[Path]:
+    """Per-track outputs under ``folder``: not frame files, failure lists or hidden files."""
+    return [p for p in sorted(folder.rglob("*")) if p.suffix in RESULT_SUFFIXES
+            and not p.stem.endswith("_frames") and p.name not in SKIP_NAMES
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and p.is_file()]
+
+
+def _delete(db: Backend, track_id: int) -> None:
+    for table in ("scalars", "tags", "vectors"):
+        db.execute(f"DELETE FROM {table} WHERE track_id = ?", (track_id,))
+
+
+def _store(db: Backend, record: Record, track_id: int | None) -> int:
+    columns = (record.output, record.path, record.duration, record.profile,
+               record.profile_hash, record.analysed_at, record.size, record.mtime_ns)
+    if track_id is None:
+        rows = db.execute("INSERT INTO tracks (output, path, duration, profile, profile_hash, "
+                          "analysed_at, size, mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                          "RETURNING id", columns)
+        track_id = int(rows[0][0])
+    else:
+        _delete(db, track_id)
+        db.execute("UPDATE tracks SET output = ?, path = ?, duration = ?, profile = ?, "
+                   "profile_hash = ?, analysed_at = ?, size = ?, mtime_ns = ? WHERE id = ?",
+                   (*columns, track_id))
+    db.executemany("INSERT INTO scalars (track_id, name, num, text) VALUES (?, ?, ?, ?)",
+                   [scalar_row(track_id, n, v) for n, v in record.scalars.items()])
+    if record.tags:
+        db.executemany("INSERT INTO tags (track_id, taxonomy, tag, probability) "
+                       "VALUES (?, ?, ?, ?)", [(track_id, *t) for t in record.tags])
+    if record.vectors:
+        db.executemany("INSERT INTO vectors (track_id, name, dim, data) VALUES (?, ?, ?, ?)",
+                       [(track_id, n, len(v), v.tobytes()) for n, v in record.vectors.items()])
+    return track_id
+
+
+class _Kinds:
+    """The kind of every scalar name, as recorded and as this update finds them."""
+
+    def __init__(self, db: Backend) -> None:
+        self.known = dict(db.execute("SELECT name, kind FROM descriptor_names"))
+        self.changed: dict[str, str] = {}
+
+    def see(self, record: Record) -> None:
+        for name, value in record.scalars.items():
+            kind = kind_of(value)
+            old = self.changed.get(name, self.known.get(name))
+            if kind is None and old is None:
+                kind = "number"  # a null first: numbers are the usual case (NaN -> null)
+            elif kind is None or kind == old:
+                continue
+            elif old is not None and {kind, old} != {"number", "bool"}:
+                kind = "text"  # mixed kinds across tracks: text is what every value has
+            elif old is not None:
+                kind = "number"
+            self.changed[name] = kind
+
+    def save(self, db: Backend) -> None:
+        db.executemany("INSERT INTO descriptor_names (name, kind) VALUES (?, ?) ON CONFLICT "
+                       "(name) DO UPDATE SET kind = excluded.kind", list(self.changed.items()))
+
+
+def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = None,
+           audio_root: Path | None = None) -> UpdateReport:
+    """Update the catalog in ``db`` from the outputs under ``folder`` (one transaction).
+    ``audio_root``: the analysed folder, so that playlists name the audio files in full."""
+    if not folder.is_dir():
+        raise CatalogError(f"{folder}: not a folder of outputs")
+    report = UpdateReport()
+    files = result_files(folder)
+    if progress:
+        progress(f"catalog: {len(files)} outputs in {folder}")
+    with db.transaction():
+        note = schema.ensure(db)
+        if note:
+            report.notes.append(note)
+        if audio_root is not None:
+            schema.set_meta(db, "audio_root", str(audio_root.resolve()))
+        known = {row[1]: (row[0], row[2], row[3]) for row in
+                 db.execute("SELECT id, output, size, mtime_ns FROM tracks")}
+        kinds = _Kinds(db)
+        for path in files:
+            rel = path.relative_to(folder).as_posix()
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                report.skipped.append((rel, exc.strerror or str(exc)))
+                continue
+            previous = known.pop(rel, None)
+            if previous and previous[1:] == (stat.st_size, stat.st_mtime_ns):
+                report.unchanged += 1
+                continue
+            try:
+                record = read_output(folder, path, stat.st_size, stat.st_mtime_ns)
+            except Unreadable as exc:
+                report.skipped.append((rel, str(exc)))
+                if previous:  # its old rows describe an output that no longer reads
+                    _delete(db, previous[0])
+                    db.execute("DELETE FROM tracks WHERE id = ?", (previous[0],))
+                    report.removed += 1
+                continue
+            kinds.see(record)
+            _store(db, record, previous[0] if previous else None)
+            if previous:
+                report.updated += 1
+            else:
+                report.added += 1
+        for track_id, _, _ in known.values():
+            _delete(db, track_id)
+            db.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
+            report.removed += 1
+        if kinds.changed or schema.meta(db, "view_names") is None:
+            kinds.save(db)
+            left = schema.rebuild_view(db)
+            schema.set_meta(db, "view_names", str(len(kinds.known) + len(kinds.changed)))
+            if left:
+                report.notes.append(f"the descriptors view has {schema.VIEW_COLUMNS_MAX} "
+                                    f"columns; {len(left)} more names are only in the "
+                                    "scalars table")
+        if report.added or report.updated or report.removed:
+            generation = int(schema.meta(db, "generation") or 0) + 1
+            schema.set_meta(db, "generation", str(generation))
+    return report
+
+
+def print_report(report: UpdateReport, quiet: bool = False) -> None:
+    """Skipped outputs by name (at most 10), notes, then the counts."""
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for rel, reason in report.skipped[:10]:
+        print(f"skipped: {rel}: {reason}", file=sys.stderr)
+    if len(report.skipped) > 10:
+        print(f"skipped: ... and {len(report.skipped) - 10} more", file=sys.stderr)
+    if not quiet or report.skipped:
+        print(report.line(), file=sys.stderr)
