@@ -144,7 +144,7 @@ class PostgresBackend(Backend):
             self.execute("SET default_transaction_read_only = on")
 
     def sql(self, text: str) -> str:
-        return super().sql(text).replace("?", "%s")
+        return super().sql(text).replace("%", "%%").replace("?", "%s")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:

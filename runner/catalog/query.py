@@ -112,16 +112,16 @@ class WhereParser:
             if not match or match.end() == pos:
                 if text[pos:].strip() == "":
                     break
-                self.fail(pos, "unexpected text")
-            kind = match.lastgroup or ""
-            value = match[kind]
+                self.fail(pos + len(text[pos:]) - len(text[pos:].lstrip()), "unexpected text")
+            group = kind = match.lastgroup or ""
+            value = match[group]
             if kind == "string":
                 value = value.replace("''", "'")
             elif kind == "quoted":
                 kind, value = "name", value.replace('""', '"')
             elif kind == "word":
                 kind = "word" if value.lower() in WORDS else "name"
-            self.tokens.append((kind, value, match.start(kind)))
+            self.tokens.append((kind, value, match.start(group)))
             pos = match.end()
         self.i = 0
         self.params: list[Any] = []
