@@ -8,8 +8,11 @@ the previous catalog as it was, and readers see either the old catalog or the ne
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +104,40 @@ class _Kinds:
                        "(name) DO UPDATE SET kind = excluded.kind", list(self.changed.items()))
 
 
+PARALLEL_FROM = 200  # outputs to read before worker processes pay for themselves
+
+
+def _read(job: tuple[Path, Path, int, int]) -> Record | str:
+    """One output as a Record, or why it was skipped (picklable either way)."""
+    try:
+        return read_output(*job)
+    except Unreadable as exc:
+        return str(exc)
+
+
+def _exit_with(parent: int) -> None:
+    """A reader leaves as soon as its parent is gone (an update killed with kill -9)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _read_all(jobs: list[tuple[Path, Path, int, int]]) -> Iterator[Record | str]:
+    """Parsing JSON is half an update's time: spread it over the cores for large updates,
+    in order, while this process writes."""
+    if len(jobs) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        yield from map(_read, jobs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                             initializer=_exit_with, initargs=(os.getpid(),)) as pool:
+        yield from pool.map(_read, jobs, chunksize=32)
+
+
 def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = None,
            audio_root: Path | None = None) -> UpdateReport:
     """Update the catalog in ``db`` from the outputs under ``folder`` (one transaction).
@@ -120,6 +157,7 @@ def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = N
         known = {row[1]: (row[0], row[2], row[3]) for row in
                  db.execute("SELECT id, output, size, mtime_ns FROM tracks")}
         kinds = _Kinds(db)
+        changed: list[tuple[Path, str, int, int, tuple[int, int, int] | None]] = []
         for path in files:
             rel = path.relative_to(folder).as_posix()
             try:
@@ -130,11 +168,12 @@ def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = N
             previous = known.pop(rel, None)
             if previous and previous[1:] == (stat.st_size, stat.st_mtime_ns):
                 report.unchanged += 1
-                continue
-            try:
-                record = read_output(folder, path, stat.st_size, stat.st_mtime_ns)
-            except Unreadable as exc:
-                report.skipped.append((rel, str(exc)))
+            else:
+                changed.append((path, rel, stat.st_size, stat.st_mtime_ns, previous))
+        jobs = [(folder, path, size, mtime) for path, _, size, mtime, _ in changed]
+        for (_, rel, _, _, previous), record in zip(changed, _read_all(jobs), strict=True):
+            if isinstance(record, str):
+                report.skipped.append((rel, record))
                 if previous:  # its old rows describe an output that no longer reads
                     _delete(db, previous[0])
                     db.execute("DELETE FROM tracks WHERE id = ?", (previous[0],))

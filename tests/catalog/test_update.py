@@ -107,6 +107,14 @@ def _big_library(source: Path, folder: Path, copies: int) -> Path:
     return folder
 
 
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (its JSON readers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def test_kill_9_during_an_update_leaves_the_old_catalog(music_outputs, db_url, tmp_path):
     assert update(music_outputs, db_url).returncode == 0
     big = _big_library(music_outputs, tmp_path / "big", 600)
@@ -121,8 +129,14 @@ def test_kill_9_during_an_update_leaves_the_old_catalog(music_outputs, db_url, t
     # a reader is served the committed catalog while the update writes (WAL in SQLite)
     assert len(find_json(db_url, "--limit", "100")) == 6
     assert proc.poll() is None, "the update ended before it could be killed"
+    readers = children(proc.pid)
+    assert readers, "the update reads 606 outputs in worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in readers):
+        time.sleep(0.1)
+    assert not [pid for pid in readers if Path(f"/proc/{pid}").exists()]
     assert counts(db_url)["tracks"] == 6  # the old catalog, whole
     assert {r["path"] for r in find_json(db_url)} == {
         "rock/fast.wav", "rock/mid.wav", "jazz/slow.wav", "jazz/slower.wav", "tones/tone.wav",
