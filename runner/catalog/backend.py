@@ -184,7 +184,7 @@ def is_postgres(url: str) -> bool:
 
 def sqlite_path(url: str) -> Path:
     """``sqlite:///abs/x.db``, ``path/to/x.sqlite`` or a folder (its catalog.sqlite)."""
-    path = Path(url[len("sqlite://"):] if url.startswith("sqlite://") else url)
+    path = Path(url[len("sqlite://"):] if url.startswith("sqlite://") else url).expanduser()
     return path / DEFAULT_NAME if path.is_dir() else path
 
 

@@ -37,6 +37,7 @@ TABLES = [
         analysed_at TEXT NOT NULL,
         size {BIGINT} NOT NULL,
         mtime_ns {BIGINT} NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS tracks_by_path ON tracks (path)""",
     """CREATE TABLE IF NOT EXISTS scalars (
         track_id {BIGINT} NOT NULL,
         name TEXT NOT NULL,
