@@ -133,6 +133,9 @@ def _batch_options(parser: argparse.ArgumentParser,
                         help="run on a Dask cluster instead of local workers, e.g. "
                         "tcp://HOST:8786 (inputs and outputs on a filesystem the workers "
                         "share, at the same paths)")
+    from runner.catalog.commands import add_batch_options
+
+    add_batch_options(parser)
 
 
 def _batch_runner(profile: str, args: argparse.Namespace, legacy_base: str, digest: str
@@ -214,6 +217,10 @@ def _execute(profile: str, args: argparse.Namespace, legacy_base: str = "music")
     runner = _batch_runner(profile, args, legacy_base, plan.digest)
     batch.remove_stale_temporaries(Path(out_dir))
     update, close = batch.reporter(len(jobs), args.quiet)
+    if args.catalog or args.catalog_db:
+        from runner.catalog.feed import feeding
+
+        update, close = feeding(update, close, out_dir, args.catalog_db, args.input)
     try:
         summary = runner.run(jobs, update)
     finally:
@@ -280,6 +287,10 @@ def _summary(args: argparse.Namespace) -> int:
     runner = _batch_runner(args.profile_option or "summary", args, "music", plan.digest)
     batch.remove_stale_temporaries(tracks)
     update, close = batch.reporter(len(jobs), args.quiet)
+    if args.catalog or args.catalog_db:
+        from runner.catalog.feed import feeding
+
+        update, close = feeding(update, close, str(tracks), args.catalog_db, args.input)
     try:
         result = runner.run(jobs, update)
     finally:

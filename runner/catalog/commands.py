@@ -81,6 +81,15 @@ def _output_formats(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(format="table")
 
 
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """A batch's --catalog (runner.catalog.feed)."""
+    parser.add_argument("--catalog", action="store_true",
+                        help="load outputs into a catalog as they finish "
+                             f"(DIR/{DEFAULT_NAME} unless --catalog-db; docs/catalog.md)")
+    parser.add_argument("--catalog-db", metavar="URL", default=None,
+                        help="the catalog for --catalog: an SQLite file or postgresql://...")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `catalog`, `find` and `similar` on the `extractor` command line."""
     catalog = sub.add_parser("catalog", help="a queryable catalog of a folder of outputs "

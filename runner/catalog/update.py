@@ -138,6 +138,44 @@ def _read_all(jobs: list[tuple[Path, Path, int, int]]) -> Iterator[Record | str]
         yield from pool.map(_read, jobs, chunksize=32)
 
 
+Changed = tuple[Path, str, int, int, "tuple[int, int, int] | None"]  # path, rel, size, mtime, row
+
+
+def load(db: Backend, folder: Path, changed: list[Changed], report: UpdateReport,
+         kinds: _Kinds) -> None:
+    """Read new and changed outputs and store them (inside the caller's transaction)."""
+    jobs = [(folder, path, size, mtime) for path, _, size, mtime, _ in changed]
+    for (_, rel, _, _, previous), record in zip(changed, _read_all(jobs), strict=True):
+        if isinstance(record, str):
+            report.skipped.append((rel, record))
+            if previous:  # its old rows describe an output that no longer reads
+                _delete(db, previous[0])
+                db.execute("DELETE FROM tracks WHERE id = ?", (previous[0],))
+                report.removed += 1
+            continue
+        kinds.see(record)
+        _store(db, record, previous[0] if previous else None)
+        if previous:
+            report.updated += 1
+        else:
+            report.added += 1
+
+
+def finish(db: Backend, report: UpdateReport, kinds: _Kinds) -> None:
+    """New descriptor names into the view; a new generation when anything changed."""
+    if kinds.changed or schema.meta(db, "view_names") is None:
+        kinds.save(db)
+        left = schema.rebuild_view(db)
+        schema.set_meta(db, "view_names", str(len(kinds.known) + len(kinds.changed)))
+        if left:
+            report.notes.append(f"the descriptors view has {schema.VIEW_COLUMNS_MAX} "
+                                f"columns; {len(left)} more names are only in the "
+                                "scalars table")
+    if report.added or report.updated or report.removed:
+        generation = int(schema.meta(db, "generation") or 0) + 1
+        schema.set_meta(db, "generation", str(generation))
+
+
 def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = None,
            audio_root: Path | None = None) -> UpdateReport:
     """Update the catalog in ``db`` from the outputs under ``folder`` (one transaction).
@@ -157,7 +195,7 @@ def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = N
         known = {row[1]: (row[0], row[2], row[3]) for row in
                  db.execute("SELECT id, output, size, mtime_ns FROM tracks")}
         kinds = _Kinds(db)
-        changed: list[tuple[Path, str, int, int, tuple[int, int, int] | None]] = []
+        changed: list[Changed] = []
         for path in files:
             rel = path.relative_to(folder).as_posix()
             try:
@@ -170,36 +208,12 @@ def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = N
                 report.unchanged += 1
             else:
                 changed.append((path, rel, stat.st_size, stat.st_mtime_ns, previous))
-        jobs = [(folder, path, size, mtime) for path, _, size, mtime, _ in changed]
-        for (_, rel, _, _, previous), record in zip(changed, _read_all(jobs), strict=True):
-            if isinstance(record, str):
-                report.skipped.append((rel, record))
-                if previous:  # its old rows describe an output that no longer reads
-                    _delete(db, previous[0])
-                    db.execute("DELETE FROM tracks WHERE id = ?", (previous[0],))
-                    report.removed += 1
-                continue
-            kinds.see(record)
-            _store(db, record, previous[0] if previous else None)
-            if previous:
-                report.updated += 1
-            else:
-                report.added += 1
+        load(db, folder, changed, report, kinds)
         for track_id, _, _ in known.values():
             _delete(db, track_id)
             db.execute("DELETE FROM tracks WHERE id = ?", (track_id,))
             report.removed += 1
-        if kinds.changed or schema.meta(db, "view_names") is None:
-            kinds.save(db)
-            left = schema.rebuild_view(db)
-            schema.set_meta(db, "view_names", str(len(kinds.known) + len(kinds.changed)))
-            if left:
-                report.notes.append(f"the descriptors view has {schema.VIEW_COLUMNS_MAX} "
-                                    f"columns; {len(left)} more names are only in the "
-                                    "scalars table")
-        if report.added or report.updated or report.removed:
-            generation = int(schema.meta(db, "generation") or 0) + 1
-            schema.set_meta(db, "generation", str(generation))
+        finish(db, report, kinds)
     return report
 
 
