@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+
+import pytest
 
 from runner.catalog import connect
 from runner.catalog.feed import CatalogFeed
 from tests.catalog.conftest import find_json
-from tests.test_cli import run
+from tests.test_cli import command, run
 
 
 def tracks(db: str) -> int:
@@ -51,3 +54,22 @@ def test_the_feed_commits_in_batches_as_files_finish(music_outputs, db_url, tmp_
     assert seen == [2, 4, 6]
     assert report.line() == "catalog: 6 added, 0 updated, 0 removed, 0 unchanged"
     assert tracks(db_url) == 6
+
+
+def test_a_dask_batch_feeds_the_catalog_from_the_scheduler_side(analysed, tmp_path):
+    """The Dask run reports finished files to the submitting process: the one writer."""
+    distributed = pytest.importorskip("distributed")
+    from tests.test_dask import env
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=None,
+                                  env={"PYTHONPATH": env()["PYTHONPATH"],
+                                       "TF_CPP_MIN_LOG_LEVEL": "3"}) as cluster:
+        out = tmp_path / "out"
+        result = subprocess.run(
+            [command("streaming-extractor-rhythm"), str(analysed["lib"]), "--output",
+             str(out), "--catalog", "--dask-scheduler", cluster.scheduler_address],
+            capture_output=True, text=True, env=env(), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "catalog: 6 added, 0 updated, 0 removed, 0 unchanged" in result.stderr.splitlines()
+    assert len(find_json(str(out))) == 6
