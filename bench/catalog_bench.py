@@ -148,7 +148,7 @@ def bench_update(workdir: Path, count: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tracks", type=int, nargs="+", default=[100_000, 10_000])
+    parser.add_argument("--tracks", type=int, nargs="*", default=[100_000, 10_000])
     parser.add_argument("--outputs", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None)

@@ -50,6 +50,9 @@ class Record:
     scalars: dict[str, Scalar] = field(default_factory=dict)
     tags: list[tuple[str, str, float | None]] = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    # computed where the file is read (a worker process), not by the one writer
+    rows: list[tuple[str, float | None, str | None]] = field(default_factory=list)
+    kinds: dict[str, str | None] = field(default_factory=dict)
 
 
 def _parse(path: Path) -> Any:
@@ -124,6 +127,8 @@ def read_output(folder: Path, path: Path, size: int, mtime_ns: int) -> Record:
         .isoformat(timespec="seconds"),
         size=size, mtime_ns=mtime_ns)
     _walk(doc, "", record)
+    record.rows = [scalar_row(name, value) for name, value in record.scalars.items()]
+    record.kinds = {name: kind_of(value) for name, value in record.scalars.items()}
     return record
 
 
@@ -136,8 +141,8 @@ def kind_of(value: Scalar) -> str | None:
     return "number" if isinstance(value, (int, float)) else "text"
 
 
-def scalar_row(track_id: int, name: str, value: Scalar) -> tuple[int, str, float | None,
-                                                                  str | None]:
+def scalar_row(name: str, value: Scalar) -> tuple[str, float | None, str | None]:
+    """(name, num, text): numbers and booleans in num, strings in text."""
     if isinstance(value, str):
-        return track_id, name, None, value
-    return track_id, name, None if value is None else float(value), None
+        return name, None, value
+    return name, None if value is None else float(value), None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runner.catalog import schema
 from runner.catalog.backend import Backend, CatalogError
-from runner.catalog.loading import Record, Unreadable, kind_of, read_output, scalar_row
+from runner.catalog.loading import Record, Unreadable, read_output
 
 RESULT_SUFFIXES = (".json", ".yaml", ".yml")
 SKIP_NAMES = {"failures.jsonl"}
@@ -68,7 +68,7 @@ def _store(db: Backend, record: Record, track_id: int | None) -> int:
                    "profile_hash = ?, analysed_at = ?, size = ?, mtime_ns = ? WHERE id = ?",
                    (*columns, track_id))
     db.executemany("INSERT INTO scalars (track_id, name, num, text) VALUES (?, ?, ?, ?)",
-                   [scalar_row(track_id, n, v) for n, v in record.scalars.items()])
+                   [(track_id, *row) for row in record.rows])
     if record.tags:
         db.executemany("INSERT INTO tags (track_id, taxonomy, tag, probability) "
                        "VALUES (?, ?, ?, ?)", [(track_id, *t) for t in record.tags])
@@ -82,13 +82,14 @@ class _Kinds:
     """The kind of every scalar name, as recorded and as this update finds them."""
 
     def __init__(self, db: Backend) -> None:
-        self.known = dict(db.execute("SELECT name, kind FROM descriptor_names"))
+        self.known: dict[str, str | None] = dict(
+            db.execute("SELECT name, kind FROM descriptor_names"))
         self.changed: dict[str, str] = {}
+        self.merged = dict(self.known)  # known, then changed
 
     def see(self, record: Record) -> None:
-        for name, value in record.scalars.items():
-            kind = kind_of(value)
-            old = self.changed.get(name, self.known.get(name))
+        for name, kind in record.kinds.items() - self.merged.items():  # usually none
+            old = self.merged.get(name)
             if kind is None and old is None:
                 kind = "number"  # a null first: numbers are the usual case (NaN -> null)
             elif kind is None or kind == old:
@@ -97,7 +98,8 @@ class _Kinds:
                 kind = "text"  # mixed kinds across tracks: text is what every value has
             elif old is not None:
                 kind = "number"
-            self.changed[name] = kind
+            if kind != old:
+                self.changed[name] = self.merged[name] = kind
 
     def save(self, db: Backend) -> None:
         db.executemany("INSERT INTO descriptor_names (name, kind) VALUES (?, ?) ON CONFLICT "
