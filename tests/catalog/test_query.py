@@ -208,3 +208,38 @@ def test_similar_through_sqlite_vec_agrees_with_numpy(timbre_outputs, tmp_path):
     assert paths(a) == paths(b)
     assert np.allclose([r["distance"] for r in a], [r["distance"] for r in b], atol=2e-6)
     shutil.rmtree(tmp_path / "t.sqlite-vectors", ignore_errors=True)
+
+
+def with_models(music_outputs: Path) -> None:
+    """Give each real output what the highlevel and clap profiles add (their models are not
+    available here): a classifier output and a 512-d embedding, made up but shaped as the
+    output schema says (runner.write._CLASSES)."""
+    rng = np.random.default_rng(0)
+    for path in sorted(music_outputs.rglob("*.json")):
+        doc = json.loads(path.read_text())
+        happy = 0.9 if "rock/" in path.as_posix() else 0.2
+        doc["highlevel"] = {"mood_happy": {
+            "value": "happy" if happy > 0.5 else "non_happy", "probability": max(happy, 1 - happy),
+            "all": {"happy": happy, "non_happy": 1 - happy}}}
+        doc["clap"] = {"embedding": rng.standard_normal(512).tolist()}
+        path.write_text(json.dumps(doc))
+
+
+def test_highlevel_tags_and_clap_vectors(music_outputs, db_url):
+    with_models(music_outputs)
+    assert update(music_outputs, db_url).returncode == 0
+    happy = find_json(db_url, "--bpm", "120..130", "--key", "A minor", "--where",
+                      "highlevel.mood_happy.value = 'happy'", "--limit", "20")
+    assert paths(happy) == ["rock/mid.wav"] and happy[0]["highlevel.mood_happy.value"] == "happy"
+    from runner.catalog import connect
+
+    conn = connect(db_url, read_only=True)
+    tags = conn.execute("SELECT t.path, g.tag, g.probability FROM tags g JOIN tracks t ON "
+                        "t.id = g.track_id WHERE g.taxonomy = 'highlevel.mood_happy' AND "
+                        "g.tag = 'happy' ORDER BY g.probability DESC, t.path")
+    conn.close()
+    assert tags[:2] == [("rock/fast.wav", "happy", 0.9), ("rock/mid.wav", "happy", 0.9)]
+    result = run("extractor", "similar", "--db", db_url, "rock/fast.wav", "--k", "5", "--json")
+    assert result.returncode == 0, result.stderr
+    expected = expected_neighbours(music_outputs, "clap.embedding", "rock/fast.wav")
+    assert paths(json.loads(result.stdout)) == [p for p, _ in expected]  # --by clap by default
