@@ -8,6 +8,7 @@ then ends with report.finish, which prints its closing line and returns the exit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -25,13 +26,21 @@ class Workers(Protocol):
     def process(self, jobs: list[Job], report: Report) -> BatchResult: ...
 
 
+# Wraps a batch's progress callback and its closer, to see each outcome as it comes (a
+# catalog fed as files finish: runner.catalog.feed).
+ProgressWrapper = Callable[[Report, Callable[[], None]], tuple[Report, Callable[[], None]]]
+
+
 def process_batch(workers: Workers, jobs: list[Job], folder: Path, failures: Path | None,
-                  *, failures_chosen: bool = False, quiet: bool = False) -> BatchResult:
+                  *, failures_chosen: bool = False, quiet: bool = False,
+                  wrap_progress: ProgressWrapper | None = None) -> BatchResult:
     """Run ``jobs`` on ``workers``, with what killed runs left in ``folder`` removed first;
     failed files are listed in ``failures`` (None: nowhere), warnings beside it
     (report.record_lists). Resume, claims and crash isolation are the workers' part."""
     remove_stale_temporaries(folder)
     update, close = progress(len(jobs), quiet)
+    if wrap_progress is not None:
+        update, close = wrap_progress(update, close)
     try:
         result = workers.process(jobs, update)
     finally:

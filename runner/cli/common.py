@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
+from runner.batch.engine import ProgressWrapper
+from runner.catalog.commands import add_batch_options as add_catalog_options
 from runner.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -92,6 +95,17 @@ def add_batch_options(parser: argparse.ArgumentParser,
                         help="run on a Dask cluster instead of local workers, e.g. "
                         "tcp://HOST:8786 (inputs and outputs on a filesystem the workers "
                         "share, at the same paths)")
+    add_catalog_options(parser)
+
+
+def catalog_feed(args: argparse.Namespace, out_dir: str | Path) -> ProgressWrapper | None:
+    """--catalog: outputs go into the catalog as the batch finishes them (runner.catalog)."""
+    if not (args.catalog or args.catalog_db):
+        return None
+    from runner.catalog.feed import feeding
+
+    return lambda update, close: feeding(update, close, str(out_dir), args.catalog_db,
+                                         args.input)
 
 
 def print_notes(notes: list[str], quiet: bool = False) -> None:

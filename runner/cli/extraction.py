@@ -14,7 +14,7 @@ from runner import profile as load
 from runner.analysis import spool
 from runner.batch.extract_job import ExtractorWork
 from runner.batch.inputs import made_by
-from runner.cli.common import print_notes
+from runner.cli.common import catalog_feed, print_notes
 from runner.compile import Plan
 from runner.errors import UsageError
 from runner.extract import Extractor
@@ -108,6 +108,9 @@ def extract_command(profile: str, args: argparse.Namespace, essentia_base: str =
     if not is_batch(args):
         if not args.input or not args.output:
             raise UsageError("give INPUT and OUTPUT, or a folder / --list with --output DIR")
+        if args.catalog or args.catalog_db:
+            raise UsageError("--catalog is for batches (a folder or --list with --output DIR); "
+                             "for one file: extractor catalog update DIR")
         return extract_one(profile, args.input, args.output, args.overrides, essentia_base,
                            args.quiet, essentia=getattr(args, "essentia", False))
     out_dir = args.output_dir or args.output
@@ -125,6 +128,7 @@ def extract_command(profile: str, args: argparse.Namespace, essentia_base: str =
     workers = profile_workers(profile, args, essentia_base, plan.digest)
     failures, chosen = failures_file(args, Path(out_dir))
     result = batch.process_batch(workers, jobs, Path(out_dir), failures,
-                                 failures_chosen=chosen, quiet=args.quiet)
+                                 failures_chosen=chosen, quiet=args.quiet,
+                                 wrap_progress=catalog_feed(args, out_dir))
     return batch.finish(result, f"{batch.tally(result)} in {result.seconds:.1f} s",
                         args.quiet, workers.claims)

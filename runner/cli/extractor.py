@@ -15,6 +15,7 @@ from rich.table import Table
 from runner import __version__, compile
 from runner import output as write
 from runner import profile as load
+from runner.catalog.commands import add_commands as add_catalog_commands
 from runner.cli.common import add_batch_options, add_common_options, fail, guard, print_notes
 from runner.cli.extraction import extract_command
 from runner.errors import EXIT_FAILED, EXIT_PROFILE, OutputError, UsageError
@@ -140,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=_cmd_show)
 
     add_models_parser(sub)
+    add_catalog_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:

@@ -11,7 +11,7 @@ from runner import batch, compile
 from runner import output as write
 from runner import profile as load
 from runner.analysis import spool
-from runner.cli.common import add_batch_options, add_common_options, guard
+from runner.cli.common import add_batch_options, add_common_options, catalog_feed, guard
 from runner.cli.extraction import announce, failures_file, profile_workers
 from runner.errors import UsageError
 from runner.library.summary import SUMMARY_WORDS, summarise, summary_section, write_summary
@@ -45,7 +45,7 @@ def summarise_library(args: argparse.Namespace) -> int:
     workers = profile_workers(profile_ref, args, "music", plan.digest)
     failures, chosen = failures_file(args, tracks)
     result = batch.process_batch(workers, jobs, tracks, failures, failures_chosen=chosen,
-                                 quiet=args.quiet)
+                                 quiet=args.quiet, wrap_progress=catalog_feed(args, tracks))
     doc = summarise(plan.profile, plan.digest, jobs, result)
     write_summary(doc, output)
     return batch.finish(result, f"{doc['summary']['tracks']} tracks summarised in {output} "
