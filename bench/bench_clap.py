@@ -56,7 +56,8 @@ def main() -> int:
         backend.embed_audio(signal)
         model_s.append(time.perf_counter() - started)
 
-    from runner import clap_search, registry
+    from runner import registry
+    from runner.library import clap_search
 
     registry.quiet_essentia()
     import essentia.standard as std

@@ -5,7 +5,7 @@ A library's vectors are stored one ``.npy`` per track (music-clap --dump). A sea
 (2) scores every prompt against every track and keeps the best.
 The text embedding itself (one model forward pass, about 0.1 s per prompt) and the model load
 are not part of this: they do not grow with the library. Both steps below are timed as
-``music-clap`` runs them (runner.clap_search.load_vectors and rank). Usage:
+``music-clap`` runs them (runner.library.clap_search.load_vectors and rank). Usage:
 
     python bench/bench_clap_search.py [--tracks 10000] [--prompts 3] [--limit 10] [--rounds 5]
 """
@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner import batch, clap_search  # noqa: E402
+from runner import batch  # noqa: E402
+from runner.library import clap_search  # noqa: E402
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ in a fresh process (ru_maxrss), for ours and, as the anchor measured in the same
 Essentia's MusicExtractor; target: the 60-minute peak at most 2x the 5-minute one.
 
 ``mixed``: the same tracks in one batch with one worker (5, 60, 5 minutes): the peak of its
-workers, with long tracks given a fresh worker of their own (the default, see batch.Batch)
+workers, with long tracks given a fresh worker of their own (the default, see batch.LocalWorkers)
 and without (one worker for all three).
 """
 
@@ -54,11 +54,11 @@ import json, resource, sys
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from runner import batch
+from runner.batch.extract_job import ExtractorWork
 profile, overrides, paths, out = {profile!r}, {overrides!r}, {paths!r}, {out!r}
 jobs = [batch.Job(i, Path(p), Path(out) / f"{{i}}.json") for i, p in enumerate(paths)]
-make = (batch._ExtractorWork, (profile, overrides, "music", {alone!r}))
-summary = batch.Batch(profile, overrides, "music", "", jobs=1, force=True, make=make).run(
-    jobs, lambda outcome: None)
+make = (ExtractorWork, (profile, overrides, "music", {alone!r}))
+summary = batch.LocalWorkers(make, jobs=1, force=True).process(jobs, lambda outcome: None)
 print(json.dumps({{"peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
                   "seconds": summary.seconds, "done": summary.done}}))
 """
@@ -91,6 +91,8 @@ def flat(args: argparse.Namespace) -> None:
     """The batch engine on N files with one worker: its memory after each file."""
     from runner import batch, compile
     from runner import profile as load
+    from runner.batch.extract_job import ExtractorWork
+    from runner.batch.inputs import made_by
 
     overrides = NO_MODELS if args.profile == "music" else []
     plan = compile.compile_profile(load.load_profile(args.profile, overrides))
@@ -101,9 +103,10 @@ def flat(args: argparse.Namespace) -> None:
                 for i in range(args.files)]
         for per_worker in args.files_per_worker:
             seen: list[batch.Outcome] = []
-            engine = batch.Batch(args.profile, overrides, "music", plan.digest, jobs=1,
-                                 force=True, files_per_worker=per_worker)
-            summary = engine.run(jobs, seen.append)
+            engine = batch.LocalWorkers((ExtractorWork, (args.profile, overrides, "music")),
+                                        made_by(plan.digest), jobs=1, force=True,
+                                        files_per_worker=per_worker)
+            summary = engine.process(jobs, seen.append)
             rss = [o.rss_kib / 1024 for o in sorted(seen, key=lambda o: o.job.index)]
             step = max(1, len(rss) // 10)
             label = "never renewed" if per_worker == 0 else f"renewed every {per_worker} files"

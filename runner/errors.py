@@ -72,3 +72,17 @@ class ModelError(ExtractorError):
 
 class TrainingError(ExtractorError):
     """A groundtruth, filelist or feature set that a classifier cannot be trained on."""
+
+
+class UsageError(ProfileError):
+    """Command-line arguments that do not fit together (exit code 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, source="usage")
+
+
+# Exit codes of every command (README: Exit codes).
+EXIT_FAILED = 1  # an input could not be analysed (or, Essentia's spelling: any failure)
+EXIT_PROFILE = 2  # a profile or usage problem
+EXIT_NO_MBID = 2  # Essentia's binary, with requireMbid: the AcousticBrainz clients' "no MBID"
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT

@@ -55,8 +55,8 @@ class Extractor:
     """A profile compiled once, applied to any number of files."""
 
     def __init__(self, profile: str, overrides: list[str] | None = None,
-                 legacy_base: str = "music", warn: bool = True) -> None:
-        self.profile = load.load_profile(profile, overrides, essentia_base=legacy_base)
+                 essentia_base: str = "music", warn: bool = True) -> None:
+        self.profile = load.load_profile(profile, overrides, essentia_base=essentia_base)
         self.plan = compile.compile_profile(self.profile)
         self.models = None
         if self.plan.models is not None and self.plan.models.outputs:
@@ -81,7 +81,7 @@ class Extractor:
 
     def wants_own_process(self, path: str) -> bool:
         """Whether ``path`` is a long track by its header, best analysed in a process that has
-        analysed nothing else (see batch.Batch and runner.analysis.long_tracks)."""
+        analysed nothing else (see batch.LocalWorkers and runner.analysis.long_tracks)."""
         return self.long_tracks.expects_long(path)
 
     def analyse(self, path: str) -> tuple[dict[str, Any], Any]:

@@ -79,16 +79,15 @@ def test_list_file(tmp_path, library):
 def test_worker_crash_costs_one_file(tmp_path, library):
     """A worker that dies in native code (SIGABRT in the middle of a file, its spool folder
     written) costs that file only; the batch goes on and removes what the worker left."""
-    from runner.batch import Batch
+    from runner.batch import LocalWorkers
     from tests.work import AbortInTheMiddle
 
     (library / "c" / "broken.mp3").unlink()
     out = tmp_path / "out"
     jobs, _ = plan_outputs(collect([str(library)]), out, ".json")
     seen = []
-    engine = Batch("beats", [], "beats", "", jobs=1,
-                   make=(AbortInTheMiddle, ("beats", "song.flac")))
-    summary = engine.run(jobs, seen.append)
+    engine = LocalWorkers((AbortInTheMiddle, ("beats", "song.flac")), jobs=1)
+    summary = engine.process(jobs, seen.append)
     assert [o.message for o in seen if o.status == "failed"] == [
         f"{library / 'a' / 'b' / 'song.flac'}: the worker crashed (signal 6)"]
     assert summary.done == 2 and summary.failed == 1
@@ -156,13 +155,12 @@ def _pid_writer() -> object:
 @pytest.mark.parametrize("per_worker, workers", [(2, 3), (0, 1)])
 def test_workers_are_renewed_after_files_per_worker(tmp_path, per_worker, workers):
     """A worker is replaced by a fresh process after N files (memory stays bounded)."""
-    from runner.batch import Batch, Job
+    from runner.batch import Job, LocalWorkers
 
     jobs = [Job(i, tmp_path / f"in{i}.wav", tmp_path / f"out{i}.txt") for i in range(5)]
     seen = []
-    engine = Batch("", [], "", "", jobs=1, make=(_pid_writer, ()), current=lambda job: False,
-                   files_per_worker=per_worker)
-    summary = engine.run(jobs, seen.append)
+    engine = LocalWorkers((_pid_writer, ()), jobs=1, files_per_worker=per_worker)
+    summary = engine.process(jobs, seen.append)
     assert summary.done == 5 and summary.failed == 0
     pids = {(tmp_path / f"out{i}.txt").read_text() for i in range(5)}
     assert len(pids) == workers
@@ -183,14 +181,13 @@ class _PidWriterWithLongTracks:
 def test_long_tracks_get_a_fresh_worker_of_their_own(tmp_path, workers):
     """A long track is analysed by a worker that has analysed nothing else, and that worker
     analyses nothing after it (what a process keeps from other files adds to the peak)."""
-    from runner.batch import Batch, Job
+    from runner.batch import Job, LocalWorkers
 
     names = ["short0", "long1", "short2", "short3", "long4", "long5", "short6"]
     jobs = [Job(i, tmp_path / f"{n}.wav", tmp_path / f"{n}.txt") for i, n in enumerate(names)]
     seen = []
-    engine = Batch("", [], "", "", jobs=workers, make=(_PidWriterWithLongTracks, ()),
-                   current=lambda job: False)
-    summary = engine.run(jobs, seen.append)
+    engine = LocalWorkers((_PidWriterWithLongTracks, ()), jobs=workers)
+    summary = engine.process(jobs, seen.append)
     assert summary.done == len(names) and summary.failed == 0
     assert sorted(o.job.index for o in seen) == list(range(len(names)))  # each file once
     pid = {n: (tmp_path / f"{n}.txt").read_text() for n in names}
@@ -273,7 +270,7 @@ def test_the_claims_of_a_killed_run_are_taken_over(tmp_path):
 def test_a_file_another_live_run_holds_is_left_to_it(tmp_path, library):
     """The real command: a file whose claim is held is not analysed, is reported as claimed
     (exit 0, nothing failed), and the next run, once the claim is gone, does it."""
-    from runner.batch import Claims, _drop_claim, claim_path
+    from runner.batch import Claims, claim_path, drop_claim
 
     (library / "c" / "broken.mp3").unlink()
     out = tmp_path / "out"
@@ -289,7 +286,7 @@ def test_a_file_another_live_run_holds_is_left_to_it(tmp_path, library):
             in result.stderr)
     assert outputs(out) == ["a/b/song.flac.json", "a/b/song.wav.json"]
     assert held.exists()  # another run's claim: left alone
-    _drop_claim(held, fd)
+    drop_claim(held, fd)
     again = run("streaming-extractor-beats", str(library), "--output", str(out))
     assert "1 done, 2 skipped (up to date), 0 failed" in again.stderr
     assert not held.exists()
@@ -316,7 +313,7 @@ def test_two_commands_at_once_on_one_folder(tmp_path):
 def test_stale_temporaries_and_free_claims_are_removed_live_ones_kept(tmp_path):
     """What a run removes from its output folder at the start: only what nobody uses."""
     from runner import procs
-    from runner.batch import Claims, _drop_claim, remove_stale_temporaries
+    from runner.batch import Claims, drop_claim, remove_stale_temporaries
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
@@ -336,7 +333,7 @@ def test_stale_temporaries_and_free_claims_are_removed_live_ones_kept(tmp_path):
     remove_stale_temporaries(tmp_path)
     left = {key for key, name in files.items() if (tmp_path / name).exists()}
     assert left == {"live", "other host", "unowned new", "held claim"}
-    _drop_claim(tmp_path / files["held claim"], fd)
+    drop_claim(tmp_path / files["held claim"], fd)
 
 
 # -- the parent goes: its workers leave, quietly, and nothing is left ---------------------------

@@ -23,8 +23,9 @@ torch = pytest.importorskip("torch")
 if importlib.util.find_spec("laion_clap") is None:  # not importorskip: its import goes online
     pytest.skip("laion-clap is not installed", allow_module_level=True)
 
-from runner import clap_search, cli  # noqa: E402
+from runner import cli  # noqa: E402
 from runner.errors import ModelError  # noqa: E402
+from runner.library import clap_search  # noqa: E402
 from runner.models import clap  # noqa: E402
 from runner.models.supply import cache, lock  # noqa: E402
 from tests.conftest import tone, write_audio  # noqa: E402
@@ -464,7 +465,7 @@ def test_runner_import_does_not_pay_for_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, runner.cli, runner.clap_search, runner.models.clap; "
+    code = ("import sys, runner.cli, runner.library.clap_search, runner.models.clap; "
             "print('torch' in sys.modules, 'laion_clap' in sys.modules, "
             "'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -509,3 +510,52 @@ def test_clap_profile_writes_the_embedding_through_the_model_stage(clap_models: 
     std = registry.quiet_essentia().standard
     audio = std.MonoLoader(filename=str(library / "long.wav"), sampleRate=48000)()
     np.testing.assert_allclose(vector, tiny.embed_audio(audio), atol=1e-6)
+
+
+# -- one batch epilogue for every command ------------------------------------------------------------
+BEATS_SUMMARY = """\
+name: beats_summary
+extends: beats
+summary:
+  descriptors:
+    bpm: rhythm.bpm
+"""
+
+
+def test_the_batch_commands_end_alike_on_a_clean_rerun(clap_models: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """extractor run, streaming-extractor-summary and music-clap share one epilogue: a bad
+    file is listed in failures.jsonl (exit code 1); once it is gone, the rerun removes that
+    list (exit code 0), but never a list the user named with --failures."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_audio(lib / "tone.wav", tone(3.0, 440.0, SR), SR)
+    bad = lib / "broken.wav"
+    bad.write_bytes(b"RIFF not audio at all")
+    profile = tmp_path / "beats_summary.yaml"
+    profile.write_text(BEATS_SUMMARY)
+    commands = {
+        "run": (cli.main, ["run", "beats", str(lib), "--output", str(tmp_path / "beats"),
+                           "-j", "1"], tmp_path / "beats"),
+        "summary": (cli.library_summary, [str(lib), str(tmp_path / "s.json"), "--profile",
+                                          str(profile), "-j", "1"], tmp_path / "s_tracks"),
+        "clap": (cli.music_clap, [str(lib), "--model", "clap-tiny", "--dump",
+                                  str(tmp_path / "vectors"), "--torch-threads", "1"],
+                 tmp_path / "vectors"),
+    }
+    for chosen in (False, True):
+        if not bad.exists():
+            bad.write_bytes(b"RIFF not audio at all")
+        for name, (command, argv, folder) in commands.items():
+            failures = tmp_path / f"{name}-failures.jsonl" if chosen else folder / "failures.jsonl"
+            extra = ["--failures", str(failures)] if chosen else []
+            assert command(argv + extra + ["--quiet"]) == 1, (name, capsys.readouterr().err)
+            listed = [json.loads(line)["path"] for line in failures.read_text().splitlines()]
+            assert listed == [str(bad)], name
+        bad.unlink()
+        for name, (command, argv, folder) in commands.items():
+            failures = tmp_path / f"{name}-failures.jsonl" if chosen else folder / "failures.jsonl"
+            extra = ["--failures", str(failures)] if chosen else []
+            assert command(argv + extra + ["--quiet"]) == 0, (name, capsys.readouterr().err)
+            assert failures.exists() == chosen, name

@@ -106,7 +106,7 @@ def test_worker_crash_costs_one_file(tmp_path, library, scheduler):
     folder written) costs that file; the others are written, and the dead worker's spool
     folder is removed by the workers left on its machine."""
     from runner.batch import collect, plan_outputs
-    from runner.dask_backend import DaskBatch
+    from runner.batch.dask_workers import DaskWorkers
     from tests.test_batch import spool_folders
     from tests.work import AbortInTheMiddle
 
@@ -117,9 +117,8 @@ def test_worker_crash_costs_one_file(tmp_path, library, scheduler):
     out = tmp_path / "out"
     jobs, _ = plan_outputs(collect([str(lib)]), out, ".json")
     seen = []
-    engine = DaskBatch("beats", [], "beats", "", scheduler,
-                       make=(AbortInTheMiddle, ("beats", CRASH)))
-    summary = engine.run(jobs, seen.append)
+    engine = DaskWorkers((AbortInTheMiddle, ("beats", CRASH)), scheduler)
+    summary = engine.process(jobs, seen.append)
     assert [o.message for o in seen if o.status == "failed"] == [
         f"{lib / 'c' / CRASH}: the worker crashed (the Dask worker died 2 times running it)"]
     assert summary.done == 2 and summary.failed == 1

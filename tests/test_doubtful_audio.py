@@ -348,11 +348,12 @@ def test_batches_show_count_and_list_warnings_and_keep_them_on_resume(tmp_path):
 
 def test_dask_tasks_bring_the_warnings_back(tmp_path):
     pytest.importorskip("distributed")
-    from runner.batch import Job, _ExtractorWork
-    from runner.dask_backend import DaskBatch, analyse_task
+    from runner.batch import Job
+    from runner.batch.dask_workers import DaskWorkers, analyse_task
+    from runner.batch.extract_job import ExtractorWork
 
     silent = write_audio(tmp_path / "s.wav", np.zeros(2 * SR, np.float32))
-    result = analyse_task((_ExtractorWork, ("beats", (), "beats", False)), str(silent),
+    result = analyse_task((ExtractorWork, ("beats", (), "beats", False)), str(silent),
                           str(tmp_path / "s.json"))
     status, message, _, warnings = result
     assert status == "done" and message == "" and warnings[0].startswith("silent: ")
@@ -361,5 +362,5 @@ def test_dask_tasks_bring_the_warnings_back(tmp_path):
         def result(self):
             return result
 
-    outcome = DaskBatch._outcome(Job(0, silent, tmp_path / "s.json"), Done())
+    outcome = DaskWorkers._outcome(Job(0, silent, tmp_path / "s.json"), Done())
     assert outcome.status == "done" and outcome.warnings == warnings

@@ -61,3 +61,49 @@ def test_a_profile_without_summary_section_is_refused(tmp_path, library):
                  "--profile", "beats")
     assert result.returncode == 2
     assert "'beats' is not a library profile" in result.stderr
+
+
+KEYS_PROFILE = """\
+name: keys
+extends: tonal
+summary:
+  descriptors:
+    tuning: tonal.tuning_frequency
+    seconds: metadata.audio_properties.length
+  distributions:
+    tonic: tonal.key_key
+    mode: tonal.key_scale
+  joint_distributions:
+    tonic_mode: [tonic, mode]
+  total_duration: seconds
+"""
+
+
+def test_a_summary_profile_names_its_own_joint_distribution_and_duration(tmp_path, library):
+    """The names a summary counts together and sums as the duration are the profile's own
+    (data, not `key`, `scale`, `duration` hard-coded), and a wrong one is refused."""
+    profile = tmp_path / "keys.yaml"
+    profile.write_text(KEYS_PROFILE)
+    out = tmp_path / "keys.json"
+    result = run("streaming-extractor-summary", str(library), str(out), "--profile",
+                 str(profile), "-q")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(out.read_text())["summary"]
+    tonic_mode = summary["distributions"]["tonic_mode"]
+    assert sum(tonic_mode.values()) == 3
+    assert set(tonic_mode) == {f"{row['tonic']} {row['mode']}" for row in summary["rows"]}
+    assert "key_scale" not in summary["distributions"]
+    assert summary["total_duration"] == pytest.approx(18.0, abs=0.05)
+
+    profile.write_text(KEYS_PROFILE.replace("[tonic, mode]", "[tonic, scale]"))
+    refused = run("streaming-extractor-summary", str(library), str(out), "--profile",
+                  str(profile))
+    assert refused.returncode == 2
+    assert refused.stderr == (f"error: {profile}:11: summary.joint_distributions.tonic_mode: "
+                              "'scale' is not one of the distributions (tonic, mode)\n")
+    profile.write_text(KEYS_PROFILE.replace("total_duration: seconds", "total_duration: secs"))
+    refused = run("streaming-extractor-summary", str(library), str(out), "--profile",
+                  str(profile))
+    assert refused.returncode == 2
+    assert refused.stderr == (f"error: {profile}:12: summary.total_duration: 'secs' is not one "
+                              "of the descriptors (did you mean 'seconds'?)\n")

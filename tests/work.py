@@ -1,4 +1,4 @@
-"""Per-file work for the batch engines' tests (runner.batch.Batch and DaskBatch take it as
+"""Per-file work for the batch engines' tests (LocalWorkers and DaskWorkers take it as
 ``make``): faults are injected here, by the tests, never by a hook in the runner.
 
 Module level, so spawned workers and Dask workers can import it (PYTHONPATH: the checkout).
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from runner import procs
-from runner.batch import _ExtractorWork
+from runner.batch.extract_job import ExtractorWork
 
 
 class AbortInTheMiddle:
@@ -22,7 +22,7 @@ class AbortInTheMiddle:
     the crash leaves what a real one leaves."""
 
     def __init__(self, profile: str, name: str) -> None:
-        self.work = _ExtractorWork(profile, [], profile, False)
+        self.work = ExtractorWork(profile, [], profile, False)
         self.name = name
 
     def __call__(self, src: str, dst: str) -> list[str]:
@@ -62,14 +62,14 @@ def main(argv: list[str]) -> int:
     import json
     import sys
 
-    from runner.batch import Batch, collect, plan_outputs, remove_stale_temporaries
+    from runner.batch import LocalWorkers, collect, plan_outputs, remove_stale_temporaries
 
     log, seconds, workers, in_dir, out_dir = argv
     jobs, _ = plan_outputs(collect([in_dir]), Path(out_dir), ".json")
     remove_stale_temporaries(Path(out_dir))
-    engine = Batch("", [], "", "", jobs=int(workers), make=(Counted, (log, float(seconds))),
-                   current=lambda job: job.output.exists())
-    summary = engine.run(jobs, lambda outcome: print(outcome.status, outcome.job.input,
+    engine = LocalWorkers((Counted, (log, float(seconds))), lambda job: job.output.exists(),
+                          jobs=int(workers))
+    summary = engine.process(jobs, lambda outcome: print(outcome.status, outcome.job.input,
                                                      file=sys.stderr, flush=True))
     print(json.dumps({"done": summary.done, "skipped": summary.skipped,
                       "claimed": len(summary.claimed), "failed": summary.failed}))

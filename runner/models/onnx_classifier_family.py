@@ -48,7 +48,11 @@ class Classifier:
     """An ONNX classifier pipeline in onnxruntime: features in, class probabilities out."""
 
     def __init__(self, data: bytes, meta: dict[str, Any]) -> None:
-        import onnxruntime
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ModelError("trained classifiers run with onnxruntime: pip install "
+                             "'extractor-profiles[train]'") from None
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # one track's vector: threads cost more than they give

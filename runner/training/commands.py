@@ -34,20 +34,34 @@ def _say(message: str, quiet: bool = False) -> None:
 
 def _analyse(audio: list[Path], profile: str, folder: Path, jobs: int | None,
              quiet: bool) -> dict[Path, Path]:
-    """Audio -> its result, analysed by the batch engine (resumable); failures are absent."""
-    from runner import batch, cli
+    """Audio -> its result, analysed by the batch engine (local workers; outputs up to date
+    are kept, so a second run resumes). Files that failed are absent (and listed in
+    ``folder/failures.jsonl``)."""
+    import os
 
-    folder.mkdir(parents=True, exist_ok=True)
-    listing = folder / ".inputs.txt"
-    listing.write_text("".join(f"{p.resolve()}\n" for p in audio), encoding="utf-8")
-    argv = ["run", profile, "--list", str(listing), "--output", str(folder)]
-    argv += ["--jobs", str(jobs)] if jobs else []
-    argv += ["--quiet"] if quiet else []
-    code = cli.main(argv)
-    if code not in (0, 1):  # 1: some files failed (listed below); others: nothing ran
-        raise TrainingError(f"analysing the audio with the '{profile}' profile failed")
-    jobs_planned, _ = batch.plan_outputs(batch.collect([], str(listing)), folder, ".json")
-    return {job.input: job.output for job in jobs_planned if job.output.is_file()}
+    from runner import batch, compile
+    from runner import profile as load
+    from runner.batch.extract_job import ExtractorWork
+    from runner.models.stage import prepare
+    from runner.output import prepare_folder
+
+    plan = compile.compile_profile(load.load_profile(profile, []))
+    prepare(plan, warn=False, load=False)  # the digest the workers write (models included)
+    prepare_folder(folder)
+    inputs = [p.resolve() for p in audio]
+    root = Path(os.path.commonpath([str(p.parent) for p in inputs]))
+    planned, _ = batch.plan_outputs([(p, root) for p in inputs], folder,
+                                    "." + plan.output.format)
+    digest = plan.digest
+    workers = batch.LocalWorkers((ExtractorWork, (profile, [], "music")),
+                                 lambda job: batch.up_to_date(job.output, digest), jobs=jobs)
+    result = batch.process_batch(workers, planned, folder, folder / "failures.jsonl",
+                                 quiet=quiet)
+    batch.finish(result, f"{profile}: {batch.tally(result)} in {result.seconds:.1f} s", quiet,
+                 workers.claims)
+    failed = {str(outcome.job.input) for outcome in result.failures}
+    return {job.input: job.output for job in planned
+            if str(job.input) not in failed and job.output.is_file()}
 
 
 def resolve(truth: groundtruth.Groundtruth, args: argparse.Namespace, folder: Path
@@ -67,7 +81,7 @@ def resolve(truth: groundtruth.Groundtruth, args: argparse.Namespace, folder: Pa
         if not track.path.is_file():
             continue
         if track in audio:
-            result = analysed.get(track.path.resolve()) or analysed.get(track.path)
+            result = analysed.get(track.path.resolve())
             if result is None:
                 absent.append((track.id, f"{track.path}: failed to analyse (see "
                                          f"{folder / 'failures.jsonl'})"))
@@ -101,7 +115,19 @@ def _progress(quiet: bool) -> Any:
                     disable=quiet or not sys.stderr.isatty(), transient=True)
 
 
+def _need_extra() -> None:
+    """One line naming the extra, rather than an ImportError's traceback."""
+    import importlib.util
+
+    absent = [name for name in ("sklearn", "skl2onnx", "onnxruntime")
+              if importlib.util.find_spec(name) is None]
+    if absent:
+        raise TrainingError(f"extractor train needs {', '.join(absent)}: pip install "
+                            "'extractor-profiles[train]'")
+
+
 def train(args: argparse.Namespace) -> int:
+    _need_extra()
     truth = groundtruth.read(Path(args.groundtruth),
                              Path(args.filelist) if args.filelist else None)
     args.profile = args.profile or "music"

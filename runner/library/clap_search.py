@@ -32,15 +32,21 @@ from typing import Any
 
 import numpy as np
 
-from runner import batch
-from runner.errors import AudioError, ModelError
+from runner import batch, registry
+from runner.errors import AudioError, ModelError, UsageError
+from runner.models import clap
+from runner.models.clap import DIM, KINDS, WINDOWING, require_files
 from runner.models.supply import lock
+from runner.output import write_atomic
 
 DEFAULT_MODEL = "clap-630k-audioset"
 DEFAULT_LIMIT = 10
 MANIFEST = "clap.json"
 INDEX = "index.npz"  # all vectors of a store in one file (see load_vectors)
 SUFFIX = ".npy"
+# how music-clap names its counts: "3 embedded, 2 reused, 0 failed"
+CLAP_WORDS = batch.Words(done="embedded", skipped="reused",
+                         claimed="claimed by another run (left out)")
 
 
 # -- where vectors live ------------------------------------------------------------------------
@@ -54,16 +60,12 @@ def cache_dir() -> Path:
 
 def manifest(model: lock.Model) -> dict[str, Any]:
     """What a store's vectors were made with: reused only when this matches exactly."""
-    from runner.models.clap import DIM, WINDOWING
-
     return {"model": model.id, "files": {p.name: p.sha256 for p in model.files},
             "windowing": WINDOWING, "dim": DIM}
 
 
 def check_store(root: Path, model: lock.Model, refresh: bool) -> None:
     """Refuse to mix vectors of two models (or windowings) in one store; then claim it."""
-    from runner.output import write_atomic
-
     wanted = manifest(model)
     path = root / MANIFEST
     if path.exists() and not refresh:
@@ -120,8 +122,6 @@ def load_vectors(jobs: list[batch.Job], root: Path | None = None
     file still has the recorded mtime and size comes from the index; others are read from
     their file, and the index is rewritten. The ``.npy`` files stay the truth.
     """
-    from runner.models.clap import DIM
-
     known: dict[str, tuple[tuple[int, int], int]] = {}
     table = np.zeros((0, DIM), np.float32)
     index = root / INDEX if root else None
@@ -178,8 +178,6 @@ def _write_index(path: Path, matrix: np.ndarray, stamps: list[tuple[str, int, in
 # -- per-file work (in worker processes) -------------------------------------------------------
 def decode(path: str, sample_rate: int = 48000) -> np.ndarray:
     """Mono float32 at ``sample_rate`` through Essentia (any format the runner reads)."""
-    from runner import registry
-
     registry.quiet_essentia()
     import essentia.standard as std
 
@@ -196,10 +194,9 @@ def decode(path: str, sample_rate: int = 48000) -> np.ndarray:
     return np.asarray(signal, dtype=np.float32)
 
 
-def embedder(model_id: str, threads: int | None, inter_op_threads: int | None) -> batch.Analyse:
+def embedder(model_id: str, threads: int | None, inter_op_threads: int | None
+             ) -> batch.FileWork:
     """Each worker's work: load the model once, then decode + embed + store per file."""
-    from runner.models import clap
-
     backend = clap.backend(lock.get(model_id), threads=threads,
                            inter_op_threads=inter_op_threads)
 
@@ -269,11 +266,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def search_library(args: argparse.Namespace) -> int:
     """Embed what is missing (batch engine), then answer each prompt."""
-    from runner.cli import EXIT_FAILED, UsageError
-    from runner.models.clap import KINDS, require_files
-
     if not args.inputs and not args.list_file:
         raise UsageError("give an audio folder or file (or --list FILE)")
     if args.limit < 1:
@@ -286,60 +280,47 @@ def run(args: argparse.Namespace) -> int:
     if model.kind not in KINDS:
         raise ModelError(f"model '{model.id}' is a {model.kind!r} model, not a CLAP model")
     require_files(model)  # every file the model needs, verified before anything is written
-    pairs = batch.collect(args.inputs, args.list_file)
-    if not pairs:
-        raise UsageError("no audio files found")
-    if args.dump:
-        root = Path(args.dump)
-        jobs, notes = batch.plan_outputs(pairs, root, SUFFIX)
-        if not args.quiet:
-            for note in notes:
-                print(f"note: {note}", file=sys.stderr)
-    else:
-        root = cache_dir() / model.id
-        jobs = cache_jobs(pairs, root)
+    root, jobs = plan_store(args, model)
     check_store(root, model, args.refresh)
-    batch.remove_stale_temporaries(root)
-
     threads = args.torch_threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    make = (embedder, (model.id, threads, args.torch_inter_op_threads))
-    update, close = batch.reporter(len(jobs), args.quiet)
-    engine = batch.Batch(model.id, [], "", "", args.jobs, args.refresh, make=make,
-                         current=is_current)
-    try:
-        summary = engine.run(jobs, update)
-    finally:
-        close()
+    workers = batch.LocalWorkers((embedder, (model.id, threads, args.torch_inter_op_threads)),
+                                 is_current, jobs=args.jobs, force=args.refresh)
     failures = Path(args.failures) if args.failures else (
-        root / "failures.jsonl" if args.dump else None)
-    if failures and summary.failures:
-        batch.write_failures(failures, summary.failures)
-    elif failures and failures.exists() and not args.failures:
-        failures.unlink()
-    if not args.quiet:
-        claimed = (f"{len(summary.claimed)} claimed by another run (left out), "
-                   if summary.claimed else "")
-        line = (f"{summary.done} embedded, {summary.skipped} reused, {claimed}"
-                f"{summary.failed} failed in {summary.seconds:.1f} s (vectors in {root})")
-        if failures and summary.failures:
-            line += f"; failures listed in {failures}"
-        print(line, file=sys.stderr)
-
-    failed = {o.job.index for o in summary.failures + summary.claimed}
+        root / "failures.jsonl" if args.dump else None)  # never inside the shared cache
+    result = batch.process_batch(workers, jobs, root, failures,
+                                 failures_chosen=bool(args.failures), quiet=args.quiet)
+    code = batch.finish(result, f"{batch.tally(result, CLAP_WORDS)} in {result.seconds:.1f} s "
+                        f"(vectors in {root})", args.quiet, workers.claims)
+    failed = {o.job.index for o in result.failures + result.claimed}
     kept, vectors = load_vectors([j for j in jobs if j.index not in failed], root)
     if args.text:
         started = time.perf_counter()
-        from runner.models import clap
-
         backend = clap.backend(model, threads=args.torch_threads,
                                inter_op_threads=args.torch_inter_op_threads)
         queries = backend.embed_text(args.text)
         loaded = time.perf_counter()
         results = rank(vectors, queries, args.limit)
         searched = time.perf_counter()
-        _print(args, model.id, kept, results, summary.failed,
+        _print(args, model.id, kept, results, result.failed,
                {"model_s": loaded - started, "search_s": searched - loaded})
-    return EXIT_FAILED if summary.failed else 0
+    return code
+
+
+def plan_store(args: argparse.Namespace, model: lock.Model) -> tuple[Path, list[batch.Job]]:
+    """Where the vectors go (--dump DIR, mirroring the audio folders, or the embedding
+    cache) and a job per audio file."""
+    pairs = batch.collect(args.inputs, args.list_file)
+    if not pairs:
+        raise UsageError("no audio files found")
+    if not args.dump:
+        root = cache_dir() / model.id
+        return root, cache_jobs(pairs, root)
+    root = Path(args.dump)
+    jobs, notes = batch.plan_outputs(pairs, root, SUFFIX)
+    if not args.quiet:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    return root, jobs
 
 
 def _print(args: argparse.Namespace, model_id: str, kept: list[batch.Job],

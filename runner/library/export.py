@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from runner.errors import OutputError
 from runner.output import write_atomic, write_bytes_atomic
 from runner.tree import flatten
@@ -41,8 +43,6 @@ def result_files(folder: Path) -> list[Path]:
 def _load(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
-        import yaml
-
         return yaml.safe_load(text)
     return json.loads(text)
 
@@ -56,8 +56,6 @@ def table(folder: Path, keep_lists: bool = False
           ) -> tuple[list[str], list[dict[str, Any]], list[tuple[Path, str]]]:
     """Columns and rows for every result under ``folder``, and the files that could not be
     read (path, reason): one damaged file must not cost the table of 50,000."""
-    import yaml
-
     rows_raw: list[tuple[str, dict[str, Any]]] = []
     unreadable: list[tuple[Path, str]] = []
     for path in result_files(folder):

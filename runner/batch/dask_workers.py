@@ -1,6 +1,6 @@
 """The batch engine on a Dask distributed cluster (``--dask-scheduler tcp://HOST:PORT``).
 
-Same contract as the local worker processes in runner.batch: the parent decides what is up
+Same contract as the local worker processes (runner.batch.workers): the parent decides what is up
 to date (resume), each file is one task that writes its output atomically, expected failures
 come back as failed outcomes, and a worker that dies is reported against the file it was
 running. Workers and the parent must see the inputs and outputs at the same paths (a shared
@@ -20,24 +20,24 @@ import asyncio
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 import distributed
 
 from runner import __version__
-from runner.batch import (
-    Analyse,
-    Claims,
-    Job,
+from runner.analysis import spool
+from runner.batch.claims import Claims, claim_next
+from runner.batch.inputs import Job
+from runner.batch.work import (
+    BatchResult,
+    FileWork,
     Maker,
     Outcome,
-    Summary,
-    _ExtractorWork,
+    Report,
     analyse_one,
-    claim_next,
     pending_jobs,
-    up_to_date,
 )
+from runner.batch.workers import never_current
 from runner.errors import ExtractorError
 
 CONNECT_TIMEOUT = "10s"
@@ -48,11 +48,11 @@ _cleaned = False  # this worker process has removed stale spool folders
 
 
 # -- on the workers ---------------------------------------------------------------------------
-def _work(make: Maker) -> Analyse:
+def _work(make: Maker) -> FileWork:
     """This thread's per-file work for ``make`` (a compiled profile), built on its first task.
     A worker process's first task also removes what killed runs left in its TMPDIR."""
     global _cleaned
-    cache: dict[str, Analyse] = _local.__dict__.setdefault("works", {})
+    cache: dict[str, FileWork] = _local.__dict__.setdefault("works", {})
     key = repr(make)
     if key not in cache:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before essentia loads libtensorflow
@@ -62,8 +62,6 @@ def _work(make: Maker) -> Analyse:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
         if not _cleaned:
-            from runner.analysis import spool
-
             _cleaned = True
             spool.remove_stale()
         if len(cache) >= _MAX_CACHED:
@@ -88,8 +86,6 @@ def analyse_task(make: Maker, src: str, dst: str) -> tuple[str, str, float, list
 
 def remove_stale_spools() -> None:
     """Run on every worker after one died: what it left in its TMPDIR (runner.analysis.spool)."""
-    from runner.analysis import spool
-
     spool.remove_stale()
 
 
@@ -129,52 +125,46 @@ def connect(address: str) -> distributed.Client:
     return client
 
 
-class DaskBatch:
-    """Run one profile over many files on a Dask cluster; same results as runner.batch.Batch."""
+class DaskWorkers:
+    """Run a FileWork over many files on a Dask cluster; same results as LocalWorkers."""
 
-    def __init__(self, profile: str, overrides: list[str], legacy_base: str, digest: str,
-                 address: str, force: bool = False, *, make: Maker | None = None) -> None:
-        """``make`` replaces the profile by other per-file work, as in runner.batch.Batch;
-        it must be importable on the workers."""
-        # Workers may run in another directory: a profile given as a path travels absolute.
-        path = os.path.expanduser(profile)
-        self.profile = os.path.abspath(path) if os.path.exists(path) else profile
-        self.overrides = tuple(overrides)
-        self.legacy_base = legacy_base
-        self.digest = digest
+    def __init__(self, make: Maker, address: str,
+                 current: Callable[[Job], bool] = never_current, *, force: bool = False
+                 ) -> None:
+        """``make`` as for LocalWorkers; it must be importable on the workers."""
+        self.make = make
         self.address = address
+        self.current = current
         self.force = force
-        self.make: Maker = make or (_ExtractorWork,
-                                    (self.profile, self.overrides, legacy_base, False))
-        self.current = lambda job: up_to_date(job.output, self.digest)
         self.claims = Claims(self.current, force)
-        self.crashed = False  # a worker died during the run
+        self.crashed = False  # a worker died during the batch
 
-    def run(self, jobs: list[Job], report: Any) -> Summary:
-        summary = Summary()
+    def process(self, jobs: list[Job], report: Report) -> BatchResult:
+        """Run every job that is not current (or all, ``force``); ``report`` hears of each."""
+        result = BatchResult()
         started = time.perf_counter()
-        pending = pending_jobs(jobs, self.current, self.force, summary, report)
+        pending = pending_jobs(jobs, self.current, self.force, result, report)
         self.claims = Claims(self.current, self.force)
         if pending:
             pending.reverse()  # pop() from the end keeps the input order
             client = connect(self.address)
             try:
-                self._run(client, pending, summary, report)
+                self._submit_all(client, pending, result, report)
             finally:
                 client.close()
                 self.claims.release_all()
-        summary.seconds = time.perf_counter() - started
-        return summary
+        result.seconds = time.perf_counter() - started
+        return result
 
-    def _run(self, client: distributed.Client, pending: list[Job], summary: Summary,
-             report: Any) -> None:
+    def _submit_all(self, client: distributed.Client, pending: list[Job],
+                    result: BatchResult, report: Report) -> None:
         running: dict[str, tuple[Job, distributed.Future]] = {}  # by future key
         finished = distributed.as_completed(loop=client.loop)
 
         def refill() -> None:
             capacity = max(1, sum(client.nthreads().values()))  # workers may come and go
             while pending and len(running) < capacity:
-                job = claim_next(pending, self.claims, summary, report)
+                job = claim_next(pending, self.claims, result, report)
                 if job is None:
                     return
                 future = client.submit(analyse_task, self.make, os.path.abspath(job.input),
@@ -193,7 +183,7 @@ class DaskBatch:
                 outcome = self._outcome(job, future)
                 future.release()  # else a worker's death would make the scheduler redo it
                 self.claims.release(job)
-                summary.add(outcome)
+                result.add(outcome)
                 report(outcome)
                 refill()
         finally:

@@ -13,26 +13,47 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__, registry
-from runner.batch import Job, Summary
+from runner.batch import BatchResult, Job, Words
 from runner.errors import ProfileError
 from runner.output import render, validate_output, write_atomic
 from runner.pools import pool_values, to_plain
-from runner.profile import Profile, load_schema
+from runner.profile import Profile, did_you_mean, load_schema
 from runner.tree import flatten
 
+# how the summary command names its counts: "3 analysed, 2 reused, 0 failed"
+SUMMARY_WORDS = Words(done="analysed", skipped="reused",
+                      claimed="left out: claimed by another run")
 
-def summary_spec(profile: Profile) -> dict[str, Any]:
+
+def summary_section(profile: Profile) -> dict[str, Any]:
+    """The profile's ``summary`` section, its names checked: what ``joint_distributions``
+    and ``total_duration`` refer to must be named in ``distributions`` and ``descriptors``
+    (a renamed value would otherwise silently drop out of the summary)."""
     spec = profile.data.get("summary")
     if not spec:
         raise ProfileError(f"'{profile.name}' is not a library profile (it has no 'summary' "
                            "section)", source=profile.source)
+    counted = spec.get("distributions") or {}
+    for name, parts in (spec.get("joint_distributions") or {}).items():
+        for part in parts:
+            if part not in counted:
+                raise profile.error(("summary", "joint_distributions", name),
+                                    f"'{part}' is not one of the distributions "
+                                    f"({', '.join(counted) or 'none'})",
+                                    hint=did_you_mean(part, counted))
+    duration = spec.get("total_duration")
+    named = spec.get("descriptors") or {}
+    if duration is not None and duration not in named:
+        raise profile.error(("summary", "total_duration"), f"'{duration}' is not one of the "
+                            "descriptors", hint=did_you_mean(duration, named))
     return spec
 
 
-def summarise(profile: Profile, digest: str, jobs: list[Job], batch: Summary
+
+def summarise(profile: Profile, digest: str, jobs: list[Job], batch: BatchResult
               ) -> dict[str, Any]:
     """The summary document of the per-track outputs of ``jobs``."""
-    spec = summary_spec(profile)
+    spec = summary_section(profile)
     stats = spec.get("statistics") or ["mean", "stdev", "median", "min", "max"]
     names: dict[str, str] = spec.get("descriptors") or {}
     counted: dict[str, str] = spec.get("distributions") or {}
@@ -67,11 +88,12 @@ def summarise(profile: Profile, digest: str, jobs: list[Job], batch: Summary
         short: dict(Counter(str(row[short]) for row in rows if short in row).most_common())
         for short in counted
     }
-    if {"key", "scale"} <= set(counted):
-        distributions["key_scale"] = dict(Counter(
-            f"{row['key']} {row['scale']}" for row in rows if "key" in row and "scale" in row
-        ).most_common())
-    duration = sum(float(row.get("duration", 0.0)) for row in rows)
+    for name, parts in (spec.get("joint_distributions") or {}).items():  # e.g. key_scale
+        distributions[name] = dict(Counter(
+            " ".join(str(row[part]) for part in parts) for row in rows
+            if all(part in row for part in parts)).most_common())
+    duration_name = spec.get("total_duration")
+    duration = sum(float(row.get(duration_name, 0.0)) for row in rows) if duration_name else 0.0
     return {
         "summary": {
             "tracks": len(rows),

