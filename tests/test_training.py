@@ -303,3 +303,105 @@ def test_missing_files_are_listed_and_strict_stops(tmp_path: Path,
     assert capsys.readouterr().err == (
         f"error: 1 of 9 tracks missing or failed to analyse: missing.json "
         f"({tmp_path / 'missing.json'}: no such file); --strict stops here\n")
+
+
+# -- a model trained on embeddings: the track's embedding computed once, for every head -------
+class ToyEmbedder:
+    """A family of the test's own (kind ``toy-embedder``): per 0.25 s patch, log RMS, zero
+    crossings and roughness; counts its runs, to show that heads share one run per track."""
+
+    writes_classes = False
+    runs = 0
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.outputs: list = []
+
+    def add(self, output, model) -> dict[str, dict[str, str]]:
+        from runner.models.supply import cache
+
+        self.outputs.append((output, model))
+        return {model.id: cache.require(model).pins()}
+
+    def load(self) -> None:
+        pass
+
+    def run(self, audio, results) -> None:
+        from runner.models.family import used_pin
+
+        type(self).runs += 1
+        signal = audio(22050.0)
+        patches = signal[: len(signal) // 5512 * 5512].reshape(-1, 5512).astype(np.float64)
+        rms = np.sqrt((patches ** 2).mean(axis=1)) + 1e-9
+        crossings = (np.diff(np.signbit(patches), axis=1)).mean(axis=1)
+        rough = np.abs(np.diff(patches, axis=1)).mean(axis=1) / rms
+        vectors = np.stack([np.log(rms), crossings, rough], axis=1).astype(np.float32)
+        results.embeddings["toy-emb"] = vectors
+        for output, model in self.outputs:
+            results.descriptors[f"{self.config.section}.{output.name}"] = [
+                float(v) for v in vectors.mean(axis=0)]
+            results.used[model.id] = used_pin(model)
+
+
+EMBEDDER_PROFILE = """
+name: toy_embeddings
+description: a toy embedding model and the heads trained on it
+audio: {sample_rate: 44100}
+models:
+  section: highlevel
+  keep_embeddings: true
+  outputs:
+    toy: {model: toy-emb, output: embeddings}
+"""
+
+
+def test_a_model_trained_on_embeddings_reuses_the_tracks_embedding(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    from runner.extract import Extractor
+    from runner.models import family
+
+    monkeypatch.setitem(family.FAMILIES, "toy-embedder", ToyEmbedder)
+    weights = tmp_path / "toy.bin"
+    weights.write_bytes(b"toy")
+    entry = {"kind": "toy-embedder", "files": [{
+        "name": "toy.bin", "url": weights.as_uri(), "size": 3,
+        "sha256": hashlib.sha256(b"toy").hexdigest()}]}
+    (tmp_path / "toy.lock.json").write_text(json.dumps({"format": 1,
+                                                        "models": {"toy-emb": entry}}))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", f"{tmp_path / 'my.lock.json'}:"
+                                                f"{tmp_path / 'toy.lock.json'}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "extractor-profiles" / "models" / "toy-emb").mkdir(parents=True)
+    (tmp_path / "cache" / "extractor-profiles" / "models" / "toy-emb" / "toy.bin").write_bytes(
+        b"toy")
+    profile = tmp_path / "toy.yaml"
+    profile.write_text(EMBEDDER_PROFILE)
+    extractor = Extractor(str(profile))
+    rows = []
+    for path, label in _make_set(tmp_path / "audio", 6, seed=5):
+        out = tmp_path / "results" / f"{path.stem}.json"
+        out.parent.mkdir(exist_ok=True)
+        extractor.extract(str(path), str(out))
+        rows.append(f"{out},{label}\n")
+    assert (tmp_path / "results" / "tones_5_0.toy-emb.npy").is_file()
+    (tmp_path / "labels.csv").write_text("".join(rows))
+    assert main(["train", str(tmp_path / "labels.csv"), "-o", str(tmp_path / "head"),
+                 "--embeddings", "toy-emb", "--folds", "3", "--test-fraction", "0",
+                 "--name", "toy_head", "--quiet"]) == 0
+    meta = json.loads((tmp_path / "head" / "toy_head.json").read_text())
+    assert meta["inference"]["descriptors"] == []
+    assert meta["inference"]["embedding_model"] == {"model_name": "toy-emb", "size": 3}
+    assert main(["models", "add", str(tmp_path / "head")]) == 0
+    heads = EMBEDDER_PROFILE + "    head_a: toy_head\n    head_b: toy_head\n"
+    profile.write_text(heads)
+    ToyEmbedder.runs = 0
+    extractor = Extractor(str(profile))
+    new = _make_set(tmp_path / "new", 1, seed=77)
+    for path, label in new:
+        doc, _ = extractor.analyse(str(path))
+        assert doc["highlevel"]["head_a"] == doc["highlevel"]["head_b"]
+        assert doc["highlevel"]["head_a"]["value"] == label, (path.name, doc["highlevel"])
+    assert ToyEmbedder.runs == len(new)  # one embedding run per track, for both heads

@@ -40,7 +40,12 @@ class ModelResults:
 
 class ModelRunner(Protocol):
     """The models of one family in one extractor: outputs taken on when the extractor starts,
-    loaded once, run on every track."""
+    loaded once, run on every track.
+
+    Two optional class attributes: ``writes_classes`` (its ``predictions`` outputs are class
+    probabilities, ``value``/``probability``/``all``, in the output schema; default: a
+    vector) and ``reads_embeddings`` (it reads ``results.embeddings`` that other families
+    computed for the track, so it runs after them)."""
 
     def add(self, output: ModelOutput, model: Model) -> dict[str, dict[str, str]]:
         """Take on ``output`` (of lock-file model ``model``): find and verify its files

@@ -105,6 +105,7 @@ class Runner:
     """The trained classifiers of one extractor, in the profile's order."""
 
     writes_classes = True  # class probabilities (the output schema's classes layout)
+    reads_embeddings = True  # run after the families that compute embeddings (the stage)
 
     def __init__(self, config: ModelsConfig) -> None:
         self.config = config

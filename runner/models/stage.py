@@ -64,8 +64,10 @@ class ModelStage:
                 if exc.model_id not in self.missing:
                     self.missing.append(exc.model_id)
         self._refuse_missing(first, alone)
-        # the runners write in the family table's order, whatever the profile's order
-        self.runners = dict(sorted(self.runners.items(), key=lambda item: family.order(item[0])))
+        # the runners write in the family table's order, whatever the profile's order; those
+        # that read other families' embeddings (``reads_embeddings``) after all the others
+        self.runners = dict(sorted(self.runners.items(), key=lambda item: (
+            bool(getattr(item[1], "reads_embeddings", False)), family.order(item[0]))))
         for runner in self.runners.values() if load else ():
             runner.load()
         if self.missing and warn:

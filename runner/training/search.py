@@ -38,8 +38,8 @@ class Config:
     params: tuple[tuple[str, float], ...] = ()
 
     def label(self) -> str:
-        shown = ", ".join(f"{k}=2^{np.log2(v):g}" if k in ("C", "gamma") else f"{k}={v:g}"
-                          for k, v in self.params)
+        shown = ", ".join(f"{k}=2^{np.log2(v):g}" if float(np.log2(v)).is_integer()
+                          else f"{k}={v:g}" for k, v in self.params)
         return f"{self.preprocessing} + {self.classifier}" + (f" ({shown})" if shown else "")
 
 
