@@ -395,13 +395,17 @@ def test_a_model_trained_on_embeddings_reuses_the_tracks_embedding(
     assert meta["inference"]["descriptors"] == []
     assert meta["inference"]["embedding_model"] == {"model_name": "toy-emb", "size": 3}
     assert main(["models", "add", str(tmp_path / "head")]) == 0
-    heads = EMBEDDER_PROFILE + "    head_a: toy_head\n    head_b: toy_head\n"
-    profile.write_text(heads)
+    # the heads alone: the stage has the toy family compute the embedding they read
+    heads = EMBEDDER_PROFILE.replace("    toy: {model: toy-emb, output: embeddings}\n",
+                                     "    head_a: toy_head\n    head_b: toy_head\n")
+    profile.write_text(heads.replace("keep_embeddings: true", "keep_embeddings: false"))
     ToyEmbedder.runs = 0
     extractor = Extractor(str(profile))
     new = _make_set(tmp_path / "new", 1, seed=77)
     for path, label in new:
         doc, _ = extractor.analyse(str(path))
+        assert sorted(doc["highlevel"]) == ["head_a", "head_b"]  # the feed is not written
         assert doc["highlevel"]["head_a"] == doc["highlevel"]["head_b"]
         assert doc["highlevel"]["head_a"]["value"] == label, (path.name, doc["highlevel"])
     assert ToyEmbedder.runs == len(new)  # one embedding run per track, for both heads
+    assert sorted(doc["metadata"]["models"]["used"]) == ["toy-emb", "toy_head"]

@@ -65,6 +65,7 @@ class Classifier:
                             for d in meta["inference"].get("descriptors", [])]
         embedding = meta["inference"].get("embedding_model") or {}
         self.embedding: str | None = embedding.get("model_name")
+        self.profile = str(meta["inference"].get("profile") or "music")
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         """(tracks, features) -> (tracks, classes)."""
@@ -77,8 +78,9 @@ class Classifier:
         for name, size in self.descriptors:
             if name not in track:
                 raise ModelError(f"{where} reads '{name}', which this profile does not "
-                                 "compute (use it in a profile that does, e.g. the one it "
-                                 "was trained on)")
+                                 f"compute (it was trained on the '{self.profile}' profile's "
+                                 f"results: run that profile, e.g. music-highlevel --profile "
+                                 f"{self.profile})")
             value = track[name]
             items = value if isinstance(value, list) else [value]
             if len(items) != max(size, 1) or any(
