@@ -119,6 +119,20 @@ def test_registered_model_runs_in_music_highlevel_on_new_files(
             (trained["model"] / "my_genre.json").read_text())["model"]["sha256"]
 
 
+def test_a_profile_without_the_models_descriptors_says_which_to_run(
+        trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "add", str(trained["model"])]) == 0
+    audio = write_audio(tmp_path / "a.wav", _clip("tones", np.random.default_rng(4)))
+    capsys.readouterr()
+    assert music_highlevel([str(audio), str(tmp_path / "a.json"), "--taxonomies",
+                            "my_genre"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {audio}: model stage: model 'my_genre' reads 'lowlevel.")
+    assert err.endswith("which this profile does not compute (it was trained on the 'music' "
+                        "profile's results: run that profile, e.g. music-highlevel --profile "
+                        "music)\n")
+
+
 def test_evaluate_scores_the_model_on_new_labelled_results(
         trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = tmp_path / "test.csv"
