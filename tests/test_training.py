@@ -423,3 +423,26 @@ def test_a_model_trained_on_embeddings_reuses_the_tracks_embedding(
         assert doc["highlevel"]["head_a"]["value"] == label, (path.name, doc["highlevel"])
     assert ToyEmbedder.runs == len(new)  # one embedding run per track, for both heads
     assert sorted(doc["metadata"]["models"]["used"]) == ["toy-emb", "toy_head"]
+
+
+def test_vectors_dumped_by_music_clap_are_features(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``music-clap --dump`` writes one .npy vector per track; a groundtruth may name them."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for index in range(8):
+        label = "ab"[index % 2]
+        vector = rng.standard_normal(16).astype(np.float32) + (3.0 if label == "a" else -3.0)
+        np.save(tmp_path / f"t{index}.npy", vector)
+        lines.append(f"t{index}.npy,{label}\n")
+    (tmp_path / "l.csv").write_text("".join(lines))
+    args = ["train", str(tmp_path / "l.csv"), "-o", str(tmp_path / "m"), "--folds", "2",
+            "--test-fraction", "0", "--quiet"]
+    assert main(args) == 1
+    assert capsys.readouterr().err.endswith(
+        ".npy vectors (music-clap --dump) need --embeddings MODEL_ID, the model that computed "
+        "them (e.g. the CLAP model's lock-file id)\n")
+    assert main([*args, "--embeddings", "clap-music"]) == 0
+    meta = json.loads((tmp_path / "m" / "l.json").read_text())
+    assert meta["inference"]["embedding_model"] == {"model_name": "clap-music", "size": 16}
+    assert meta["schema"]["inputs"][0]["shape"] == [-1, 16]

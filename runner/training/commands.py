@@ -23,7 +23,7 @@ import numpy as np
 from runner.errors import TrainingError
 from runner.training import evaluate, export, features, groundtruth, search
 
-RESULT_SUFFIXES = (".json", ".yaml", ".yml")
+RESULT_SUFFIXES = (".json", ".yaml", ".yml", ".npy")  # .npy: a vector (music-clap --dump)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
@@ -136,6 +136,10 @@ def train(args: argparse.Namespace) -> int:
         raise TrainingError(f"'{name}' cannot name a model (letters, digits, _ and -, starting "
                             "with a letter): give --name")
     groundtruth.check_classes(truth)
+    if any(t.path.suffix == ".npy" for t in truth.tracks) and not args.embeddings:
+        raise TrainingError(f"{truth.source}: .npy vectors (music-clap --dump) need "
+                            "--embeddings MODEL_ID, the model that computed them (e.g. the "
+                            "CLAP model's lock-file id)")
     out = Path(args.output)
     usable, absent = resolve(truth, args, Path(args.analysis or out / "analysis"))
     _report_left_out("missing or failed to analyse", absent, len(truth.tracks), args)

@@ -11,7 +11,8 @@ reported, never filled with zeros: a zero is a value the classifier would learn 
 
 Embeddings: the per-patch ``.npy`` files written beside each result by ``--keep-embeddings``
 (``song.json`` -> ``song.<model id>.npy``), averaged over patches as the heads of MTG's
-models see them.
+models see them; or a groundtruth path that is itself a ``.npy`` vector (``music-clap
+--dump``: one CLAP vector per track).
 """
 
 from __future__ import annotations
@@ -133,11 +134,13 @@ def row(flat: dict[str, Any], columns: list[Column]) -> tuple[list[float] | None
 
 
 def _embedding(result: Path, model_id: str) -> tuple[np.ndarray | None, str]:
-    path = embeddings_path(result, model_id)
+    path = result if result.suffix == ".npy" else embeddings_path(result, model_id)
     try:
         patches = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         return None, f"no embeddings of '{model_id}' ({path.name}: {exc.__class__.__name__})"
+    if patches.ndim == 1:  # one vector per track (music-clap --dump)
+        patches = patches[None, :]
     if patches.ndim != 2 or patches.shape[0] == 0:
         return None, f"{path.name} is not (patches, width) embeddings"
     mean = patches.mean(axis=0)
@@ -152,11 +155,15 @@ def build(results: list[tuple[str, Path, str]], globs: list[str] | None,
     left_out: list[tuple[str, str]] = []
     loaded: list[tuple[str, Path, str, dict[str, Any]]] = []
     for track_id, path, label in results:
+        if path.suffix == ".npy":  # a vector itself (music-clap --dump): no descriptors
+            loaded.append((track_id, path, label, {}))
+            continue
         try:
             loaded.append((track_id, path, label, load_result(path)))
         except (OSError, ValueError) as exc:
             left_out.append((track_id, f"{path}: not a readable result ({exc})"))
-    columns = select([f for *_, f in loaded], globs) if use_descriptors and loaded else []
+    columns = (select([f for _, p, _, f in loaded if p.suffix != ".npy"], globs)
+               if use_descriptors and loaded else [])
     rows: list[np.ndarray] = []
     ids: list[str] = []
     labels: list[str] = []
