@@ -570,6 +570,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_models_parser(sub)
 
+    from runner.report.commands import add_commands as add_report_commands
+
+    add_report_commands(sub)
+
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:
         from runner.export import TABLE_FORMATS, table_format
