@@ -34,8 +34,8 @@ def tempo_chart() -> dict[str, Any]:
         ],
         "mark": {"type": "bar", "tooltip": True},
         "encoding": {
-            "x": {"field": "bpm", "type": "quantitative", "bin": {"maxbins": 40},
-                  "title": "tempo, rhythm.bpm (BPM)"},
+            "x": {"field": "bpm", "type": "quantitative", "bin": {"maxbins": 40, "minstep": 2},
+                  "title": "tempo, rhythm.bpm (BPM)", "axis": {"format": "d"}},
             "y": {"aggregate": "count", "type": "quantitative", "title": "tracks"},
             "color": {"field": "estimate", "type": "nominal", "title": "tempo estimators",
                       "scale": {"domain": [AGREE, AMBIGUOUS], "range": [BLUE, ORANGE]}},

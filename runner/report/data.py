@@ -128,7 +128,7 @@ def danceability_axis(tracks: list[Track]) -> tuple[str, str] | None:
     if not essentia and not model:
         return None
     if essentia >= model:
-        return "danceability", "danceability (Essentia, 0-3)"
+        return "danceability", "danceability (Essentia)"
     return "danceable", "danceable (classifier probability)"
 
 

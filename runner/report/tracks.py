@@ -146,11 +146,16 @@ def _models(track: Track, docs: list[dict[str, Any]]) -> None:
 
 
 def track_from_result(result: Result) -> Track:
-    docs = result.docs
+    # the descriptor output first (its values win, its JSON is the one the report links to),
+    # then the model outputs merged into it (clap, music-highlevel)
+    order = sorted(range(len(result.docs)), key=lambda i: not any(
+        section in result.docs[i] for section in DESCRIPTOR_SECTIONS - {"metadata"}))
+    docs = [result.docs[i] for i in order]
+    paths = [result.paths[i] for i in order]
     names = (lookup(doc, "metadata.profile.name") for doc in docs)
     profiles = [name for name in names if isinstance(name, str)]
-    track = Track(name=track_name(docs, result.paths[0]), path=result.paths[0],
-                  paths=list(result.paths), profiles=profiles)
+    track = Track(name=track_name(docs, paths[0]), path=paths[0], paths=paths,
+                  profiles=profiles)
     length = number(_first(docs, "metadata.audio_properties.length"))
     track.duration = length if length is not None and length >= 0 else None
     _tempo(track, docs)
