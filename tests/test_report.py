@@ -233,7 +233,8 @@ def test_embedding_maps_pca_and_merge_across_profiles(tmp_path):
     tracks = tracks_of(tmp_path)
     assert len(tracks) == 6  # the clap outputs joined their music outputs
     merged = next(t for t in tracks if t.name == "2.wav")
-    assert merged.profiles == ["clap", "music"] and merged.bpm == 120.0
+    assert merged.profiles == ["music", "clap"] and merged.bpm == 120.0
+    assert merged.path == tmp_path / "music" / "2.json"  # the descriptors' JSON is linked
     maps = data.embedding_maps(tracks)
     assert [m["name"] for m in maps] == ["clap.embedding"]  # musicnn: in one track only
     points = maps[0]["points"]
@@ -267,3 +268,19 @@ def test_usage_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.pdf")]) == 1
     assert capsys.readouterr().err == (
         f"error: {tmp_path / 'r.pdf'}: the report is an HTML page: name it .html\n")
+
+
+def test_worker_processes_read_the_same_library(tmp_path):
+    """A large folder is read by worker processes; the tracks are those one process reads."""
+    for n in range(210):
+        doc = music_doc(f"{n}.wav", bpm=60.0 + n, key=["C", "A", "Eb"][n % 3])
+        doc["highlevel"] = {"mood_happy": taxonomy({"happy": n / 210, "non_happy": 1 - n / 210})}
+        doc["lowlevel"]["mfcc"] = {"mean": [0.5] * 13}  # read, then dropped at once
+        write(tmp_path, f"d{n % 7}/{n:03d}.json", doc)
+    write(tmp_path, "d0/broken.json", "{")
+    one, two = load_library(tmp_path, jobs=1), load_library(tmp_path, jobs=2)
+    assert [r.paths for r in one.results] == [r.paths for r in two.results]
+    assert one.unreadable == two.unreadable and len(two.unreadable) == 1
+    assert [track_from_result(r) for r in one.results] == \
+        [track_from_result(r) for r in two.results]
+    assert set(two.results[0].docs[0]["lowlevel"]) == {"average_loudness", "loudness_ebu128"}

@@ -129,12 +129,14 @@ def _table_section(tracks: list[Track], table: list[dict]) -> Section:
                    "\u2248 marks an octave-ambiguous tempo.", body=body)
 
 
-def build_report(folder: Path, output: Path, method: str = "pca") -> Built:
-    """Write the report of every output under ``folder`` to ``output``."""
+def build_report(folder: Path, output: Path, method: str = "pca", jobs: int | None = None
+                 ) -> Built:
+    """Write the report of every output under ``folder`` to ``output`` (``jobs`` processes
+    read the outputs; None: one per core)."""
     start = time.perf_counter()
     if not folder.is_dir():
         raise OutputError(f"{folder}: not a folder")
-    library = load_library(folder)
+    library = load_library(folder, jobs)
     tracks = [track_from_result(result) for result in library.results]
     if not tracks:
         detail = f" ({len(library.unreadable)} unreadable)" if library.unreadable else ""

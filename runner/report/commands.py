@@ -16,7 +16,7 @@ def report(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise OutputError(f"{output}: the report is an HTML page: name it .html")
-    built = build_report(Path(args.folder), output, args.map)
+    built = build_report(Path(args.folder), output, args.map, args.jobs)
     for path, reason in built.unreadable[:5]:
         print(f"warning: {path}: skipped, not a readable result ({reason})", file=sys.stderr)
     line = (f"{built.tracks} tracks -> {output} ({built.size / 1e6:.1f} MB, "
@@ -43,5 +43,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--map", choices=["pca", "umap"], default="pca",
                         help="how embeddings are projected to 2-D (umap needs umap-learn; "
                         "default: pca)")
+    parser.add_argument("-j", "--jobs", type=int, default=None,
+                        help="processes reading the outputs (default: one per core)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(func=report)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ class Result:
     """One track: the output documents made for its audio, and where they are."""
 
     paths: list[Path]
-    docs: list[dict[str, Any]]
+    docs: list[dict[str, Any]]  # only what the report reads of each (tracks.slim)
 
 
 @dataclass
@@ -70,29 +73,56 @@ def audio_id(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def load_library(folder: Path) -> Library:
-    """Read every output under ``folder``; corrupt files and non-results are counted, not
-    fatal."""
+PARALLEL_FROM = 200  # files; below this, worker start-up costs more than it saves
+
+
+def read_one(path: Path) -> tuple[str, Any]:
+    """("result", slim document) | ("unreadable", reason) | ("other", None) for one file.
+
+    Runs in worker processes: returns only what the report reads (tracks.slim)."""
+    from runner.report.tracks import slim
+
+    try:
+        doc = read_result(path)
+    except OSError as exc:
+        return "unreadable", exc.strerror or str(exc)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        return "unreadable", " ".join(str(exc).split())[:200]
+    if not is_result(doc):
+        return "other", None
+    return "result", slim(doc)
+
+
+def _read_all(files: list[Path], jobs: int | None) -> list[tuple[str, Any]]:
+    """Parsing JSON is most of a large report's time: spread it over the cores."""
+    workers = jobs or os.cpu_count() or 1
+    if workers == 1 or len(files) < PARALLEL_FROM:
+        return [read_one(path) for path in files]
+    chunk = max(1, min(64, len(files) // (workers * 4)))
+    with ProcessPoolExecutor(max_workers=workers,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(read_one, files, chunksize=chunk))
+
+
+def load_library(folder: Path, jobs: int | None = None) -> Library:
+    """Read every output under ``folder`` (``jobs`` processes; None: one per core); corrupt
+    files and non-results are counted, not fatal."""
     library = Library(folder=folder)
     by_audio: dict[str, Result] = {}
-    for path in result_files(folder):
-        try:
-            doc = read_result(path)
-        except OSError as exc:
-            library.unreadable.append((path, exc.strerror or str(exc)))
+    files = result_files(folder)
+    for path, (kind, value) in zip(files, _read_all(files, jobs), strict=True):
+        if kind == "unreadable":
+            library.unreadable.append((path, value))
             continue
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            library.unreadable.append((path, " ".join(str(exc).split())[:200]))
-            continue
-        if not is_result(doc):
+        if kind == "other":
             library.not_results.append(path)
             continue
-        key = audio_id(doc)
+        key = audio_id(value)
         if key is not None and key in by_audio:
             by_audio[key].paths.append(path)
-            by_audio[key].docs.append(doc)
+            by_audio[key].docs.append(value)
             continue
-        result = Result(paths=[path], docs=[doc])
+        result = Result(paths=[path], docs=[value])
         library.results.append(result)
         if key is not None:
             by_audio[key] = result
