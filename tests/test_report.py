@@ -16,10 +16,10 @@ import pytest
 from runner.cli import main
 from runner.errors import OutputError
 from runner.report import data
-from runner.report.build import build_report, json_link
+from runner.report.build import build_report, json_links
 from runner.report.html import json_for_script
 from runner.report.loading import load_library
-from runner.report.tracks import Track, track_from_result
+from runner.report.tracks import Track
 
 
 def music_doc(name: str = "song.wav", bpm: Any = 120.0, key: str = "C", scale: str = "major",
@@ -64,7 +64,7 @@ def write(folder: Path, name: str, doc: Any) -> Path:
 
 
 def tracks_of(folder: Path) -> list[Track]:
-    return [track_from_result(r) for r in load_library(folder).results]
+    return load_library(folder).tracks
 
 
 def test_an_empty_folder_is_one_error_line(tmp_path, capsys):
@@ -153,7 +153,7 @@ def test_damaged_files_are_skipped_and_counted(tmp_path, capsys):
     write(tmp_path, "clap.json", {"model": "clap-630k-audioset"})  # a store's, not a result
     write(tmp_path, "song_frames.json", {"frames": []})
     library = load_library(tmp_path)
-    assert len(library.results) == 1
+    assert len(library.tracks) == 1
     assert sorted(p.name for p, _ in library.unreadable) == ["binary.json", "broken.json"]
     assert [p.name for p in library.not_results] == ["clap.json"]
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 0
@@ -226,7 +226,7 @@ def test_embedding_maps_pca_and_merge_across_profiles(tmp_path):
                 "clap": {"embedding": [float(n), 2.0 * n] + [0.0] * 510}}
         write(tmp_path, f"clap/{n}.json", clap)
     odd = music_doc("odd.wav", md5="md5-odd")
-    odd["highlevel"] = {"musicnn": [1.0] * 200}
+    odd["highlevel"] = {"musicnn": [1.0] * 200, "tags": ["rock"] * 10}
     write(tmp_path, "music/odd.json", odd)
     write(tmp_path, "music/bad.json", {**music_doc("bad.wav", md5="bad"),
                                       "highlevel": {"musicnn": [1.0] * 199 + [None]}})
@@ -235,6 +235,10 @@ def test_embedding_maps_pca_and_merge_across_profiles(tmp_path):
     merged = next(t for t in tracks if t.name == "2.wav")
     assert merged.profiles == ["music", "clap"] and merged.bpm == 120.0
     assert merged.path == tmp_path / "music" / "2.json"  # the descriptors' JSON is linked
+    assert merged.paths == [tmp_path / "music" / "2.json", tmp_path / "clap" / "2.json"]
+    assert merged.embeddings["clap.embedding"].tolist()[:3] == [2.0, 4.0, 0.0]
+    odd_track = next(t for t in tracks if t.name == "odd.wav")
+    assert list(odd_track.embeddings) == ["highlevel.musicnn"]  # not the list of tags
     maps = data.embedding_maps(tracks)
     assert [m["name"] for m in maps] == ["clap.embedding"]  # musicnn: in one track only
     points = maps[0]["points"]
@@ -248,7 +252,10 @@ def test_embedding_maps_pca_and_merge_across_profiles(tmp_path):
 
 def test_json_links_are_relative_and_quoted(tmp_path):
     path = write(tmp_path, "out/My Album/song #1.json", music_doc())
-    assert json_link(path, tmp_path / "reports") == "../out/My%20Album/song%20%231.json"
+    assert json_links([path], tmp_path / "out", tmp_path / "reports") == [
+        "../out/My%20Album/song%20%231.json"]
+    assert json_links([path], tmp_path / "out", tmp_path / "out") == [
+        "My%20Album/song%20%231.json"]
 
 
 def test_the_page_needs_nothing_from_the_network(tmp_path):
@@ -275,12 +282,9 @@ def test_worker_processes_read_the_same_library(tmp_path):
     for n in range(210):
         doc = music_doc(f"{n}.wav", bpm=60.0 + n, key=["C", "A", "Eb"][n % 3])
         doc["highlevel"] = {"mood_happy": taxonomy({"happy": n / 210, "non_happy": 1 - n / 210})}
-        doc["lowlevel"]["mfcc"] = {"mean": [0.5] * 13}  # read, then dropped at once
+        doc["lowlevel"]["mfcc"] = {"mean": [0.5] * 13}  # a descriptor vector, no embedding
         write(tmp_path, f"d{n % 7}/{n:03d}.json", doc)
     write(tmp_path, "d0/broken.json", "{")
     one, two = load_library(tmp_path, jobs=1), load_library(tmp_path, jobs=2)
-    assert [r.paths for r in one.results] == [r.paths for r in two.results]
+    assert len(two.tracks) == 210 and one.tracks == two.tracks
     assert one.unreadable == two.unreadable and len(two.unreadable) == 1
-    assert [track_from_result(r) for r in one.results] == \
-        [track_from_result(r) for r in two.results]
-    assert set(two.results[0].docs[0]["lowlevel"]) == {"average_loudness", "loudness_ebu128"}

@@ -13,7 +13,7 @@ from runner.errors import OutputError
 from runner.report import charts, data
 from runner.report.html import Section, render_page
 from runner.report.loading import Library, load_library
-from runner.report.tracks import Track, track_from_result
+from runner.report.tracks import Track
 from runner.write import write_atomic
 
 TABLE_LIMIT = 1000  # rows drawn at once; search and sort work on every track
@@ -31,13 +31,14 @@ class Built:
     seconds: float
 
 
-def json_link(path: Path, report_dir: Path) -> str:
-    """A link from the report to a track's JSON that survives moving both together."""
+def json_links(paths: list[Path], folder: Path, report_dir: Path) -> list[str]:
+    """Links from the report to the tracks' JSON (all under ``folder``) that survive moving
+    the report and the outputs together."""
     try:
-        relative = os.path.relpath(path.resolve(), report_dir.resolve())
-    except ValueError:  # another drive (Windows): an absolute file URL
-        return path.resolve().as_uri()
-    return quote(Path(relative).as_posix())
+        base = Path(os.path.relpath(folder.resolve(), report_dir.resolve()))
+    except ValueError:  # another drive (Windows): absolute file URLs
+        return [path.resolve().as_uri() for path in paths]
+    return [quote((base / path.relative_to(folder)).as_posix()) for path in paths]
 
 
 def _duration(seconds: float) -> str:
@@ -137,12 +138,12 @@ def build_report(folder: Path, output: Path, method: str = "pca", jobs: int | No
     if not folder.is_dir():
         raise OutputError(f"{folder}: not a folder")
     library = load_library(folder, jobs)
-    tracks = [track_from_result(result) for result in library.results]
+    tracks = library.tracks
     if not tracks:
         detail = f" ({len(library.unreadable)} unreadable)" if library.unreadable else ""
         raise OutputError(f"{folder}: no results found{detail}")
     maps = data.embedding_maps(tracks, method)
-    links = [json_link(t.path, output.parent) for t in tracks]
+    links = json_links([t.path for t in tracks], folder, output.parent)
     dataset = data.dataset(tracks, links, maps)
     table = _table(dataset)
     sections = [_library_section(library, tracks), *_chart_sections(tracks, maps),

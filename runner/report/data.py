@@ -161,10 +161,9 @@ def taxonomies(tracks: list[Track]) -> list[TaxonomyChart]:
     for name in names:
         outputs = [t.taxonomies[name] for t in charted(tracks) if name in t.taxonomies]
         tops = Counter(o.value for o in outputs)
-        sums: Counter[str] = Counter()
-        for output in outputs:
-            sums.update(output.classes)
-        mean = {c: total / len(outputs) for c, total in sums.items()}
+        classes = list(dict.fromkeys(c for o in outputs for c in o.classes))
+        matrix = np.array([[o.classes.get(c, 0.0) for c in classes] for o in outputs])
+        mean = dict(zip(classes, (matrix.sum(axis=0) / len(outputs)).tolist(), strict=True))
         ranked = sorted(mean, key=lambda c: (-tops[c], -mean[c], c))[:TOP_CLASSES]
         rows = [{"class": c, "tracks": tops[c], "mean_probability": round(mean[c], 4)}
                 for c in ranked]
@@ -177,9 +176,11 @@ def pca_2d(vectors: np.ndarray) -> np.ndarray:
     centred = vectors - vectors.mean(axis=0)
     if len(vectors) < 2 or not np.any(centred):
         return np.zeros((len(vectors), 2))
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    components = centred @ vt[:2].T
-    if components.shape[1] < 2:
+    # eigenvectors of the d x d scatter matrix: 10,000 x 512 in a fraction of a second
+    _, eigenvectors = np.linalg.eigh(centred.T @ centred)
+    axes = eigenvectors[:, ::-1][:, :2]
+    components = centred @ axes
+    if components.shape[1] < 2:  # one-dimensional embeddings
         components = np.hstack([components, np.zeros((len(vectors), 1))])
     return components
 
@@ -209,7 +210,7 @@ def embedding_maps(tracks: list[Track], method: str = "pca") -> list[dict[str, A
         members = [(i, v) for i, v in members if len(v) == size]
         if len(members) < 2:
             continue
-        vectors = np.asarray([v for _, v in members], dtype=np.float64)
+        vectors = np.stack([v for _, v in members]).astype(np.float64)
         used, xy = "PCA", None
         if method == "umap":
             xy = umap_2d(vectors)
