@@ -5,6 +5,7 @@ The page itself is checked in a real browser in test_report_browser.py.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import re
@@ -17,7 +18,7 @@ from runner.cli import main
 from runner.errors import OutputError
 from runner.report import data
 from runner.report.build import build_report, json_links
-from runner.report.html import json_for_script
+from runner.report.html import json_for_script, runtime_cache, vega_runtime
 from runner.report.loading import load_library
 from runner.report.tracks import Track
 
@@ -288,3 +289,15 @@ def test_worker_processes_read_the_same_library(tmp_path):
     one, two = load_library(tmp_path, jobs=1), load_library(tmp_path, jobs=2)
     assert len(two.tracks) == 210 and one.tracks == two.tracks
     assert one.unreadable == two.unreadable and len(two.unreadable) == 1
+
+
+def test_the_vega_runtime_is_bundled_once_and_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cached = runtime_cache(importlib.metadata.version("vl-convert-python"))
+    cached.parent.mkdir(parents=True)
+    cached.write_text("window.vega = ")  # an interrupted write: bundled again
+    bundled = vega_runtime.__wrapped__()
+    assert "window.vegaEmbed=" in bundled and "</script" not in bundled.lower()
+    assert cached.read_text() == bundled
+    cached.write_text(cached.read_text().replace("window.vegaEmbed=", "window.vegaEmbed =  "))
+    assert vega_runtime.__wrapped__() == cached.read_text()  # read back, not bundled

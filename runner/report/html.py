@@ -11,24 +11,48 @@ from __future__ import annotations
 
 import functools
 import html
+import importlib.metadata
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runner.errors import OutputError
+from runner.write import write_atomic
 
 RUNTIME_HINT = "pip install 'extractor-profiles[report]'"
+RUNTIME_END = "\n// extractor-profiles: the whole bundle\n"  # a cache file cut short is redone
+
+
+def runtime_cache(version: str) -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "extractor-profiles" / "report" / f"vega-runtime-{version}.js"
 
 
 @functools.lru_cache(maxsize=1)
 def vega_runtime() -> str:
-    """Vega + Vega-Lite + vega-embed as one script (bundling takes seconds: once a process)."""
+    """Vega + Vega-Lite + vega-embed as one script. Bundling takes 4 s (holding the GIL), so
+    the bundle is kept in the user's cache, one file per vl-convert-python version."""
     try:
         import vl_convert
     except ImportError:
         raise OutputError(f"the report needs vl-convert-python (Vega's runtime, inlined in "
                           f"the page): {RUNTIME_HINT}") from None
-    return script_safe(vl_convert.javascript_bundle())
+    cached = runtime_cache(importlib.metadata.version("vl-convert-python"))
+    try:
+        text = cached.read_text(encoding="utf-8")
+        if text.endswith(RUNTIME_END):
+            return text
+    except OSError:
+        pass
+    text = script_safe(vl_convert.javascript_bundle()) + RUNTIME_END
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, text)
+    except (OSError, OutputError):  # a read-only home: bundle again next time
+        pass
+    return text
 
 
 def script_safe(text: str) -> str:
