@@ -105,7 +105,7 @@ def _chart_sections(tracks: list[Track], maps: list[dict]) -> list[Section]:
             "the track, click it to open its JSON.",
             {f"chart-map{n}": charts.scatter_chart(
                 f"map{n}_x", "component 1", f"map{n}_y", "component 2",
-                len(embedding["points"]), f"embedding map {embedding['name']}", axes=False)}))
+                len(embedding["points"]), f"embedding map {embedding['name']}", embedding=True)}))
     return sections
 
 

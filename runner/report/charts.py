@@ -45,7 +45,7 @@ def tempo_chart() -> dict[str, Any]:
     }
 
 
-def _ring(scale: str, outer: float, inner: float) -> list[dict[str, Any]]:
+def _ring(scale: str, outer: float, inner: float, most: int) -> list[dict[str, Any]]:
     theta = {"field": "slot", "type": "quantitative", "stack": True}
     order = {"field": "position", "type": "quantitative"}
     offset = -math.pi / 12  # centre C major (and A minor) at twelve o'clock
@@ -56,31 +56,35 @@ def _ring(scale: str, outer: float, inner: float) -> list[dict[str, Any]]:
                   "thetaOffset": offset, "theta2Offset": offset, "tooltip": True},
          "encoding": {"theta": theta, "order": order,
                       "color": {"field": "tracks", "type": "quantitative",
-                                "scale": {"scheme": "blues"}, "title": "tracks"},
+                                "scale": {"scheme": "blues", "domainMin": 0}, "title": "tracks"},
                       "tooltip": [{"field": "label", "title": "key"},
                                   {"field": "scale"}, {"field": "tracks"}]}},
         {"transform": [keep],
          "mark": {"type": "text", "radius": (outer + inner) / 2, "thetaOffset": offset,
                   "fontSize": 12, "fontWeight": "bold" if scale == "major" else "normal"},
          "encoding": {"theta": theta, "order": order, "text": {"field": "label"},
-                      "color": {"condition": {"test": "datum.tracks > 0", "value": "#222"},
-                                "value": "#aaa"}}},
+                      # white on the darkest cells, grey on empty ones
+                      "color": {"condition": [
+                          {"test": f"datum.tracks > {most * 0.55:g}", "value": "#ffffff"},
+                          {"test": "datum.tracks > 0", "value": "#222222"}],
+                          "value": "#999999"}}},
     ]
 
 
 def key_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Circle of fifths: majors outside, their relative minors inside, coloured by count."""
+    most = max(row["tracks"] for row in rows)
     return {
         "description": "key distribution on the circle of fifths",
         "data": {"values": [{**row, "slot": 1} for row in rows]},
-        "layer": [*_ring("major", 160, 105), *_ring("minor", 105, 50)],
+        "layer": [*_ring("major", 160, 105, most), *_ring("minor", 105, 50, most)],
         "view": {"stroke": None},
         "width": 340, "height": 340,
     }
 
 
 def scatter_chart(x: str, x_title: str, y: str, y_title: str, points: int,
-                  description: str, axes: bool = True) -> dict[str, Any]:
+                  description: str, embedding: bool = False) -> dict[str, Any]:
     """One point per track; hover names it, a click opens its JSON."""
     spec: dict[str, Any] = {
         "description": description,
@@ -89,9 +93,9 @@ def scatter_chart(x: str, x_title: str, y: str, y_title: str, points: int,
         "mark": {"type": "circle", "size": 36, "opacity": 0.65, "cursor": "pointer"},
         "encoding": {
             "x": {"field": x, "type": "quantitative", "title": x_title,
-                  "scale": {"zero": False, "nice": True}},
+                  "scale": {"zero": False, "nice": True}, "axis": {"tickCount": 10}},
             "y": {"field": y, "type": "quantitative", "title": y_title,
-                  "scale": {"zero": False, "nice": True}},
+                  "scale": {"zero": False, "nice": True}, "axis": {"tickCount": 8}},
             "tooltip": _track_tooltip({"field": x, "title": x_title},
                                       {"field": y, "title": y_title}),
             "href": {"field": "json"},
@@ -99,7 +103,7 @@ def scatter_chart(x: str, x_title: str, y: str, y_title: str, points: int,
         "width": "container", "height": 360,
         "usermeta": {"renderer": "svg" if points <= SVG_POINT_LIMIT else "canvas"},
     }
-    if not axes:
+    if embedding:  # the axes mean nothing: say what the track is instead
         spec["encoding"]["tooltip"] = _track_tooltip(
             {"field": "key", "title": "key"}, {"field": "bpm", "title": "BPM"})
     return spec
