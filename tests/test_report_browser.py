@@ -125,6 +125,30 @@ def _table_names(driver) -> list[str]:
         ".map(td => td.textContent)")
 
 
+def _charts(driver) -> list[dict]:
+    """Each chart's id, its drawn marks (SVG elements, or canvas pixels that are not
+    background) and its size."""
+    return driver.execute_script("""
+        return [...document.querySelectorAll('.chart')].map(el => {
+          const svg = el.querySelector('svg'), canvas = el.querySelector('canvas');
+          const box = (svg || canvas || el).getBoundingClientRect();
+          let marks = 0;
+          if (svg) marks = svg.querySelectorAll('.role-mark > *').length;
+          else if (canvas) {
+            const pixels = canvas.getContext('2d')
+              .getImageData(0, 0, canvas.width, canvas.height).data;
+            for (let i = 0; i < pixels.length; i += 4)
+              if (pixels[i + 3] > 0 && (pixels[i] < 250 || pixels[i + 2] < 250)) marks++;
+          }
+          return {id: el.id, marks: marks, canvas: !svg && !!canvas,
+                  width: box.width, height: box.height};
+        });""")
+
+
+def _severe(driver) -> list[dict]:
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
 def test_the_report_in_chromium(browser, report, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -133,13 +157,7 @@ def test_the_report_in_chromium(browser, report, tmp_path):
     driver.get(report.as_uri())
     _wait(lambda: driver.execute_script("return document.body.dataset.charts") == "rendered")
 
-    charts = driver.execute_script("""
-        return [...document.querySelectorAll('.chart')].map(el => {
-          const svg = el.querySelector('svg'), canvas = el.querySelector('canvas');
-          const box = (svg || canvas || el).getBoundingClientRect();
-          return {id: el.id, marks: svg ? svg.querySelectorAll('.role-mark > *').length : -1,
-                  canvas: !!canvas, width: box.width, height: box.height};
-        });""")
+    charts = _charts(driver)
     ids = [c["id"] for c in charts]
     assert ids == ["chart-tempo", "chart-keys", "chart-loudness", "chart-taxonomy-0",
                    "chart-taxonomy-1", "chart-map0"]
@@ -198,5 +216,39 @@ def test_the_report_in_chromium(browser, report, tmp_path):
     assert (tmp_path / "report.png").stat().st_size > 10_000
     if os.environ.get("REPORT_SCREENSHOT"):  # to look at it, or to refresh docs/report.png
         shutil.copy(tmp_path / "report.png", os.environ["REPORT_SCREENSHOT"])
-    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-    assert errors == []
+    assert _severe(driver) == []
+
+
+def test_a_large_library_draws_its_points_on_canvas(browser, tmp_path):
+    """Above 3,000 points the scatter plots draw on a canvas (SVG would crawl); the table
+    draws its first 1,000 rows and searches all of them."""
+    from selenium.webdriver.common.by import By
+
+    rng = np.random.default_rng(1)
+    out = tmp_path / "out"
+    out.mkdir()
+    for n in range(3100):
+        doc = {"metadata": {"profile": {"name": "music"}, "warnings": [],
+                            "tags": {"file_name": f"t{n:04d}.flac"},
+                            "audio_properties": {"length": 200.0, "md5_encoded": str(n)}},
+               "lowlevel": {"loudness_ebu128": {"integrated": float(rng.normal(-12, 3))}},
+               "rhythm": {"bpm": float(rng.uniform(60, 180)),
+                          "danceability": float(rng.uniform(0.5, 2.5))},
+               "tonal": {"key_key": "C", "key_scale": "minor"},
+               "clap": {"embedding": rng.standard_normal(16).tolist()}}
+        (out / f"t{n:04d}.json").write_text(json.dumps(doc))
+    page = tmp_path / "report.html"
+    result = run("extractor", "report", str(out), "-o", str(page))
+    assert result.returncode == 0, result.stderr
+    browser.get(page.as_uri())
+    _wait(lambda: browser.execute_script("return document.body.dataset.charts") == "rendered")
+    charts = {c["id"]: c for c in _charts(browser)}
+    assert [c["canvas"] for c in charts.values()] == [False, False, True, True]
+    for chart in charts.values():
+        assert chart["marks"] > 0 and chart["width"] > 100, chart
+    assert len(_table_names(browser)) == 1000
+    assert browser.find_element(By.ID, "track-count").text == (
+        "3100 of 3100 tracks (first 1000 shown: search to narrow)")
+    browser.find_element(By.ID, "track-search").send_keys("t309")
+    assert _table_names(browser) == [f"t309{n}.flac" for n in range(10)]
+    assert _severe(browser) == []
