@@ -273,13 +273,17 @@ def test_usage_errors(tmp_path, capsys):
     write(tmp_path, "a.json", music_doc())
     assert main(["report", str(tmp_path / "missing"), "-o", str(tmp_path / "r.html")]) == 1
     assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: not a folder\n"
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path), "-j", "0"])
+    assert capsys.readouterr().err.endswith(
+        "error: argument -j/--jobs: must be a whole number of at least 1, not '0'\n")
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.pdf")]) == 1
     assert capsys.readouterr().err == (
         f"error: {tmp_path / 'r.pdf'}: the report is an HTML page: name it .html\n")
 
 
 def test_worker_processes_read_the_same_library(tmp_path):
-    """A large folder is read by worker processes; the tracks are those one process reads."""
+    """Worker processes read the same tracks as one process does."""
     for n in range(210):
         doc = music_doc(f"{n}.wav", bpm=60.0 + n, key=["C", "A", "Eb"][n % 3])
         doc["highlevel"] = {"mood_happy": taxonomy({"happy": n / 210, "non_happy": 1 - n / 210})}

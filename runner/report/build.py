@@ -133,7 +133,7 @@ def _table_section(tracks: list[Track], table: list[dict]) -> Section:
 def build_report(folder: Path, output: Path, method: str = "pca", jobs: int | None = None
                  ) -> Built:
     """Write the report of every output under ``folder`` to ``output`` (``jobs`` processes
-    read the outputs; None: one per core)."""
+    read the outputs; None: decided by their size)."""
     start = time.perf_counter()
     if not folder.is_dir():
         raise OutputError(f"{folder}: not a folder")

@@ -31,6 +31,12 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not '{text}'")
+    return int(text)
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `extractor report`."""
     parser = subparsers.add_parser(
@@ -43,7 +49,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--map", choices=["pca", "umap"], default="pca",
                         help="how embeddings are projected to 2-D (umap needs umap-learn; "
                         "default: pca)")
-    parser.add_argument("-j", "--jobs", type=int, default=None,
-                        help="processes reading the outputs (default: one per core)")
+    parser.add_argument("-j", "--jobs", type=_positive, default=None,
+                        help="processes reading the outputs (default: one per core where the "
+                        "outputs add up to 32 MB or more, else one)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(func=report)

@@ -74,7 +74,9 @@ def is_result(doc: Any) -> bool:
             and "summary" not in doc)
 
 
-PARALLEL_FROM = 200  # files; below this, worker start-up costs more than it saves
+# Left to itself the report reads in parallel from this many bytes of outputs: below that,
+# starting the workers (about a second) costs more than they save.
+PARALLEL_FROM_BYTES = 32 * 2**20
 
 
 def read_one(path: Path) -> tuple[str, Any]:
@@ -92,10 +94,21 @@ def read_one(path: Path) -> tuple[str, Any]:
     return "result", track_from_doc(doc, path)
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _read_all(files: list[Path], jobs: int | None) -> list[tuple[str, Any]]:
-    """Parsing JSON is most of a large report's time: spread it over the cores."""
-    workers = jobs or os.cpu_count() or 1
-    if workers == 1 or len(files) < PARALLEL_FROM:
+    """Parsing JSON is most of a large report's time: spread it over the cores (``jobs``
+    processes; None: one per core where the outputs are large enough to be worth it)."""
+    if jobs is None:
+        large = sum(_size(path) for path in files) >= PARALLEL_FROM_BYTES
+        jobs = (os.cpu_count() or 1) if large else 1
+    workers = min(jobs, len(files))
+    if workers <= 1:
         return [read_one(path) for path in files]
     chunk = max(1, min(64, len(files) // (workers * 4)))
     with ProcessPoolExecutor(max_workers=workers,
@@ -104,7 +117,7 @@ def _read_all(files: list[Path], jobs: int | None) -> list[tuple[str, Any]]:
 
 
 def load_library(folder: Path, jobs: int | None = None) -> Library:
-    """Read every output under ``folder`` (``jobs`` processes; None: one per core); corrupt
+    """Read every output under ``folder`` (``jobs`` processes; None: see _read_all); corrupt
     files and non-results are counted, not fatal. Outputs of the same audio become one
     track."""
     library = Library(folder=folder)
