@@ -305,3 +305,15 @@ def test_the_vega_runtime_is_bundled_once_and_kept(tmp_path, monkeypatch):
     assert cached.read_text() == bundled
     cached.write_text(cached.read_text().replace("window.vegaEmbed=", "window.vegaEmbed =  "))
     assert vega_runtime.__wrapped__() == cached.read_text()  # read back, not bundled
+
+
+def test_classes_in_another_order_or_missing_count_alike(tmp_path):
+    outputs = [{"a": 0.5, "b": 0.5}, {"b": 0.25, "a": 0.75}, {"a": 1.0}, {"c": 1.0, "a": 0.0}]
+    for n, classes in enumerate(outputs):
+        doc = music_doc(f"{n}.wav")
+        doc["highlevel"] = {"style": taxonomy(classes)}
+        write(tmp_path, f"{n}.json", doc)
+    (chart,) = data.taxonomies(tracks_of(tmp_path))
+    assert chart.classes == 3
+    assert {r["class"]: r["mean_probability"] for r in chart.rows} == {
+        "a": 0.5625, "b": 0.1875, "c": 0.25}

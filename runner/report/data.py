@@ -153,6 +153,25 @@ class TaxonomyChart:
     rows: list[dict[str, Any]]  # class, tracks (whose top class it is), mean probability
 
 
+@dataclass
+class ClassMatrix:
+    columns: dict[str, None]  # every class, in the order first seen
+    values: np.ndarray  # tracks x classes; 0 where a track's output lacks the class
+
+
+def _class_matrix(outputs: list[dict[str, float]]) -> ClassMatrix:
+    """One model writes its classes in one order: rows are copied whole where the order is
+    the usual one (400 genres x 10,000 tracks), looked up class by class elsewhere."""
+    columns = dict.fromkeys(outputs[0])
+    for classes in outputs:
+        if classes.keys() != columns.keys():
+            columns.update(dict.fromkeys(classes))
+    order = list(columns)
+    rows = [list(classes.values()) if list(classes) == order
+            else [classes.get(c, 0.0) for c in order] for classes in outputs]
+    return ClassMatrix(columns, np.array(rows, dtype=np.float64))
+
+
 def taxonomies(tracks: list[Track]) -> list[TaxonomyChart]:
     """Per classifier (every taxonomy section present, the user's own models too): how many
     tracks each class tops, and the class's mean probability, for the top classes."""
@@ -161,9 +180,10 @@ def taxonomies(tracks: list[Track]) -> list[TaxonomyChart]:
     for name in names:
         outputs = [t.taxonomies[name] for t in charted(tracks) if name in t.taxonomies]
         tops = Counter(o.value for o in outputs)
-        classes = list(dict.fromkeys(c for o in outputs for c in o.classes))
-        matrix = np.array([[o.classes.get(c, 0.0) for c in classes] for o in outputs])
-        mean = dict(zip(classes, (matrix.sum(axis=0) / len(outputs)).tolist(), strict=True))
+        matrix = _class_matrix([o.classes for o in outputs])
+        classes = list(matrix.columns)
+        mean = dict(zip(classes, (matrix.values.sum(axis=0) / len(outputs)).tolist(),
+                        strict=True))
         ranked = sorted(mean, key=lambda c: (-tops[c], -mean[c], c))[:TOP_CLASSES]
         rows = [{"class": c, "tracks": tops[c], "mean_probability": round(mean[c], 4)}
                 for c in ranked]

@@ -130,7 +130,11 @@ def _classes(probabilities: dict[Any, Any]) -> dict[str, float]:
     """Finite numbers only; class names interned: 400 genres are stored once, not per
     track (and pickled once per worker batch)."""
     values = list(probabilities.values())
-    if all(type(p) is float for p in values) and math.isfinite(sum(values)):  # the usual
+    try:
+        usual = math.isfinite(math.fsum(values))  # numbers, all finite
+    except TypeError:  # null or text among them
+        usual = False
+    if usual and bool not in set(map(type, values)):
         return dict(zip(map(sys.intern, map(str, probabilities)), values, strict=True))
     return {sys.intern(str(c)): float(p) for c, p in probabilities.items()
             if type(p) in (float, int) and -math.inf < p < math.inf}
