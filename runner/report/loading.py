@@ -119,7 +119,8 @@ def _read_all(files: list[Path], jobs: int | None) -> list[tuple[str, Any]]:
 def load_library(folder: Path, jobs: int | None = None) -> Library:
     """Read every output under ``folder`` (``jobs`` processes; None: see _read_all); corrupt
     files and non-results are counted, not fatal. Outputs of the same audio become one
-    track."""
+    track. The workers are spawned: a script that calls this with workers needs the usual
+    ``if __name__ == "__main__":`` guard (the `extractor` command has it)."""
     library = Library(folder=folder)
     parts: dict[str | int, list[Track]] = {}
     files = result_files(folder)
