@@ -22,6 +22,7 @@ from runner.errors import EXIT_FAILED, EXIT_PROFILE, OutputError, UsageError
 from runner.library.export import TABLE_FORMATS, export, table_format
 from runner.models.commands import add_parser as add_models_parser
 from runner.profile import load_schema
+from runner.report.commands import add_commands as add_report_commands
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_models_parser(sub)
     add_catalog_commands(sub)
+    add_report_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:
