@@ -10,11 +10,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from runner.errors import OutputError
+from runner.output import write_atomic
 from runner.report import charts, data
 from runner.report.html import Section, render_page
 from runner.report.loading import Library, load_library
 from runner.report.tracks import Track
-from runner.write import write_atomic
 
 TABLE_LIMIT = 1000  # rows drawn at once; search and sort work on every track
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import OutputError
-from runner.write import write_atomic
+from runner.output import write_atomic
 
 RUNTIME_HINT = "pip install 'extractor-profiles[report]'"
 RUNTIME_END = "\n// extractor-profiles: the whole bundle\n"  # a cache file cut short is redone
