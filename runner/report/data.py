@@ -106,30 +106,28 @@ def keys(tracks: list[Track]) -> list[dict[str, Any]] | None:
     return rows
 
 
+def _commoner(tracks: list[Track], first: tuple[str, str], second: tuple[str, str]
+              ) -> tuple[str, str] | None:
+    """The (attribute, label) more charted tracks have; ties go to ``first``."""
+    pool = charted(tracks)
+    counts = [sum(1 for t in pool if getattr(t, attr) is not None) for attr, _ in (first, second)]
+    if not any(counts):
+        return None
+    return first if counts[0] >= counts[1] else second
+
+
 def loudness_axis(tracks: list[Track]) -> tuple[str, str] | None:
     """Which loudness the library has most of: integrated LUFS (EBU R128) before Essentia's
     average loudness (0-1); one measure for all points, never a mix of both."""
-    pool = charted(tracks)
-    lufs = sum(1 for t in pool if t.loudness_lufs is not None)
-    average = sum(1 for t in pool if t.average_loudness is not None)
-    if not lufs and not average:
-        return None
-    if lufs >= average:
-        return "loudness_lufs", "integrated loudness (LUFS)"
-    return "average_loudness", "average loudness (0-1)"
+    return _commoner(tracks, ("loudness_lufs", "integrated loudness (LUFS)"),
+                     ("average_loudness", "average loudness (0-1)"))
 
 
 def danceability_axis(tracks: list[Track]) -> tuple[str, str] | None:
     """Essentia's Danceability (0-3) or the classifier's probability: the one more tracks
     have (ties go to Essentia's, which the music profile always writes)."""
-    pool = charted(tracks)
-    essentia = sum(1 for t in pool if t.danceability is not None)
-    model = sum(1 for t in pool if t.danceable is not None)
-    if not essentia and not model:
-        return None
-    if essentia >= model:
-        return "danceability", "danceability (Essentia)"
-    return "danceable", "danceable (classifier probability)"
+    return _commoner(tracks, ("danceability", "danceability (Essentia)"),
+                     ("danceable", "danceable (classifier probability)"))
 
 
 def loudness_danceability(tracks: list[Track]) -> dict[str, Any] | None:
