@@ -23,6 +23,7 @@ from runner.errors import EXIT_FAILED, EXIT_PROFILE, OutputError, UsageError
 from runner.library.export import TABLE_FORMATS, export, table_format
 from runner.models.commands import add_parser as add_models_parser
 from runner.profile import load_schema
+from runner.report.commands import add_commands as add_report_commands
 from runner.training.commands import add_commands as add_training_commands
 
 
@@ -144,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_models_parser(sub)
     add_catalog_commands(sub)
+    add_report_commands(sub)
     add_training_commands(sub)
 
     args = parser.parse_args(argv)

@@ -213,7 +213,7 @@ def test_similar_through_sqlite_vec_agrees_with_numpy(timbre_outputs, tmp_path):
 def with_models(music_outputs: Path) -> None:
     """Give each real output what the highlevel and clap profiles add (their models are not
     available here): a classifier output and a 512-d embedding, made up but shaped as the
-    output schema says (runner.write._CLASSES)."""
+    output schema says (runner.output.schema)."""
     rng = np.random.default_rng(0)
     for path in sorted(music_outputs.rglob("*.json")):
         doc = json.loads(path.read_text())

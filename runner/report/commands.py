@@ -1,0 +1,56 @@
+"""`extractor report OUTPUT_DIR -o report.html`: the library report from a folder of outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from runner.errors import OutputError
+
+
+def report(args: argparse.Namespace) -> int:
+    """Write the report; unreadable outputs are named on stderr and counted in the page."""
+    from runner.report.build import build_report
+
+    output = Path(args.output)
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise OutputError(f"{output}: the report is an HTML page: name it .html")
+    built = build_report(Path(args.folder), output, args.map, args.jobs)
+    for path, reason in built.unreadable[:5]:
+        print(f"warning: {path}: skipped, not a readable result ({reason})", file=sys.stderr)
+    line = (f"{built.tracks} tracks -> {output} ({built.size / 1e6:.1f} MB, "
+            f"{built.seconds:.1f} s; sections: {', '.join(built.sections)})")
+    if built.unreadable:
+        more = len(built.unreadable) - 5
+        line += f"; {len(built.unreadable)} unreadable skipped" + (
+            f" ({more} more not named above)" if more > 0 else "")
+    if built.not_results:
+        line += f"; {built.not_results} JSON files that are not results left out"
+    print(line, file=sys.stderr)
+    return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not '{text}'")
+    return int(text)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `extractor report`."""
+    parser = subparsers.add_parser(
+        "report", help="one self-contained HTML page of a folder of results: tempo, keys, "
+        "loudness, classifiers, embedding map, a searchable table")
+    parser.add_argument("folder", metavar="OUTPUT_DIR",
+                        help="a folder of per-track results (any profile; read recursively)")
+    parser.add_argument("-o", "--output", default="report.html",
+                        help="the HTML file to write (default: report.html)")
+    parser.add_argument("--map", choices=["pca", "umap"], default="pca",
+                        help="how embeddings are projected to 2-D (umap needs umap-learn; "
+                        "default: pca)")
+    parser.add_argument("-j", "--jobs", type=_positive, default=None,
+                        help="processes reading the outputs (default: one per core where the "
+                        "outputs add up to 32 MB or more, else one)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.set_defaults(func=report)
