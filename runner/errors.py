@@ -70,6 +70,10 @@ class ModelError(ExtractorError):
         super().__init__(message)
 
 
+class TrainingError(ExtractorError):
+    """A groundtruth, filelist or feature set that a classifier cannot be trained on."""
+
+
 class UsageError(ProfileError):
     """Command-line arguments that do not fit together (exit code 2)."""
 

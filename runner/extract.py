@@ -100,7 +100,7 @@ class Extractor:
             signal = (analysis.values[f"{AUDIO}.signal"] if self.models.reads_audio
                       else np.zeros(0, dtype=np.float32))  # nothing to run: names what is missing
             try:
-                models = self.models.run(signal, self.plan.audio.sample_rate)
+                models = self.models.run(signal, self.plan.audio.sample_rate, flat)
             except ModelError as exc:
                 raise AudioError(path, f"model stage: {exc}") from None
             flat.update(models.descriptors)

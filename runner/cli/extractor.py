@@ -1,4 +1,5 @@
-"""`extractor`: the subcommands (run, validate, profiles, schema, export, show, models)."""
+"""`extractor`: the subcommands (run, validate, profiles, schema, export, show, models, catalog,
+train, evaluate)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from runner.library.export import TABLE_FORMATS, export, table_format
 from runner.models.commands import add_parser as add_models_parser
 from runner.profile import load_schema
 from runner.report.commands import add_commands as add_report_commands
+from runner.training.commands import add_commands as add_training_commands
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -144,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_models_parser(sub)
     add_catalog_commands(sub)
     add_report_commands(sub)
+    add_training_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:

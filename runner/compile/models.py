@@ -10,7 +10,9 @@ reads the section (runner.profile.schema); none is stated here.
       compute: true             # false (or ${highlevel.compute}) turns the section off
       missing: skip             # skip: leave out models not in the cache and say so; error: stop
       overlap: false            # true: Essentia's overlapping patches (about 2x the cost)
-      select: [moods_mirex]     # only these names (music-highlevel --taxonomies)
+      select: [moods_mirex]     # only these names (music-highlevel --taxonomies); a lock-file
+                                # model id that names no output runs as ``id: id`` (a model
+                                # trained with `extractor train` and `extractor models add`)
       outputs:
         moods_mirex: moods_mirex-msd-musicnn-1   # class probabilities: value, probability, all
         msd_musicnn_embedding: {model: musicnn-msd, output: embeddings}   # mean embedding vector
@@ -73,8 +75,11 @@ def compile_models(profile: Profile) -> ModelsConfig | None:
     if not spec or not _flag(spec["compute"]):
         return None
     base = ("models",)
-    entries = spec["outputs"] or {}
+    entries = dict(spec["outputs"] or {})
     select = _selected(profile, spec.get("select"), list(entries))
+    for name in select or []:
+        if name not in entries:  # a model of the lock file, selected by its id
+            entries[name] = name
     outputs = [_output(profile, base + ("outputs", name), name, entry)
                for name, entry in entries.items()]
     if spec["missing"] not in ("error", "skip"):
@@ -95,10 +100,11 @@ def _selected(profile: Profile, select: Any, names: list[str]) -> list[str] | No
     if isinstance(select, str):
         select = [s for s in select.replace(",", " ").split() if s]
     if select is not None:
-        unknown = [s for s in select if s not in names]
+        known = lock.models()
+        unknown = [s for s in select if s not in names and s not in known]
         if unknown:
-            raise profile.error(("models", "select"), f"no model output named {unknown[0]!r}",
-                                hint=f"this profile has: {', '.join(names)}")
+            raise profile.error(("models", "select"), f"no model output or model named "
+                                f"{unknown[0]!r}", hint=f"this profile has: {', '.join(names)}")
     return select
 
 

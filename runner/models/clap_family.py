@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from runner.compile.models import ModelOutput, ModelsConfig
 from runner.models import clap
 from runner.models.family import AudioAt, ModelResults, used_pin
@@ -17,6 +19,8 @@ from runner.models.supply import lock
 
 class Runner:
     """The CLAP outputs of one extractor, in the profile's order."""
+
+    writes_classes = False  # an embedding vector per output
 
     def __init__(self, config: ModelsConfig) -> None:
         self.config = config
@@ -36,4 +40,6 @@ class Runner:
             vector = backend.embed_audio(audio(float(backend.sample_rate)))
             results.descriptors[f"{self.config.section}.{output.name}"] = [float(v)
                                                                            for v in vector]
+            # for classifiers trained on these vectors (onnx-classifier): one "patch"
+            results.embeddings[model.id] = np.asarray(vector, dtype=np.float32)[None, :]
             results.used[model.id] = used_pin(model)

@@ -1,4 +1,4 @@
-"""`extractor models list|fetch|verify`: the model cache as a person sees it."""
+"""`extractor models list|fetch|verify|add`: the model cache as a person sees it."""
 
 from __future__ import annotations
 
@@ -107,6 +107,12 @@ def fetch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _add(args: argparse.Namespace) -> int:
+    from runner.training.commands import models_add
+
+    return models_add(args)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("models", help="list, fetch and verify models (models.lock.json)")
     inner = parser.add_subparsers(dest="models_command", required=True)
@@ -122,5 +128,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = inner.add_parser("verify", help="hash the cached models again")
     p.add_argument("models", nargs="*", metavar="ID|GROUP")
     p.set_defaults(func=verify)
+    p = inner.add_parser("add", help="register a model trained with `extractor train` in your "
+                         "lock file ($EXTRACTOR_MODELS_LOCK), pinned by sha256")
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--name", default=None, help="the model id (default: the model's name)")
+    p.set_defaults(func=_add)
     for p in inner.choices.values():
         p.add_argument("--debug", action="store_true")

@@ -1,7 +1,8 @@
 """Model families: how a kind of model is run, behind one small protocol, in one table.
 
 A lock-file entry's ``kind`` names its family (``"tensorflow"``: Essentia TensorFlow graphs
-driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP). The model stage
+driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
+``"onnx-classifier"``: classifiers trained with `extractor train`). The model stage
 (runner.models.stage) knows nothing of any family: for each output of a profile's ``models:``
 section it asks the family of the output's model to take it on (:meth:`ModelRunner.add`), has
 every family load what it took (:meth:`ModelRunner.load`), and per track lets each family
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,11 +34,18 @@ class ModelResults:
     descriptors: dict[str, Any]  # "<section>.<name>" -> {value, probability, all} or a vector
     embeddings: dict[str, np.ndarray]  # embedding model id -> (patches, width)
     used: dict[str, str]  # model id -> sha256 of its graph (or "converted")
+    # the track's own descriptors (flat, aggregated): what a classifier of descriptors reads
+    track: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelRunner(Protocol):
     """The models of one family in one extractor: outputs taken on when the extractor starts,
-    loaded once, run on every track."""
+    loaded once, run on every track.
+
+    Two optional class attributes: ``writes_classes`` (its ``predictions`` outputs are class
+    probabilities, ``value``/``probability``/``all``, in the output schema; default: a
+    vector) and ``reads_embeddings`` (it reads ``results.embeddings`` that other families
+    computed for the track, so it runs after them)."""
 
     def add(self, output: ModelOutput, model: Model) -> dict[str, dict[str, str]]:
         """Take on ``output`` (of lock-file model ``model``): find and verify its files
@@ -64,6 +72,7 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "tensorflow": "runner.models.tf_family",
     "laion-clap": "runner.models.clap_family",
     "transformers-clap": "runner.models.clap_family",
+    "onnx-classifier": "runner.models.onnx_classifier_family",
 }
 
 
@@ -83,6 +92,15 @@ def factory_for(model: Model) -> tuple[str | RunnerFactory, RunnerFactory]:
     if isinstance(entry, str):
         return entry, importlib.import_module(entry).Runner
     return entry, entry
+
+
+def writes_classes(model: Model, output: ModelOutput) -> bool:
+    """Whether ``output`` is class probabilities (value, probability, all) rather than a
+    vector: the family says so (its runner's ``writes_classes``), for its predictions."""
+    if output.output != "predictions":
+        return False
+    _, factory = factory_for(model)
+    return bool(getattr(factory, "writes_classes", False))
 
 
 def order(family: str | RunnerFactory) -> int:

@@ -17,12 +17,14 @@ import numpy as np
 
 from runner import registry
 from runner.compile import Plan, result_digest
-from runner.compile.models import ModelsConfig
+from runner.compile.models import ModelOutput, ModelsConfig
 from runner.models import family
 from runner.models.family import ModelResults, ModelRunner
 from runner.models.supply import cache, lock
 
 __all__ = ["ModelResults", "ModelStage", "prepare"]
+
+HIDDEN = "_feeds_"  # the name of an embedding model's output run only for the heads on it
 
 
 def prepare(plan: Plan, warn: bool = True, load: bool = True) -> ModelStage | None:
@@ -51,11 +53,15 @@ class ModelStage:
         self.missing: list[str] = []  # model ids not in the cache (missing: skip)
         self.left_out: list[str] = []  # output names left out for them
         self.pins: dict[str, dict[str, str]] = {}  # model id -> file -> sha256, of those used
+        self.hidden: list[str] = []  # descriptors run only to feed others, not written
         first: cache.MissingModel | None = None
         for out in config.outputs:
             model = lock.get(out.model)
             try:
-                self.pins.update(self._runner(model).add(out, model))
+                runner = self._runner(model)
+                if model.embedding and getattr(runner, "reads_embeddings", False):
+                    self._feed(model.embedding)
+                self.pins.update(runner.add(out, model))
             except cache.MissingModel as exc:  # a file that does not match its pin: raised
                 if exc.model_id is None:
                     raise
@@ -64,12 +70,25 @@ class ModelStage:
                 if exc.model_id not in self.missing:
                     self.missing.append(exc.model_id)
         self._refuse_missing(first, alone)
-        # the runners write in the family table's order, whatever the profile's order
-        self.runners = dict(sorted(self.runners.items(), key=lambda item: family.order(item[0])))
+        # the runners write in the family table's order, whatever the profile's order; those
+        # that read other families' embeddings (``reads_embeddings``) after all the others
+        self.runners = dict(sorted(self.runners.items(), key=lambda item: (
+            bool(getattr(item[1], "reads_embeddings", False)), family.order(item[0]))))
         for runner in self.runners.values() if load else ():
             runner.load()
         if self.missing and warn:
             print(f"note: {self.note()}", file=sys.stderr)
+
+    def _feed(self, embedding: str) -> None:
+        """Have the embedding model's own family compute its embeddings for every track (once,
+        however many heads read them), as an output that is not written."""
+        name = f"{HIDDEN}{embedding}"
+        if f"{self.config.section}.{name}" in self.hidden:
+            return
+        model = lock.get(embedding)
+        feed = ModelOutput(name, embedding, "embeddings", ("models", "outputs", name))
+        self.pins.update(self._runner(model).add(feed, model))
+        self.hidden.append(f"{self.config.section}.{name}")
 
     def _runner(self, model: lock.Model) -> ModelRunner:
         """The runner of the model's family, made when the first of its outputs comes."""
@@ -117,9 +136,11 @@ class ModelStage:
                 "left_out": sorted(self.left_out)}
 
     # -- running --------------------------------------------------------------------------
-    def run(self, signal: np.ndarray, rate: float) -> ModelResults:
-        """One track's model descriptors, from the analysed signal at ``rate``."""
-        results = ModelResults({}, {}, {})
+    def run(self, signal: np.ndarray, rate: float,
+            track: dict[str, Any] | None = None) -> ModelResults:
+        """One track's model descriptors, from the analysed signal at ``rate`` (and, for
+        classifiers of descriptors, the track's own descriptors ``track``, flat)."""
+        results = ModelResults({}, {}, {}, dict(track or {}))
         resampled: dict[float, np.ndarray] = {}
 
         def audio(target: float) -> np.ndarray:
@@ -127,6 +148,8 @@ class ModelStage:
 
         for runner in self.runners.values():
             runner.run(audio, results)
+        for name in self.hidden:
+            results.descriptors.pop(name, None)
         return results
 
 

@@ -48,6 +48,8 @@ class _Head:
 class Runner:
     """The TensorFlow outputs of one extractor: embedding models, then heads on them."""
 
+    writes_classes = True  # predictions are class probabilities; embeddings stay vectors
+
     def __init__(self, config: ModelsConfig) -> None:
         self.config = config
         self.embedders: dict[str, _Embedder] = {}

@@ -9,6 +9,7 @@ import jsonschema
 
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Plan
 from runner.errors import OutputError
+from runner.models import family
 from runner.models.supply import lock
 
 MATRIX_STATS = {"cov", "icov"}
@@ -111,10 +112,9 @@ def _model_schemas(tree: dict[str, Any], plan: Plan) -> None:
     section = tree["properties"].setdefault(
         plan.models.section, {"type": "object", "properties": {}})
     for out in plan.models.outputs:
-        model = lock.get(out.model)
-        vector = out.output == "embeddings" or model.kind != "tensorflow"
+        classes = family.writes_classes(lock.get(out.model), out)
         section["properties"][out.name] = (
-            {"type": "array", "items": _NUMBER} if vector else _CLASSES)
+            _CLASSES if classes else {"type": "array", "items": _NUMBER})
 
 
 def _schema_tree(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -198,6 +198,8 @@ def models() -> dict[str, Model]:
 def _models(extra: str) -> dict[str, Model]:
     table: dict[str, Model] = {}
     for path in [LOCK_FILE, *(Path(p) for p in extra.split(os.pathsep) if p)]:
+        if path != LOCK_FILE and not path.exists():
+            continue  # a lock file of your own not written yet (`extractor models add` does)
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -311,3 +313,38 @@ def fetch_hint(model_ids: list[str]) -> str:
         clauses.append(f"extractor models fetch {_words(ids, table)} "
                        f"({'; '.join([where, *standins])})")
     return "fetch with: " + "; and ".join(clauses)
+
+
+# -- lock files of your own ---------------------------------------------------------------------
+def user_lock_file() -> Path:
+    """The lock file `extractor models add` writes: the first of ``$EXTRACTOR_MODELS_LOCK``."""
+    paths = [p for p in os.environ.get("EXTRACTOR_MODELS_LOCK", "").split(os.pathsep) if p]
+    if not paths:
+        raise ModelError("EXTRACTOR_MODELS_LOCK is not set: set it to the lock file of your own "
+                         "models (e.g. ~/.config/extractor-profiles/models.lock.json), which "
+                         "every run then reads beside the packaged one")
+    return Path(paths[0]).expanduser()
+
+
+def add_user_model(model_id: str, entry: dict[str, Any]) -> Path:
+    """Add (or replace) ``model_id`` in the user's lock file, checked as a run would read it;
+    the packaged lock file's ids cannot be taken."""
+    path = user_lock_file()
+    packaged = _models("")
+    if model_id in packaged:
+        raise ModelError(f"'{model_id}' is a model of the packaged lock file ({LOCK_FILE}); "
+                         "give yours another name")
+    data: dict[str, Any] = {"format": 1, "models": {}}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: cannot read the model lock file ({exc})") from None
+    data.setdefault("models", {})[model_id] = entry
+    parse(data, path)  # a broken entry is refused before the file changes
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    _models.cache_clear()
+    return path
