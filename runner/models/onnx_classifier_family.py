@@ -12,11 +12,9 @@ taxonomies did.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,22 +24,10 @@ from runner.errors import ModelError
 from runner.models.classes import class_names, summarise
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.supply import cache, lock
+from runner.models.supply.cache import verified_bytes
 from runner.models.supply.metadata import Metadata
 
 KIND = "onnx-classifier"
-
-
-def verified_bytes(path: Path, sha256: str) -> bytes:
-    """The file's bytes if they hash to ``sha256`` (the bytes checked are the bytes loaded)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        raise ModelError(f"{path} does not match its pin (expected sha256 {sha256}, got "
-                         f"{actual}): refused, not loaded")
-    return data
 
 
 class Classifier:

@@ -276,8 +276,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 def _model(where: str) -> tuple[dict[str, Any], bytes]:
     """(metadata, verified ONNX bytes) of a model folder or a registered model id."""
-    from runner.models.onnx_classifier_family import verified_bytes
     from runner.models.supply import cache, lock
+    from runner.models.supply.cache import verified_bytes
 
     if Path(where).is_dir():
         meta, path = export.read_model_dir(Path(where))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from runner.errors import ModelError, TrainingError
+from runner.models.supply.cache import verified_bytes
 from runner.training.features import Features
 
 INPUT = "features"
@@ -109,18 +110,5 @@ def read_model_dir(folder: Path) -> tuple[dict[str, Any], Path]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{metas[0]}: not a trained model's metadata ({exc})") from None
     onnx_path = folder / onnx_name
-    verify(onnx_path, sha)
+    verified_bytes(onnx_path, sha)
     return meta, onnx_path
-
-
-def verify(path: Path, sha256: str) -> bytes:
-    """The file's bytes, if their sha256 is ``sha256``; refused otherwise (never loaded)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha256:
-        raise ModelError(f"{path} does not match its pin (expected sha256 {sha256}, got "
-                         f"{actual}): refused, not loaded")
-    return data

@@ -24,6 +24,19 @@ MANIFEST = "manifest.json"  # written by a conversion: {"source_sha256", "files"
 PRESENT, MISMATCH, MISSING = "present", "wrong hash", "missing"
 
 
+def verified_bytes(path: Path, sha256: str) -> bytes:
+    """The file's bytes if they hash to ``sha256`` (the bytes checked are the bytes loaded)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model ({exc.strerror or exc})") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise ModelError(f"{path} does not match its pin (expected sha256 {sha256}, got "
+                         f"{actual}): refused, not loaded")
+    return data
+
+
 def user_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "extractor-profiles" / "models"
