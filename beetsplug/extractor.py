@@ -106,8 +106,8 @@ class ExtractorPlugin(BeetsPlugin):
                 continue
             item.update(fields)
             changed += 1
-            if write:
-                item.try_write()
+            if write and item.try_write():
+                done.tags_written(item_id)
             item.store()
         for message in done.failed.values():
             self._log.error("{}", message)  # it names the file

@@ -42,6 +42,12 @@ class ItemsResult:
     batch: batch.BatchResult
     fields: dict[int, dict[str, FieldValue]] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
+    outputs: dict[int, Path] = field(default_factory=dict)  # item id -> its output
+
+    def tags_written(self, item_id: int) -> None:
+        """The audio file changed because its tags were written: its output stays current
+        (a rerun would analyse it again otherwise)."""
+        self.outputs[item_id].touch()
 
 
 def analyse_items(items: dict[int, Path], folder: Path, *, profile: str = "music",
@@ -70,6 +76,7 @@ def analyse_items(items: dict[int, Path], folder: Path, *, profile: str = "music
     outcome = ItemsResult(result)
     failed = {str(o.job.input): o.message for o in result.failures}
     for item_id, job in zip(items, jobs_list, strict=True):
+        outcome.outputs[item_id] = job.output
         if str(job.input) in failed:
             outcome.failed[item_id] = failed[str(job.input)]
         elif current(job, plan.digest):

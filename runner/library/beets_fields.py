@@ -110,8 +110,14 @@ def _taxonomy_fields(doc: dict[str, Any]) -> dict[str, FieldValue]:
             fields[field] = _number(value)
         named.add(entry)
     clusters = _lookup(highlevel, "moods_mirex.all")
-    if isinstance(clusters, dict) and len(clusters) == MIREX_CLUSTERS:
-        for number, probability in enumerate(clusters.values(), start=1):
+    if isinstance(clusters, dict):
+        # Essentia's labels (Cluster1 ... Cluster5) by name, MTG's five in their order
+        named_clusters = [f"Cluster{n}" for n in range(1, MIREX_CLUSTERS + 1)]
+        if any(name in clusters for name in named_clusters):
+            probabilities = [clusters.get(name) for name in named_clusters]
+        else:
+            probabilities = list(clusters.values()) if len(clusters) == MIREX_CLUSTERS else []
+        for number, probability in enumerate(probabilities, start=1):
             if _number(probability) is not None:
                 fields[f"mood_mirex_cluster_{number}"] = _number(probability)
     for section, content in doc.items():
