@@ -14,6 +14,7 @@ import yaml
 
 from runner.library.beets_fields import beets_bpm, beets_fields, beets_key, numeric_fields
 from tests.conftest import click_track, write_audio
+from tests.test_dropin import svm_models  # noqa: F401 - a fixture (tiny models in the cache)
 
 pytest.importorskip("beets")
 
@@ -235,3 +236,18 @@ def test_beets_own_plugins_and_beets_xtractor_load_beside_ours(tmp_path):
     assert "plugins: extractor, info, keyfinder, xtractor" in version.stdout, version.stdout
     helps = beet("help").stdout
     assert all(name in helps for name in ("extract ", "xtractor", "keyfinder", "info"))
+
+
+@pytest.mark.usefixtures("svm_models")
+def test_highlevel_fields_from_the_models_in_the_cache(music, tmp_path):
+    """Tiny graphs under MTG's ids (test_dropin's svm_models): the music profile runs the
+    models in the cache and the plugin stores their taxonomies under beets-xtractor's names."""
+    beet = Beets(tmp_path)
+    beet("import", "-A", "-q", str(music / "fast.flac"))
+    extracted = beet("extract")
+    assert "extract: 1 analysed" in extracted.stdout, extracted.stderr
+    fields = "$danceable|$mood_mirex|$mood_mirex_cluster_1|$msd_musicnn"
+    danceable, mirex, cluster, tag = beet.rows(fields)["fast"]
+    assert 0 < float(danceable) < 1 and 0 < float(cluster) < 1
+    assert mirex.startswith(("passionate", "rollicking", "literate", "humorous", "aggressive"))
+    assert sorted(beet.rows("$bpm", "danceable:0..1")) == ["fast"]
