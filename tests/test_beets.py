@@ -115,6 +115,28 @@ def test_silence_keeps_the_items_tempo_and_key():
     assert beets_fields(doc) == {"average_loudness": 0.0}
 
 
+def test_an_output_is_reused_only_for_the_same_hash_file_name_and_audio(tmp_path):
+    import json
+
+    from runner.batch import Job
+    from runner.library.beets_batch import current
+
+    audio, output = tmp_path / "song.flac", tmp_path / "7.json"
+    audio.write_bytes(b"audio")
+    output.write_text(json.dumps({"metadata": {"profile": {"hash": "h1"},
+                                               "tags": {"file_name": "song.flac"}}}))
+    os.utime(audio, (1_000_000, 1_000_000))
+    job = Job(0, audio, output)
+    assert current(job, "h1") and not current(job, "h2")
+    other = tmp_path / "other.flac"  # beets gave item 7's id to another file
+    other.write_bytes(b"audio")
+    os.utime(other, (1_000_000, 1_000_000))
+    assert not current(Job(0, other, output), "h1")
+    audio.touch()  # the audio changed after the analysis
+    os.utime(output, (1_000_000, 1_000_000))
+    assert not current(job, "h1")
+
+
 # -- real beets ----------------------------------------------------------------------------
 class Beets:
     """A beets library of its own (config and database in a temporary folder)."""

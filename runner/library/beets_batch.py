@@ -2,7 +2,7 @@
 
 Each item's output is ``FOLDER/<item id>.json``, kept: an item whose output was made by a
 profile with the same hash (the same profile, options and models), after the audio file last
-changed, is not analysed again, and
+changed (and of a file of the same name), is not analysed again, and
 its fields are read back from that output (so a run that stopped between the analysis and
 the database still fills them in). The beets side (items, the database, tags in files) stays
 in beetsplug/extractor.py; this module knows nothing of beets.
@@ -20,18 +20,23 @@ from runner import batch, compile
 from runner import output as write
 from runner import profile as load
 from runner.batch.extract_job import ExtractorWork
-from runner.batch.inputs import Job, up_to_date
+from runner.batch.inputs import Job
 from runner.library.beets_fields import FieldValue, beets_fields
 from runner.models.stage import prepare
 
 
 def current(job: Job, digest: str) -> bool:
-    """An output made by a profile with this hash, no older than its audio file."""
+    """An output made by a profile with this hash, of a file of this name (an item id that
+    beets gave again to another file after a removal does not reuse the old one's output),
+    no older than the audio file."""
     try:
-        newer = job.output.stat().st_mtime >= job.input.stat().st_mtime
-    except OSError:
+        if job.output.stat().st_mtime < job.input.stat().st_mtime:
+            return False
+        doc = json.loads(job.output.read_text(encoding="utf-8"))
+        return (doc["metadata"]["profile"]["hash"] == digest
+                and doc["metadata"]["tags"]["file_name"] == job.input.name)
+    except (OSError, ValueError, KeyError, TypeError):  # missing or damaged: analyse
         return False
-    return newer and up_to_date(job.output, digest)
 
 
 @dataclass
