@@ -249,13 +249,14 @@ def test_auto_analyses_on_import_and_is_off_by_default(music, tmp_path):
 
 def test_beets_own_plugins_and_beets_xtractor_load_beside_ours(tmp_path):
     """beetsplug is a namespace package shared with beets and its plugins: ours adds a
-    module to it and hides nothing."""
+    module to it and hides nothing; the field types it declares agree with those of the
+    plugins that store the same names (beets refuses two plugins that disagree)."""
     beet = Beets(tmp_path)
     config = yaml.safe_load((beet.dir / "config.yaml").read_text())
-    config["plugins"] = "extractor xtractor keyfinder info"
+    config["plugins"] = "extractor xtractor acousticbrainz keyfinder info"
     (beet.dir / "config.yaml").write_text(yaml.safe_dump(config))
     version = beet("version")
-    assert "plugins: extractor, info, keyfinder, xtractor" in version.stdout, version.stdout
+    assert "plugins: acousticbrainz, extractor, info, keyfinder, xtractor" in version.stdout, version.stdout
     helps = beet("help").stdout
     assert all(name in helps for name in ("extract ", "xtractor", "keyfinder", "info"))
 
