@@ -14,6 +14,7 @@ from pathlib import Path
 from beets import config as beets_config
 from beets import ui
 from beets.dbcore import types
+from beets.library import Item
 from beets.plugins import BeetsPlugin
 
 from runner.errors import ExtractorError
@@ -96,7 +97,8 @@ class ExtractorPlugin(BeetsPlugin):
                 overrides=self.config["overrides"].as_str_seq(),
                 jobs=jobs or self.config["jobs"].get(int) or None,
                 force=bool(force if force is not None else self.config["force"].get(bool)),
-                quiet=quiet, note=lambda line: self._log.warning("{}", line))
+                quiet=quiet, note=lambda line: self._log.warning("{}", line),
+                reserved=frozenset(Item._fields))
         except ExtractorError as exc:
             raise ui.UserError(str(exc)) from None
         changed = 0

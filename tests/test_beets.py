@@ -108,6 +108,17 @@ def test_the_music_profiles_highlevel_sections_and_the_users_own():
     }
 
 
+def test_a_model_named_like_a_beets_field_never_replaces_the_users_tag():
+    from beets.library import Item
+
+    doc = {"highlevel": {"genre": {"value": "Rock", "probability": 0.9,
+                                   "all": {"Rock": 0.9, "Pop": 0.1}}},
+           "mine": {"mood": {"value": "calm", "probability": 0.9, "all": {"calm": 0.9}}}}
+    assert beets_fields(doc, frozenset(Item._fields)) == {"highlevel_genre": "Rock",
+                                                          "mine_mood": "calm"}
+    assert "genre" in Item._fields
+
+
 def test_silence_keeps_the_items_tempo_and_key():
     doc = {"metadata": {"warnings": ["silent: the audio is digital silence"]},
            "rhythm": {"bpm": 120.0}, "tonal": {"key_key": "A", "key_scale": "minor"},

@@ -58,9 +58,11 @@ class ItemsResult:
 def analyse_items(items: dict[int, Path], folder: Path, *, profile: str = "music",
                   overrides: list[str] | None = None, jobs: int | None = None,
                   force: bool = False, quiet: bool = False,
-                  note: Callable[[str], None] = print) -> ItemsResult:
+                  note: Callable[[str], None] = print,
+                  reserved: frozenset[str] = frozenset()) -> ItemsResult:
     """Analyse ``items`` (item id -> audio file) with ``profile`` on local workers, outputs
-    kept in ``folder``; ``note`` hears the profile's notes (models left out, ...)."""
+    kept in ``folder``; ``note`` hears the profile's notes (models left out, ...);
+    ``reserved``: beets' own field names (see beets_fields)."""
     overrides = list(overrides or [])
     plan = compile.compile_profile(load.load_profile(profile, overrides, "music"))
     notes = list(plan.profile.notes)
@@ -86,5 +88,5 @@ def analyse_items(items: dict[int, Path], folder: Path, *, profile: str = "music
             outcome.failed[item_id] = failed[str(job.input)]
         elif current(job, plan.digest):
             with job.output.open(encoding="utf-8") as handle:
-                outcome.fields[item_id] = beets_fields(json.load(handle))
+                outcome.fields[item_id] = beets_fields(json.load(handle), reserved)
     return outcome

@@ -97,7 +97,7 @@ def no_tempo_or_key(doc: dict[str, Any]) -> bool:
         isinstance(w, str) and w.startswith(("silent", "too short")) for w in warnings)
 
 
-def _taxonomy_fields(doc: dict[str, Any]) -> dict[str, FieldValue]:
+def _taxonomy_fields(doc: dict[str, Any], reserved: frozenset[str]) -> dict[str, FieldValue]:
     fields: dict[str, FieldValue] = {}
     highlevel = doc.get("highlevel")
     highlevel = highlevel if isinstance(highlevel, dict) else {}
@@ -128,13 +128,18 @@ def _taxonomy_fields(doc: dict[str, Any]) -> dict[str, FieldValue]:
                 continue
             top = value.get("value") if isinstance(value, dict) else None
             if isinstance(top, str) and top and isinstance(value.get("all"), dict):
-                fields[name if section == "highlevel" else f"{section}_{name}"] = top
+                field = name if section == "highlevel" else f"{section}_{name}"
+                # a model named like one of beets' own fields (genre, mood, ...) never
+                # replaces the user's tag: it goes under its section's name
+                fields[f"{section}_{name}" if field in reserved else field] = top
     return fields
 
 
-def beets_fields(doc: dict[str, Any]) -> dict[str, FieldValue]:
+def beets_fields(doc: dict[str, Any], reserved: frozenset[str] = frozenset()
+                 ) -> dict[str, FieldValue]:
     """The beets fields of one output document; values that are missing are left out (an
-    item keeps what it had rather than get a wrong value)."""
+    item keeps what it had rather than get a wrong value). ``reserved``: beets' own field
+    names (``Item._fields``), which only ``bpm`` and ``initial_key`` may set."""
     fields: dict[str, FieldValue] = {}
     if not no_tempo_or_key(doc):
         bpm = beets_bpm(_lookup(doc, "rhythm.bpm"))
@@ -151,7 +156,7 @@ def beets_fields(doc: dict[str, Any]) -> dict[str, FieldValue]:
         text = _lookup(doc, path)
         if isinstance(text, str) and text:
             fields[field] = text
-    fields.update(_taxonomy_fields(doc))
+    fields.update(_taxonomy_fields(doc, reserved))
     return fields
 
 
