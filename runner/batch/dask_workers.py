@@ -21,13 +21,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import distributed
 
 from runner import __version__
 from runner.analysis import spool
+from runner.batch import agreement
+from runner.batch.agreement import View
 from runner.batch.claims import Claims, claim_next
-from runner.batch.inputs import Job
+from runner.batch.inputs import Job, up_to_date
 from runner.batch.work import (
     BatchResult,
     FileWork,
@@ -41,6 +44,8 @@ from runner.batch.workers import never_current
 from runner.errors import ExtractorError
 
 CONNECT_TIMEOUT = "10s"
+# (function, args) that says what a machine would compute (agreement.describe_profile)
+Describe = tuple[Callable[..., View], tuple[Any, ...]]
 _MAX_CACHED = 4  # profiles kept compiled per worker thread (batches of other users, --set)
 
 _local = threading.local()
@@ -48,12 +53,17 @@ _cleaned = False  # this worker process has removed stale spool folders
 
 
 # -- on the workers ---------------------------------------------------------------------------
-def _work(make: Maker) -> FileWork:
+def _work(make: Maker, expected: View | None = None, allow_mixed: bool = False) -> FileWork:
     """This thread's per-file work for ``make`` (a compiled profile), built on its first task.
-    A worker process's first task also removes what killed runs left in its TMPDIR."""
+    A worker process's first task also removes what killed runs left in its TMPDIR.
+
+    ``expected``: what the client computes (runner.batch.agreement). A worker that would
+    compute otherwise (it joined after the client asked, or its cache changed) refuses
+    before its first file, unless ``allow_mixed``: then every output it writes says so
+    (metadata.mixed_cluster)."""
     global _cleaned
     cache: dict[str, FileWork] = _local.__dict__.setdefault("works", {})
-    key = repr(make)
+    key = repr((make, expected, allow_mixed))
     if key not in cache:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before essentia loads libtensorflow
         # Model stages: the cluster's worker threads are the parallelism. Dask's nannies set
@@ -67,20 +77,40 @@ def _work(make: Maker) -> FileWork:
         if len(cache) >= _MAX_CACHED:
             cache.clear()
         factory, args = make
-        cache[key] = factory(*args)
+        work = factory(*args)
+        if expected is not None and hasattr(work, "describe"):
+            _check_agreement(work, expected, allow_mixed)
+        cache[key] = work
     return cache[key]
 
 
-def analyse_task(make: Maker, src: str, dst: str) -> tuple[str, str, float, list[str]]:
+def _check_agreement(work: FileWork, expected: View, allow_mixed: bool) -> None:
+    """Refuse (ExtractorError) a worker that would compute another analysis than the client;
+    with ``allow_mixed``, record in its outputs which worker wrote them and how it differs."""
+    address = distributed.get_worker().address
+    found = agreement.differences(expected, work.describe())  # type: ignore[attr-defined]
+    if found and not allow_mixed:
+        raise ExtractorError(agreement.refusal(address, found))
+    if allow_mixed:
+        work.record("mixed_cluster", {  # type: ignore[attr-defined]
+            "allowed": True, "worker": address, "client_hash": expected["hash"],
+            "differences": found})
+
+
+def analyse_task(make: Maker, src: str, dst: str, expected: View | None = None,
+                 allow_mixed: bool = False) -> tuple[str, str, float, list[str]]:
     """One file on a Dask worker: (status, message, seconds, warnings), as the local workers
     send.
 
-    Status "fatal" means the profile cannot be compiled there (the whole batch stops).
+    Status "fatal" means the profile cannot be compiled there, or the worker would compute
+    another analysis than the client (the whole batch stops).
     """
     try:
-        analyse = _work(make)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the batch
+        analyse = _work(make, expected, allow_mixed)
+    except ExtractorError as exc:  # reported to the parent, which stops the batch
         return "fatal", str(exc), 0.0, []
+    except Exception as exc:  # noqa: BLE001 - idem, named after the worker
+        return "fatal", f"Dask worker {distributed.get_worker().address}: {exc}", 0.0, []
     return analyse_one(analyse, src, dst)
 
 
@@ -129,15 +159,62 @@ class DaskWorkers:
     """Run a FileWork over many files on a Dask cluster; same results as LocalWorkers."""
 
     def __init__(self, make: Maker, address: str,
-                 current: Callable[[Job], bool] = never_current, *, force: bool = False
-                 ) -> None:
-        """``make`` as for LocalWorkers; it must be importable on the workers."""
+                 current: Callable[[Job], bool] = never_current, *, force: bool = False,
+                 describe: Describe | None = None, allow_mixed: bool = False) -> None:
+        """``make`` as for LocalWorkers; it must be importable on the workers. ``describe``
+        (function, args): what a machine would compute (runner.batch.agreement.describe_profile),
+        asked of the client and of every worker by ``survey``; ``allow_mixed``: workers that
+        differ run anyway, and their outputs say so."""
         self.make = make
         self.address = address
         self.current = current
         self.force = force
+        self.describe = describe
+        self.allow_mixed = allow_mixed
+        self.expected: View | None = None  # the client's view, once surveyed
+        self.views: dict[str, View] = {}  # each worker's, by address
         self.claims = Claims(self.current, force)
         self.crashed = False  # a worker died during the batch
+        self._client: distributed.Client | None = None
+
+    def survey(self) -> list[str]:
+        """Ask every worker what it would compute; refuse (ExtractorError, one line naming the
+        first worker that differs and how) a cluster that would not compute what this client
+        computes, unless ``allow_mixed``. Returns the workers' notes on what is left out:
+        the announcement describes the machines that compute, not the client."""
+        if self.describe is None:
+            return []
+        function, args = self.describe
+        self.expected = function(*args)
+        self._client = self._client or connect(self.address)
+        try:
+            self.views = self._client.run(function, *args)
+        except Exception as exc:  # noqa: BLE001 - e.g. the profile does not compile there
+            self.close()
+            raise ExtractorError(f"Dask workers at {self.address} cannot compile the profile: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        differing = {address: found for address in sorted(self.views)
+                     if (found := agreement.differences(self.expected, self.views[address]))}
+        if differing and not self.allow_mixed:
+            self.close()
+            first = next(iter(differing))
+            raise ExtractorError(agreement.refusal(first, differing[first], len(differing) - 1))
+        if self.allow_mixed:  # an output any of them made is up to date
+            hashes = {view["hash"] for view in self.views.values()} | {self.expected["hash"]}
+            made = self.current
+            self.current = lambda job: any(up_to_date(job.output, h) for h in hashes) or made(
+                job)
+        notes = {view["note"] for view in self.views.values()}
+        if len(notes) <= 1:
+            return [note for note in notes if note]
+        return [f"Dask worker {address}: {view['note'] or 'every model present'}"
+                for address, view in sorted(self.views.items())]
+
+    def close(self) -> None:
+        """Close the connection ``survey`` opened (``process`` closes it when done)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def process(self, jobs: list[Job], report: Report) -> BatchResult:
         """Run every job that is not current (or all, ``force``); ``report`` hears of each."""
@@ -145,14 +222,16 @@ class DaskWorkers:
         started = time.perf_counter()
         pending = pending_jobs(jobs, self.current, self.force, result, report)
         self.claims = Claims(self.current, self.force)
-        if pending:
-            pending.reverse()  # pop() from the end keeps the input order
-            client = connect(self.address)
-            try:
-                self._submit_all(client, pending, result, report)
-            finally:
-                client.close()
-                self.claims.release_all()
+        try:
+            if pending:
+                pending.reverse()  # pop() from the end keeps the input order
+                self._client = self._client or connect(self.address)
+                try:
+                    self._submit_all(self._client, pending, result, report)
+                finally:
+                    self.claims.release_all()
+        finally:
+            self.close()
         result.seconds = time.perf_counter() - started
         return result
 
@@ -168,7 +247,8 @@ class DaskWorkers:
                 if job is None:
                     return
                 future = client.submit(analyse_task, self.make, os.path.abspath(job.input),
-                                       str(job.output), pure=False, retries=0)
+                                       str(job.output), self.expected, self.allow_mixed,
+                                       pure=False, retries=0)
                 running[future.key] = (job, future)
                 finished.add(future)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExtractorWork:
     """A profile compiled once per worker, then run on each file it gets; long tracks are
@@ -17,6 +19,16 @@ class ExtractorWork:
                                    warn=False)
         if long_tracks_alone:  # bench/bench_memory.py mixed compares both
             self.alone = self.extractor.wants_own_process
+
+    def describe(self) -> dict[str, Any]:
+        """What this worker computes (runner.batch.agreement), checked against the client's."""
+        from runner.batch.agreement import describe
+
+        return describe(self.extractor.plan, self.extractor.models)
+
+    def record(self, key: str, value: Any) -> None:
+        """Write ``metadata.KEY = value`` into every output (a mixed cluster: mixed_cluster)."""
+        self.extractor.extra_metadata[key] = value
 
     def __call__(self, src: str, dst: str) -> list[str]:
         return self.extractor.extract(src, dst)["metadata"]["warnings"]
