@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import noise_clip, piano_clip, tone, write_audio
+from tests.dask_cluster import Cluster
 from tests.test_cli import command
 from tests.test_models import test_lock  # noqa: F401 - the tiny models' lock file (a fixture)
 
@@ -43,60 +41,6 @@ models:
 """
 ABSENT = "model tiny-musicnn absent (present on the client)"
 ADVICE = "give the workers and the client the same versions and models, or --allow-mixed"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Cluster:
-    """A scheduler process and named worker processes, each with its own environment."""
-
-    def __init__(self, root: Path, base_env: dict[str, str]) -> None:
-        self.root = root
-        self.base_env = base_env
-        self.address = f"tcp://127.0.0.1:{free_port()}"
-        self.processes: dict[str, subprocess.Popen] = {}
-        self._start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port",
-                                  self.address.rsplit(":", 1)[1], "--no-dashboard"], {})
-
-    def _start(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "dask", *args], stdout=log, stderr=subprocess.STDOUT,
-            env=dict(self.base_env, **env), cwd=self.root)
-
-    def add_worker(self, name: str, models: Path) -> str:
-        """Start a worker whose model cache is ``models``; its address once it has joined."""
-        self._start(name, ["worker", self.address, "--name", name, "--nthreads", "1",
-                           "--no-dashboard", "--death-timeout", "60"],
-                    {"EXTRACTOR_MODELS": str(models),
-                     "XDG_CACHE_HOME": str(self.root / f"xdg-{name}")})
-        return self.worker(name)
-
-    def worker(self, name: str, timeout: float = 60.0) -> str:
-        import distributed
-
-        with distributed.Client(self.address, timeout="20s") as client:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                for address, info in client.scheduler_info()["workers"].items():
-                    if info.get("name") == name:
-                        return address
-                time.sleep(0.2)
-        raise AssertionError(f"worker {name} did not join: "
-                             f"{(self.root / f'{name}.log').read_text()[-2000:]}")
-
-    def close(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @pytest.fixture(scope="module")

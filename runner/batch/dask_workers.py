@@ -17,6 +17,7 @@ Imported only when the option is given: ``distributed`` is an optional dependenc
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import distributed
+from distributed.client import FutureCancelledError
 
 from runner import __version__
 from runner.analysis import spool
@@ -125,6 +127,23 @@ def worker_version() -> str:
 
 
 # -- in the parent ----------------------------------------------------------------------------
+class SchedulerLost(ExtractorError):
+    """The scheduler went away during a batch: the outputs written so far stay (exit 1)."""
+
+
+def _connection_lost(future: distributed.Future) -> bool:
+    """Whether ``future`` was cancelled because the client lost the scheduler."""
+    if future.status != "cancelled":
+        return False
+    try:
+        future.result(timeout=0)
+    except FutureCancelledError as exc:
+        return exc.reason == "scheduler-connection-lost"
+    except Exception:  # noqa: BLE001 - another end: not this one
+        return False
+    return False
+
+
 def connect(address: str) -> distributed.Client:
     """A client for the scheduler at ``address``; unreachable or malformed: one line."""
     from distributed.comm import parse_address, parse_host_port
@@ -134,6 +153,9 @@ def connect(address: str) -> distributed.Client:
     except ValueError as exc:
         raise ExtractorError(f"--dask-scheduler {address}: {exc} (expected tcp://HOST:PORT)"
                              ) from None
+    # The client's own log lines (a lost scheduler, its reconnection attempts) would come
+    # beside the one line the batch says about them.
+    logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
     try:
         client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, ValueError, TypeError, asyncio.TimeoutError) as exc:
@@ -213,8 +235,11 @@ class DaskWorkers:
     def close(self) -> None:
         """Close the connection ``survey`` opened (``process`` closes it when done)."""
         if self._client is not None:
-            self._client.close()
-            self._client = None
+            client, self._client = self._client, None
+            try:
+                client.close(timeout=5)
+            except Exception:  # noqa: BLE001 - the scheduler is gone: nothing left to close
+                pass
 
     def process(self, jobs: list[Job], report: Report) -> BatchResult:
         """Run every job that is not current (or all, ``force``); ``report`` hears of each."""
@@ -241,7 +266,11 @@ class DaskWorkers:
         finished = distributed.as_completed(loop=client.loop)
 
         def refill() -> None:
-            capacity = max(1, sum(client.nthreads().values()))  # workers may come and go
+            try:
+                threads = client.nthreads()  # workers may come and go
+            except OSError:  # CommClosedError: the scheduler went away
+                raise self._lost(result) from None
+            capacity = max(1, sum(threads.values()))
             while pending and len(running) < capacity:
                 job = claim_next(pending, self.claims, result, report)
                 if job is None:
@@ -253,10 +282,14 @@ class DaskWorkers:
                 finished.add(future)
 
         self.crashed = False
+        lost = False  # the scheduler went away: nothing more can be asked of it
         try:
             refill()
             for future in finished:
                 job, _ = running.pop(future.key)
+                if future.status == "cancelled" and client.status != "running" or (
+                        _connection_lost(future)):
+                    raise self._lost(result)
                 self.crashed = self.crashed or (
                     future.status == "error"
                     and isinstance(future.exception(), distributed.KilledWorker))
@@ -266,14 +299,22 @@ class DaskWorkers:
                 result.add(outcome)
                 report(outcome)
                 refill()
+        except SchedulerLost:
+            lost = True
+            raise
         finally:
-            if running:  # interrupted or stopped by a fatal error: leave nothing queued
+            if running and not lost:  # interrupted or stopped: leave nothing queued
                 client.cancel([future for _, future in running.values()])
-            if self.crashed:  # a dead worker's spool folder: removed by the others on its machine
-                try:
+            if self.crashed and not lost:  # a dead worker's spool folder: removed by the
+                try:                       # others on its machine
                     client.run(remove_stale_spools)
                 except Exception:  # noqa: BLE001 - the next run's workers remove it anyway
                     pass
+
+    def _lost(self, result: BatchResult) -> SchedulerLost:
+        return SchedulerLost(f"lost the Dask scheduler at {self.address} (outputs written in "
+                             f"this run, kept: {result.done}); run the same command again "
+                             "to resume")
 
     @staticmethod
     def _outcome(job: Job, future: distributed.Future) -> Outcome:
