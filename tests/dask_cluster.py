@@ -40,10 +40,14 @@ class Cluster:
             env=dict(self.base_env, **env), cwd=self.root)
 
     def add_worker(self, name: str, models: Path) -> str:
-        """Start a worker whose model cache is ``models``; its address once it has joined."""
+        """Start a worker whose model cache is ``models``; its address once it has joined.
+        Its TMPDIR is its own, as on a machine of its own (a dead worker's spool folder is
+        removed by the next worker process that takes a file there)."""
+        tmp = self.root / f"tmp-{name}"
+        tmp.mkdir(exist_ok=True)
         self._start(name, ["worker", self.address, "--name", name, "--nthreads", "1",
                            "--no-dashboard", "--death-timeout", "60"],
-                    {"EXTRACTOR_MODELS": str(models),
+                    {"EXTRACTOR_MODELS": str(models), "TMPDIR": str(tmp),
                      "XDG_CACHE_HOME": str(self.root / f"xdg-{name}")})
         return self.worker(name)
 
