@@ -5,6 +5,7 @@ environment of its own (its model cache: EXTRACTOR_MODELS)."""
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -33,13 +34,20 @@ class Cluster:
         self._start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port",
                                   self.address.rsplit(":", 1)[1], "--no-dashboard"], env or {})
 
-    def _start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def _start(self, name: str, args: list[str], env: dict[str, str],
+               hide: tuple[Path, ...] = ()) -> None:
+        """``hide``: folders this process does not see (an empty tmpfs over each, in a mount
+        namespace of its own), as on a machine that does not share them."""
         log = open(self.root / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        line = [sys.executable, "-m", "dask", *args]
+        if hide:
+            mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(p))}" for p in hide)
+            line = ["unshare", "-m", "sh", "-c", f"{mounts} && exec {shlex.join(line)}"]
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "dask", *args], stdout=log, stderr=subprocess.STDOUT,
-            env=dict(self.base_env, **env), cwd=self.root)
+            line, stdout=log, stderr=subprocess.STDOUT, env=dict(self.base_env, **env),
+            cwd=self.root)
 
-    def add_worker(self, name: str, models: Path) -> str:
+    def add_worker(self, name: str, models: Path, hide: tuple[Path, ...] = ()) -> str:
         """Start a worker whose model cache is ``models``; its address once it has joined.
         Its TMPDIR is its own, as on a machine of its own (a dead worker's spool folder is
         removed by the next worker process that takes a file there)."""
@@ -48,7 +56,7 @@ class Cluster:
         self._start(name, ["worker", self.address, "--name", name, "--nthreads", "1",
                            "--no-dashboard", "--death-timeout", "60"],
                     {"EXTRACTOR_MODELS": str(models), "TMPDIR": str(tmp),
-                     "XDG_CACHE_HOME": str(self.root / f"xdg-{name}")})
+                     "XDG_CACHE_HOME": str(self.root / f"xdg-{name}")}, hide)
         return self.worker(name)
 
     def pid(self, address: str) -> int:
@@ -79,3 +87,13 @@ class Cluster:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def can_hide_folders() -> bool:
+    """Whether this machine lets a process mount over folders in a namespace of its own."""
+    try:
+        done = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"],
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0

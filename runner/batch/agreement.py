@@ -13,6 +13,7 @@ from typing import Any
 
 from runner import __version__, compile, registry
 from runner import profile as load
+from runner.batch.extract_job import SentProfile, local_profile
 from runner.compile import Plan
 from runner.models.stage import ModelStage, prepare
 
@@ -35,11 +36,12 @@ def describe(plan: Plan, stage: ModelStage | None) -> View:
     }
 
 
-def describe_profile(profile: str, overrides: list[str] | tuple[str, ...], essentia_base: str
-                     ) -> View:
+def describe_profile(profile: str | SentProfile, overrides: list[str] | tuple[str, ...],
+                     essentia_base: str) -> View:
     """``describe`` for a profile compiled here, its models looked up in this machine's cache
     (nothing is loaded). Run on the client and, through Dask, on every worker."""
-    plan = compile.compile_profile(load.load_profile(profile, list(overrides), essentia_base))
+    plan = compile.compile_profile(load.load_profile(local_profile(profile), list(overrides),
+                                                     essentia_base))
     stage = prepare(plan, warn=False, load=False)
     return describe(plan, stage)
 

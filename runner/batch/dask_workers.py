@@ -21,7 +21,9 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import distributed
@@ -29,7 +31,7 @@ from distributed.client import FutureCancelledError
 
 from runner import __version__
 from runner.analysis import spool
-from runner.batch import agreement
+from runner.batch import agreement, sending
 from runner.batch.agreement import View
 from runner.batch.claims import Claims, claim_next
 from runner.batch.inputs import Job, up_to_date
@@ -116,6 +118,20 @@ def analyse_task(make: Maker, src: str, dst: str, expected: View | None = None,
     return analyse_one(analyse, src, dst)
 
 
+def analyse_sent_task(make: Maker, name: str, data: bytes, output_name: str,
+                      expected: View | None = None, allow_mixed: bool = False
+                      ) -> sending.SentResult:
+    """One file sent by the client (--write-on client): the status as analyse_task's, and
+    the files written for it, which the client writes where it planned."""
+    try:
+        analyse = _work(make, expected, allow_mixed)
+    except ExtractorError as exc:
+        return "fatal", str(exc), 0.0, [], {}
+    except Exception as exc:  # noqa: BLE001 - idem, named after the worker
+        return "fatal", f"Dask worker {distributed.get_worker().address}: {exc}", 0.0, [], {}
+    return sending.analyse_copy(analyse, name, data, output_name)
+
+
 def remove_stale_spools() -> None:
     """Run on every worker after one died: what it left in its TMPDIR (runner.analysis.spool)."""
     spool.remove_stale()
@@ -182,17 +198,21 @@ class DaskWorkers:
 
     def __init__(self, make: Maker, address: str,
                  current: Callable[[Job], bool] = never_current, *, force: bool = False,
-                 describe: Describe | None = None, allow_mixed: bool = False) -> None:
+                 describe: Describe | None = None, allow_mixed: bool = False,
+                 write_on: str = "workers") -> None:
         """``make`` as for LocalWorkers; it must be importable on the workers. ``describe``
         (function, args): what a machine would compute (runner.batch.agreement.describe_profile),
         asked of the client and of every worker by ``survey``; ``allow_mixed``: workers that
-        differ run anyway, and their outputs say so."""
+        differ run anyway, and their outputs say so. ``write_on``: "workers" (they read the
+        inputs and write the outputs at shared paths) or "client" (runner.batch.sending)."""
         self.make = make
         self.address = address
         self.current = current
         self.force = force
         self.describe = describe
         self.allow_mixed = allow_mixed
+        self.write_on = write_on
+        self._sent: dict[int, int] = {}  # --write-on client: input bytes in flight, by job
         self.expected: View | None = None  # the client's view, once surveyed
         self.views: dict[str, View] = {}  # each worker's, by address
         self.claims = Claims(self.current, force)
@@ -271,13 +291,16 @@ class DaskWorkers:
             except OSError:  # CommClosedError: the scheduler went away
                 raise self._lost(result) from None
             capacity = max(1, sum(threads.values()))
-            while pending and len(running) < capacity:
+            while pending and len(running) < capacity and self._room(pending[-1], running):
                 job = claim_next(pending, self.claims, result, report)
                 if job is None:
                     return
-                future = client.submit(analyse_task, self.make, os.path.abspath(job.input),
-                                       str(job.output), self.expected, self.allow_mixed,
-                                       pure=False, retries=0)
+                future = self._submit(client, job)
+                if isinstance(future, Outcome):  # not sent (--write-on client: too large)
+                    self.claims.release(job)
+                    result.add(future)
+                    report(future)
+                    continue
                 running[future.key] = (job, future)
                 finished.add(future)
 
@@ -294,6 +317,7 @@ class DaskWorkers:
                     future.status == "error"
                     and isinstance(future.exception(), distributed.KilledWorker))
                 outcome = self._outcome(job, future)
+                self._sent.pop(job.index, None)
                 future.release()  # else a worker's death would make the scheduler redo it
                 self.claims.release(job)
                 result.add(outcome)
@@ -311,6 +335,29 @@ class DaskWorkers:
                 except Exception:  # noqa: BLE001 - the next run's workers remove it anyway
                     pass
 
+    def _submit(self, client: distributed.Client, job: Job) -> distributed.Future | Outcome:
+        """The task for ``job``: paths for workers that share them, else the input's bytes."""
+        if self.write_on == "workers":
+            return client.submit(analyse_task, self.make, os.path.abspath(job.input),
+                                 str(job.output), self.expected, self.allow_mixed,
+                                 pure=False, retries=0)
+        data = sending.read_input(job)
+        if isinstance(data, Outcome):
+            return data
+        self._sent[job.index] = len(data)
+        with warnings.catch_warnings():  # each task carries its input: a "large graph"
+            warnings.filterwarnings("ignore", message=".*large graph.*")
+            return client.submit(analyse_sent_task, self.make, Path(job.input).name, data,
+                                 Path(job.output).name, self.expected, self.allow_mixed,
+                                 pure=False, retries=0)
+
+    def _room(self, job: Job, running: dict[str, tuple[Job, distributed.Future]]) -> bool:
+        """Whether ``job``'s input may be sent now: --write-on client keeps the inputs in
+        flight under sending.IN_FLIGHT_BYTES (one file at least)."""
+        if self.write_on == "workers" or not running:
+            return True
+        return sum(self._sent.values()) + sending.input_size(job) <= sending.IN_FLIGHT_BYTES
+
     def _lost(self, result: BatchResult) -> SchedulerLost:
         return SchedulerLost(f"lost the Dask scheduler at {self.address} (outputs written in "
                              f"this run, kept: {result.done}); run the same command again "
@@ -318,9 +365,10 @@ class DaskWorkers:
 
     @staticmethod
     def _outcome(job: Job, future: distributed.Future) -> Outcome:
-        """The file's outcome; a worker death or a task error is the failure of that file."""
+        """The file's outcome; a worker death or a task error is the failure of that file.
+        What a worker sent back (--write-on client) is written here."""
         try:
-            status, message, seconds, warnings = future.result()
+            status, message, seconds, warned, *sent = future.result()
         except distributed.KilledWorker as exc:
             tries = exc.allowed_failures + 1
             return Outcome(job, "failed", f"{job.input}: the worker crashed (the Dask worker "
@@ -333,4 +381,10 @@ class DaskWorkers:
         given, absolute = str(job.input), os.path.abspath(job.input)
         if given != absolute:  # messages name the file as the user gave it, as locally
             message = message.replace(absolute, given)
-        return Outcome(job, status, message, seconds, warnings=warnings)
+        message = message.replace(sending.INPUT, given)
+        if sent and status == "done":
+            try:
+                sending.write_results(job, sent[0])
+            except (ExtractorError, ValueError) as exc:
+                return Outcome(job, "failed", str(exc), seconds)
+        return Outcome(job, status, message, seconds, warnings=warned)

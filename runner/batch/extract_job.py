@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from typing import Any
+
+# A profile file sent by the client (--write-on client): (its file name, its text).
+SentProfile = tuple[str, str]
+
+
+def local_profile(profile: str | SentProfile) -> str:
+    """A profile name or path as given, or a sent profile written (once) under this machine's
+    TMPDIR with its own file name, so messages and outputs name it as the client does.
+    A sent profile is one file: what it ``extends`` must be a built-in profile or present
+    at the same path on the worker."""
+    if isinstance(profile, str):
+        return profile
+    name, text = profile
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = os.path.join(tempfile.gettempdir(), "extractor-profiles-sent", digest)
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    return path
 
 
 class ExtractorWork:
     """A profile compiled once per worker, then run on each file it gets; long tracks are
     analysed alone (``Extractor.wants_own_process``)."""
 
-    def __init__(self, profile: str, overrides: list[str], essentia_base: str,
+    def __init__(self, profile: str | SentProfile, overrides: list[str], essentia_base: str,
                  long_tracks_alone: bool = True) -> None:
         # Imported here, in the worker that builds it: a module that only names this job
         # (the parent, other jobs' workers) does not load the analysis modules.
         from runner.extract import Extractor
 
-        self.extractor = Extractor(profile, list(overrides), essentia_base,
+        self.extractor = Extractor(local_profile(profile), list(overrides), essentia_base,
                                    warn=False)
         if long_tracks_alone:  # bench/bench_memory.py mixed compares both
             self.alone = self.extractor.wants_own_process

@@ -13,7 +13,7 @@ from runner import output as write
 from runner import profile as load
 from runner.analysis import spool
 from runner.batch.agreement import describe_profile
-from runner.batch.extract_job import ExtractorWork
+from runner.batch.extract_job import ExtractorWork, SentProfile
 from runner.batch.inputs import up_to_date
 from runner.cli.common import catalog_feed, print_notes
 from runner.compile import Plan
@@ -54,6 +54,8 @@ def profile_workers(profile: str, args: argparse.Namespace, essentia_base: str, 
     if args.allow_mixed and not args.dask_scheduler:
         raise UsageError("--allow-mixed is for --dask-scheduler (local workers all compute "
                          "what this machine computes)")
+    if args.write_on and not args.dask_scheduler:
+        raise UsageError("--write-on is for --dask-scheduler (local workers write here)")
     if not args.dask_scheduler:
         per_worker = batch.FILES_PER_WORKER if args.files_per_worker is None else (
             args.files_per_worker)
@@ -75,11 +77,14 @@ def profile_workers(profile: str, args: argparse.Namespace, essentia_base: str, 
                          ) from None
     # Workers may run in another directory: a profile given as a path travels absolute.
     path = os.path.expanduser(profile)
-    profile = os.path.abspath(path) if os.path.exists(path) else profile
-    make = (ExtractorWork, (profile, tuple(args.overrides), essentia_base, False))
-    describe = (describe_profile, (profile, tuple(args.overrides), essentia_base))
+    sent: str | SentProfile = os.path.abspath(path) if os.path.exists(path) else profile
+    if args.write_on == "client" and os.path.isfile(path):  # no shared paths: its text goes
+        sent = (os.path.basename(path), Path(path).read_text(encoding="utf-8"))
+    make = (ExtractorWork, (sent, tuple(args.overrides), essentia_base, False))
+    describe = (describe_profile, (sent, tuple(args.overrides), essentia_base))
     return DaskWorkers(make, args.dask_scheduler, current, force=args.force,
-                       describe=describe, allow_mixed=args.allow_mixed)
+                       describe=describe, allow_mixed=args.allow_mixed,
+                       write_on=args.write_on or "workers")
 
 
 def announce(plan: Plan, notes: list[str], quiet: bool, workers: batch.Workers | None = None
