@@ -69,8 +69,9 @@ def test_outputs_failures_and_resume_without_a_shared_filesystem(client_side, cl
     assert local.returncode == 1, local.stderr
     shared = run("mini.yaml", "lib", "out", "--dask-scheduler", cluster.address, cwd=client_side)
     assert shared.returncode == 1  # the worker sees neither the profile nor lib/
+    worker = cluster.worker("apart")
     assert shared.stderr.splitlines()[-1] == (
-        f"error: Dask workers at {cluster.address} cannot compile the profile: ProfileError: "
+        f"error: Dask worker {worker} cannot compile the profile: "
         f"{client_side / 'mini.yaml'}: no such profile file")
 
     first = run("mini.yaml", "lib", "out", "--dask-scheduler", cluster.address,

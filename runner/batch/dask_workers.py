@@ -230,11 +230,19 @@ class DaskWorkers:
         self.expected = function(*args)
         self._client = self._client or connect(self.address)
         try:
-            self.views = self._client.run(function, *args)
-        except Exception as exc:  # noqa: BLE001 - e.g. the profile does not compile there
+            answers = self._client.run(function, *args, on_error="return")
+        except Exception as exc:  # noqa: BLE001 - the scheduler went away meanwhile
             self.close()
-            raise ExtractorError(f"Dask workers at {self.address} cannot compile the profile: "
+            raise ExtractorError(f"Dask workers at {self.address} did not answer: "
                                  f"{type(exc).__name__}: {exc}") from None
+        failing = {address: answer for address, answer in sorted(answers.items())
+                   if isinstance(answer, BaseException)}  # e.g. the profile is not there
+        if failing:
+            self.close()
+            first, exc = next(iter(failing.items()))
+            more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+            raise ExtractorError(f"Dask worker {first} cannot compile the profile: {exc}{more}")
+        self.views = answers
         differing = {address: found for address in sorted(self.views)
                      if (found := agreement.differences(self.expected, self.views[address]))}
         if differing and not self.allow_mixed:
