@@ -3,9 +3,14 @@
 Same contract as the local worker processes (runner.batch.workers): the parent decides what is up
 to date (resume), each file is one task that writes its output atomically, expected failures
 come back as failed outcomes, and a worker that dies is reported against the file it was
-running. Workers and the parent must see the inputs and outputs at the same paths (a shared
-filesystem): a task writes its output where the parent planned it, and the parent reads
-existing outputs to skip them.
+running. With ``write_on="workers"`` workers and the parent see the inputs and outputs at the
+same paths (a shared filesystem): a task writes its output where the parent planned it; with
+``"client"`` the parent sends each input and writes what comes back (runner.batch.sending).
+Either way the parent reads existing outputs to skip them.
+
+Before the first file the parent asks every worker what it would compute
+(runner.batch.agreement) and refuses a cluster that would not compute what it computes; each
+task checks again, for workers that join later. A lost scheduler ends the batch in one line.
 
 Each worker thread compiles the profile once and reuses it for all its tasks. Files are handed
 out as worker threads free up (never more tasks in flight than the cluster has threads), so the
