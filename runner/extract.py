@@ -59,6 +59,8 @@ class Extractor:
         self.profile = load.load_profile(profile, overrides, essentia_base=essentia_base)
         self.plan = compile.compile_profile(self.profile)
         self.models = None
+        # more metadata for every document (a batch on a mixed cluster records it there)
+        self.extra_metadata: dict[str, Any] = {}
         if self.plan.models is not None and self.plan.models.outputs:
             from runner.models.stage import prepare
 
@@ -109,6 +111,7 @@ class Extractor:
             doc["metadata"]["models"] = {"used": models.used, "missing": self.models.missing,
                                          "left_out": self.models.left_out}
         analysis.models = models
+        doc["metadata"].update(self.extra_metadata)
         for check in self.checks:
             validate_output(doc, check, path)
         return doc, analysis

@@ -12,21 +12,28 @@ import math
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
+
+# Threads of one process (a Dask worker runs two tasks at once) import Essentia's modules once,
+# one thread at a time: a second thread must not see a half-run module in sys.modules, nor put
+# a second essentia.streaming there (its classes would land on the other one: KeyError).
+_IMPORT_LOCK = threading.Lock()
 
 
 def quiet_essentia() -> Any:
     """Import essentia with TensorFlow's and Essentia's chatter silenced (users see neither)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import essentia
+    with _IMPORT_LOCK:
+        import essentia
 
-    essentia.log.infoActive = False
-    essentia.log.warningActive = False
-    # after silencing: importing these logs
-    _import_lazily("essentia.standard", "_reloadAlgorithms()", _LAZY_STANDARD)
-    _import_lazily("essentia.streaming", "_reloadStreamingAlgorithms()", _LAZY_STREAMING)
+        essentia.log.infoActive = False
+        essentia.log.warningActive = False
+        # after silencing: importing these logs
+        _import_lazily("essentia.standard", "_reloadAlgorithms()", _LAZY_STANDARD)
+        _import_lazily("essentia.streaming", "_reloadStreamingAlgorithms()", _LAZY_STREAMING)
     return essentia
 
 
@@ -46,7 +53,7 @@ _lazy_names = set(algorithmNames())
 def __getattr__(name):
     if name in _lazy_names:
         _create_streaming_algo(name)
-        return globals()[name]
+        return getattr(_sys.modules[__name__], name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 """
 

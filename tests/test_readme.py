@@ -68,3 +68,25 @@ def test_the_readme_stays_short():
                     "## Documentation"):
         assert heading in readme
     assert "Exit codes:" in readme
+
+
+def test_no_merge_conflict_markers_are_committed():
+    """A conflict resolved in a hurry once left its markers in a page; none may land again."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    marked = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix not in {".md", ".py", ".toml", ".yaml", ".yml", ".json", ".nix", ""}:
+            continue
+        if not path.is_file():
+            continue
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            continue
+        if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in lines):
+            marked.append(name)
+    assert marked == []

@@ -4,7 +4,8 @@ Modules, in the order a batch uses them: ``inputs`` (collect the files, plan mir
 outputs, is an output up to date), ``work`` (the per-file job protocol, outcomes, counts),
 ``claims`` (runs sharing an output folder share the work; stale temporaries removed),
 ``workers`` (local worker processes) or ``dask_workers`` (a Dask cluster, imported only for
---dask-scheduler), ``report`` (progress and the shared epilogue: failures.jsonl,
+--dask-scheduler, with ``agreement``: one analysis whichever worker runs it, and ``sending``:
+--write-on client), ``report`` (progress and the shared epilogue: failures.jsonl,
 warnings.jsonl, the closing line, the exit code), ``engine`` (the flow that ties them).
 ``extract_job`` is the profile commands' per-file job.
 

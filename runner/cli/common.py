@@ -95,6 +95,15 @@ def add_batch_options(parser: argparse.ArgumentParser,
                         help="run on a Dask cluster instead of local workers, e.g. "
                         "tcp://HOST:8786 (inputs and outputs on a filesystem the workers "
                         "share, at the same paths)")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="with --dask-scheduler: run on workers that would compute another "
+                        "analysis than this client (other versions or models); each output "
+                        "records its worker in metadata.mixed_cluster")
+    parser.add_argument("--write-on", choices=("workers", "client"), default=None,
+                        help="with --dask-scheduler: 'workers' (default) read the inputs and "
+                        "write the outputs at paths they share with this machine; 'client' "
+                        "sends each input's bytes and writes the results here (no shared "
+                        "filesystem; inputs over 1 GiB are refused)")
     add_catalog_options(parser)
 
 

@@ -12,8 +12,10 @@ from runner import batch, compile
 from runner import output as write
 from runner import profile as load
 from runner.analysis import spool
+from runner.batch.agreement import describe_profile
 from runner.batch.extract_job import ExtractorWork
-from runner.batch.inputs import made_by
+from runner.batch.inputs import up_to_date
+from runner.batch.sending import SentProfile
 from runner.cli.common import catalog_feed, print_notes
 from runner.compile import Plan
 from runner.errors import UsageError
@@ -44,14 +46,22 @@ def extract_one(profile: str, input_path: str, output: str, overrides: list[str]
     return 0
 
 
-def profile_workers(profile: str, args: argparse.Namespace, essentia_base: str, digest: str
+def profile_workers(profile: str, args: argparse.Namespace, essentia_base: str, plan: Plan
                     ) -> batch.Workers:
-    """Local worker processes, or (--dask-scheduler) a Dask cluster, running the profile."""
+    """Local worker processes, or (--dask-scheduler) a Dask cluster, running the profile.
+    An output is up to date when made with ``plan.digest`` as it is when the batch runs
+    (announce completes it)."""
+    current = (lambda job: up_to_date(job.output, plan.digest))  # noqa: E731
+    if args.allow_mixed and not args.dask_scheduler:
+        raise UsageError("--allow-mixed is for --dask-scheduler (local workers all compute "
+                         "what this machine computes)")
+    if args.write_on and not args.dask_scheduler:
+        raise UsageError("--write-on is for --dask-scheduler (local workers write here)")
     if not args.dask_scheduler:
         per_worker = batch.FILES_PER_WORKER if args.files_per_worker is None else (
             args.files_per_worker)
         return batch.LocalWorkers((ExtractorWork, (profile, args.overrides, essentia_base)),
-                                  made_by(digest), jobs=args.jobs, force=args.force,
+                                  current, jobs=args.jobs, force=args.force,
                                   files_per_worker=per_worker)
     if args.files_per_worker is not None:
         raise UsageError("--files-per-worker is for local workers; Dask workers are renewed "
@@ -68,16 +78,31 @@ def profile_workers(profile: str, args: argparse.Namespace, essentia_base: str, 
                          ) from None
     # Workers may run in another directory: a profile given as a path travels absolute.
     path = os.path.expanduser(profile)
-    profile = os.path.abspath(path) if os.path.exists(path) else profile
-    make = (ExtractorWork, (profile, tuple(args.overrides), essentia_base, False))
-    return DaskWorkers(make, args.dask_scheduler, made_by(digest), force=args.force)
+    sent: str | SentProfile = os.path.abspath(path) if os.path.exists(path) else profile
+    if args.write_on == "client" and os.path.isfile(path):  # no shared paths: its text goes
+        sent = (os.path.basename(path), Path(path).read_text(encoding="utf-8"))
+    make = (ExtractorWork, (sent, tuple(args.overrides), essentia_base, False))
+    describe = (describe_profile, (sent, tuple(args.overrides), essentia_base))
+    return DaskWorkers(make, args.dask_scheduler, current, force=args.force,
+                       describe=describe, allow_mixed=args.allow_mixed,
+                       write_on=args.write_on or "workers")
 
 
-def announce(plan: Plan, notes: list[str], quiet: bool) -> None:
+def announce(plan: Plan, notes: list[str], quiet: bool, workers: batch.Workers | None = None
+             ) -> None:
     """Before a batch: the output-planning notes, and which models are not in the cache
     (checked once here; the workers stay quiet). ``missing: error``, or a model file that
     does not match its pin, stops here. Completes ``plan.digest`` as the workers will
-    (the models that run are part of it), so up-to-date outputs are recognised."""
+    (the models that run are part of it), so up-to-date outputs are recognised.
+
+    On a Dask cluster the workers are asked what they would compute (DaskWorkers.survey:
+    a cluster that would compute another analysis than this client is refused), and the
+    notes on what is left out are theirs."""
+    survey = getattr(workers, "survey", None)
+    if survey is not None:
+        prepare(plan, warn=False, load=False)  # plan.digest as this client computes it
+        print_notes(plan.profile.notes + notes + survey(), quiet)
+        return
     if plan.models is not None and plan.models.outputs:
         stage = prepare(plan, warn=False, load=False)
         if stage is not None and stage.missing:
@@ -124,8 +149,8 @@ def extract_command(profile: str, args: argparse.Namespace, essentia_base: str =
         raise UsageError("no audio files found")
     write.prepare_folder(out_dir)
     jobs, notes = batch.plan_outputs(pairs, Path(out_dir), "." + plan.output.format)
-    announce(plan, notes, args.quiet)
-    workers = profile_workers(profile, args, essentia_base, plan.digest)
+    workers = profile_workers(profile, args, essentia_base, plan)
+    announce(plan, notes, args.quiet, workers)
     failures, chosen = failures_file(args, Path(out_dir))
     result = batch.process_batch(workers, jobs, Path(out_dir), failures,
                                  failures_chosen=chosen, quiet=args.quiet,

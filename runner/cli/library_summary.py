@@ -41,8 +41,8 @@ def summarise_library(args: argparse.Namespace) -> int:
     write.check_writable(output)
     write.prepare_folder(tracks)
     jobs, notes = batch.plan_outputs(pairs, tracks, ".json")
-    announce(plan, notes, args.quiet)
-    workers = profile_workers(profile_ref, args, "music", plan.digest)
+    workers = profile_workers(profile_ref, args, "music", plan)
+    announce(plan, notes, args.quiet, workers)
     failures, chosen = failures_file(args, tracks)
     result = batch.process_batch(workers, jobs, tracks, failures, failures_chosen=chosen,
                                  quiet=args.quiet, wrap_progress=catalog_feed(args, tracks))
