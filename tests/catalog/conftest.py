@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -71,8 +72,11 @@ def timbre_outputs(analysed, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def pg_admin() -> str:
     if binaries() is None:
-        pytest.skip("PostgreSQL is not installed (no initdb on PATH or under "
-                    "/usr/lib/postgresql/*/bin): apt-get install postgresql")
+        missing = ("PostgreSQL is not installed (no initdb on PATH or under "
+                   "/usr/lib/postgresql/*/bin): apt-get install postgresql")
+        if os.environ.get("CI"):  # .ci/run installs it: a skip there would hide the half
+            pytest.fail(missing)
+        pytest.skip(missing)
     pytest.importorskip("psycopg", reason="psycopg 3 is not installed "
                         "(pip install 'extractor-profiles[catalog]')")
     with server() as url:
