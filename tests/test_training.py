@@ -119,13 +119,29 @@ def test_registered_model_runs_in_music_highlevel_on_new_files(
             (trained["model"] / "my_genre.json").read_text())["model"]["sha256"]
 
 
+def test_music_highlevel_runs_the_profile_a_classifier_was_trained_on(
+        trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's own command, without --profile: the classifier reads the music profile's
+    descriptors, so music-highlevel runs that profile (and says so)."""
+    assert main(["models", "add", str(trained["model"])]) == 0
+    audio = write_audio(tmp_path / "a.wav", _clip("tones", np.random.default_rng(4)))
+    capsys.readouterr()
+    out = tmp_path / "a.json"
+    assert music_highlevel([str(audio), str(out), "--taxonomies", "my_genre"]) == 0
+    assert ("note: my_genre reads the 'music' profile's descriptors: running 'music'"
+            in capsys.readouterr().err)
+    doc = json.loads(out.read_text())
+    assert doc["highlevel"]["my_genre"]["value"] == "tones"
+    assert doc["metadata"]["profile"]["name"] == "music"
+
+
 def test_a_profile_without_the_models_descriptors_says_which_to_run(
         trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "add", str(trained["model"])]) == 0
     audio = write_audio(tmp_path / "a.wav", _clip("tones", np.random.default_rng(4)))
     capsys.readouterr()
     assert music_highlevel([str(audio), str(tmp_path / "a.json"), "--taxonomies",
-                            "my_genre"]) == 1
+                            "my_genre", "--profile", "highlevel"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {audio}: model stage: model 'my_genre' reads 'lowlevel.")
     assert err.endswith("which this profile does not compute (it was trained on the 'music' "

@@ -5,6 +5,7 @@ overrides. One ``ProfileCommand`` turns a row into a console script (pyproject.t
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,9 @@ from runner.cli.common import (
     guard,
 )
 from runner.cli.extraction import extract_command
+from runner.errors import UsageError
 from runner.library import clap_search
+from runner.models.supply import lock
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class ProfileCommand:
     options: tuple[SetOption, ...] = ()
     profile_argument: bool = True
     essentia_base: str | None = None  # Essentia's profile files apply to (default: builtin)
+    # --taxonomies naming a classifier trained on a profile's descriptors runs that profile
+    # (its highlevel section included) unless --profile says otherwise (music-highlevel).
+    trained_profile: bool = False
 
     def parser(self) -> argparse.ArgumentParser:
         description = self.description or (
@@ -109,8 +115,33 @@ class ProfileCommand:
         args.essentia = self.essentia
         args.overrides += [o for o in (opt.override(args) for opt in self.options) if o]
         profile = args.profile_option or getattr(args, "profile", None) or self.builtin
-        return guard(lambda: extract_command(profile, args, self.essentia_base or self.builtin),
-                     args.debug, self.essentia)
+
+        def run() -> int:
+            chosen = self.profile_for_taxonomies(args) if self.trained_profile else None
+            return extract_command(chosen or profile, args, self.essentia_base or self.builtin)
+
+        return guard(run, args.debug, self.essentia)
+
+    @staticmethod
+    def profile_for_taxonomies(args: argparse.Namespace) -> str | None:
+        """The profile a selected trained classifier reads descriptors from (None: none, or
+        --profile given); two classifiers trained on different profiles is a usage error."""
+        if args.profile_option or not getattr(args, "taxonomies", None):
+            return None
+        names = [n for item in args.taxonomies for n in item.replace(",", " ").split()]
+        needs = lock.descriptor_profiles(names)
+        if len(set(needs.values())) > 1:
+            raise UsageError("--taxonomies: these classifiers read different profiles' "
+                             f"descriptors ({', '.join(f'{k}: {v}' for k, v in needs.items())}); "
+                             "run them separately, each with its --profile")
+        if needs:
+            (name, chosen), *_ = needs.items()
+            if not args.quiet:
+                print(f"note: {name} reads the '{chosen}' profile's descriptors: running "
+                      f"'{chosen}' (its highlevel section included; --profile to choose)",
+                      file=sys.stderr)
+            return chosen
+        return None
 
 
 def _both_spellings(builtin: str) -> tuple[ProfileCommand, ProfileCommand]:
@@ -125,7 +156,7 @@ PROFILE_COMMANDS: dict[str, ProfileCommand] = {command.prog: command for command
     *_both_spellings("rhythm"), *_both_spellings("beats"),
     *_both_spellings("freesound_general"), *_both_spellings("freesound_music"),
     ProfileCommand("music-highlevel", "highlevel", options=MODEL_OPTIONS,
-                   profile_argument=False, essentia_base="music",
+                   profile_argument=False, essentia_base="music", trained_profile=True,
                    description="Run the built-in 'highlevel' profile (MTG TensorFlow "
                    "classifiers, musicnn tags) on an audio file, a folder (recursively) or a "
                    "list of files."),

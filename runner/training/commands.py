@@ -310,6 +310,8 @@ def models_add(args: argparse.Namespace) -> int:
     }
     if embedding:
         entry["embedding"] = embedding
+    if meta["inference"].get("descriptors"):  # the profile whose results it reads
+        entry["profile"] = str(meta["inference"].get("profile") or "music")
     lock_path = lock.add_user_model(model_id, entry)
     target = cache.writable_root() / model_id
     target.mkdir(parents=True, exist_ok=True)

@@ -348,3 +348,11 @@ def add_user_model(model_id: str, entry: dict[str, Any]) -> Path:
     os.replace(tmp, path)
     _models.cache_clear()
     return path
+
+
+def descriptor_profiles(names: list[str]) -> dict[str, str]:
+    """model id -> the profile whose descriptors it reads, for the ``names`` that are models
+    trained on a profile's results (``extractor models add`` records it as ``profile``)."""
+    known = models()
+    return {name: str(known[name].extra["profile"]) for name in names
+            if name in known and known[name].extra.get("profile")}
