@@ -15,7 +15,6 @@ network pass per track serves them all. ``bpm_consensus`` reads the track's ``rh
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ from runner.compile.models import ModelOutput, ModelsConfig
 from runner.errors import ModelError
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.supply import cache, lock
-from runner.models.supply.cache import MissingModel, sha256_of, verified_bytes
+from runner.models.supply.cache import MissingModel, package_file, sha256_of, verified_bytes
 
 KIND = "madmom"
-SCHEME = "package:"
 ESSENTIA_BPM = "rhythm.bpm"  # what the consensus combines madmom's estimate with
 _NUMBER = {"type": ["number", "null"]}
 # output name -> its schema in the output document
@@ -40,23 +38,6 @@ OUTPUTS: dict[str, dict[str, Any]] = {
 }
 
 
-def package_file(pin: lock.Pin, model_id: str) -> Path:
-    """The installed file a ``package:`` pin names (MissingModel without the package)."""
-    spec, _, relative = pin.url[len(SCHEME):].partition("/")
-    dist_name, _, version = spec.partition("==")
-    try:
-        dist = importlib.metadata.distribution(dist_name)
-    except importlib.metadata.PackageNotFoundError:
-        raise MissingModel(f"model '{model_id}' comes with the {dist_name} package, which is "
-                           "not installed (see docs/tempo.md)", model_id) from None
-    path = Path(str(dist.locate_file(relative)))
-    if not path.is_file():
-        raise MissingModel(f"model '{model_id}': {path} is not installed ({dist_name} "
-                           f"{dist.version}; the lock file pins {version or 'a version'})",
-                           model_id)
-    return path
-
-
 def model_files(model: lock.Model) -> list[tuple[Path, str]]:
     """(path, sha256 pin) of every file of ``model``, each checked against its pin: the model
     cache's copy, else the installed package's."""
@@ -65,14 +46,14 @@ def model_files(model: lock.Model) -> list[tuple[Path, str]]:
         return [(state.path(pin.name), pin.sha256) for pin in model.files]
     if state.state == cache.MISMATCH:
         raise cache.mismatch_error(state)
-    if not all(pin.url.startswith(SCHEME) for pin in model.files):
+    if not all(pin.url.startswith(cache.PACKAGE) for pin in model.files):
         cache.require(model)  # raises MissingModel with the fetch hint
     from runner.tempo import missing
 
     reason = missing()
     if reason is not None:
         raise MissingModel(f"model '{model.id}': {reason}", model.id)
-    files = [(package_file(pin, model.id), pin.sha256) for pin in model.files]
+    files = [(package_file(pin, model.id, "see docs/tempo.md"), pin.sha256) for pin in model.files]
     for path, sha in files:
         actual = sha256_of(path)
         if actual != sha:
