@@ -247,6 +247,8 @@ def origin(model: Model) -> str:
     pins = [model.source] if model.source else list(model.files)
     if not pins or pins[0] is None:
         return "nowhere (the lock file pins no file)"
+    if pins[0].url.startswith("package:"):  # a file an installed package carries
+        return f"installed package {pins[0].url.removeprefix('package:').partition('/')[0]}"
     parsed = urlparse(pins[0].url)
     return parsed.hostname or ("local files" if parsed.scheme == "file" else pins[0].url)
 
