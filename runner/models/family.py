@@ -46,7 +46,9 @@ class ModelRunner(Protocol):
     Two optional class attributes: ``writes_classes`` (its ``predictions`` outputs are class
     probabilities, ``value``/``probability``/``all``, in the output schema; default: a
     vector) and ``reads_embeddings`` (it reads ``results.embeddings`` that other families
-    computed for the track, so it runs after them)."""
+    computed for the track, so it runs after them). And ``schema(output)``, a static method
+    giving the output document's schema of an output that is neither (madmom's tempo: a
+    number)."""
 
     def add(self, output: ModelOutput, model: Model) -> dict[str, dict[str, str]]:
         """Take on ``output`` (of lock-file model ``model``): find and verify its files
