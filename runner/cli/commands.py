@@ -160,6 +160,11 @@ PROFILE_COMMANDS: dict[str, ProfileCommand] = {command.prog: command for command
                    description="Run the built-in 'highlevel' profile (MTG TensorFlow "
                    "classifiers, musicnn tags) on an audio file, a folder (recursively) or a "
                    "list of files."),
+    ProfileCommand("music-tempo", "tempo", profile_argument=False,
+                   description="Run the built-in 'tempo' profile (the rhythm profile plus "
+                   "madmom's tempo, beats and downbeats and rhythm.bpm_consensus; madmom's "
+                   "models are CC BY-NC-SA 4.0) on an audio file, a folder (recursively) or a "
+                   "list of files."),
 )}
 
 

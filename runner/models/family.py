@@ -2,7 +2,8 @@
 
 A lock-file entry's ``kind`` names its family (``"tensorflow"``: Essentia TensorFlow graphs
 driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
-``"onnx-classifier"``: classifiers trained with `extractor train`). The model stage
+``"onnx-classifier"``: classifiers trained with `extractor train`; ``"madmom"``: madmom's
+downbeat network and the tempo consensus). The model stage
 (runner.models.stage) knows nothing of any family: for each output of a profile's ``models:``
 section it asks the family of the output's model to take it on (:meth:`ModelRunner.add`), has
 every family load what it took (:meth:`ModelRunner.load`), and per track lets each family
@@ -45,7 +46,9 @@ class ModelRunner(Protocol):
     Two optional class attributes: ``writes_classes`` (its ``predictions`` outputs are class
     probabilities, ``value``/``probability``/``all``, in the output schema; default: a
     vector) and ``reads_embeddings`` (it reads ``results.embeddings`` that other families
-    computed for the track, so it runs after them)."""
+    computed for the track, so it runs after them). And ``schema(output)``, a static method
+    giving the output document's schema of an output that is neither (madmom's tempo: a
+    number)."""
 
     def add(self, output: ModelOutput, model: Model) -> dict[str, dict[str, str]]:
         """Take on ``output`` (of lock-file model ``model``): find and verify its files
@@ -73,6 +76,7 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "laion-clap": "runner.models.clap_family",
     "transformers-clap": "runner.models.clap_family",
     "onnx-classifier": "runner.models.onnx_classifier_family",
+    "madmom": "runner.models.madmom_family",
 }
 
 
@@ -101,6 +105,14 @@ def writes_classes(model: Model, output: ModelOutput) -> bool:
         return False
     _, factory = factory_for(model)
     return bool(getattr(factory, "writes_classes", False))
+
+
+def output_schema(model: Model, output: ModelOutput) -> dict[str, Any] | None:
+    """The output document's schema of ``output`` where its family states one (its runner's
+    ``schema(output)``: e.g. a tempo, a number); None: class probabilities or a vector."""
+    _, factory = factory_for(model)
+    schema = getattr(factory, "schema", None)
+    return schema(output) if callable(schema) else None
 
 
 def order(family: str | RunnerFactory) -> int:

@@ -112,8 +112,10 @@ def _model_schemas(tree: dict[str, Any], plan: Plan) -> None:
     section = tree["properties"].setdefault(
         plan.models.section, {"type": "object", "properties": {}})
     for out in plan.models.outputs:
-        classes = family.writes_classes(lock.get(out.model), out)
-        section["properties"][out.name] = (
+        model = lock.get(out.model)
+        own = family.output_schema(model, out)
+        classes = family.writes_classes(model, out)
+        section["properties"][out.name] = own or (
             _CLASSES if classes else {"type": "array", "items": _NUMBER})
 
 

