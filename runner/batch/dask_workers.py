@@ -162,9 +162,12 @@ def connect(address: str) -> distributed.Client:
     except ValueError as exc:
         raise ExtractorError(f"--dask-scheduler {address}: {exc} (expected tcp://HOST:PORT)"
                              ) from None
-    # The client's own log lines (a lost scheduler, its reconnection attempts) would come
-    # beside the one line the batch says about them.
-    logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+    # Dask's own log lines in the client (a lost scheduler, its reconnection attempts, the
+    # traceback distributed.batched logs when the connection drops mid-send) would come beside
+    # the one line the batch says about them.
+    for name in ["distributed", "distributed.client", "distributed.batched",
+                 *[n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # distributed sets some levels itself
     try:
         client = distributed.Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, ValueError, TypeError, asyncio.TimeoutError) as exc:
