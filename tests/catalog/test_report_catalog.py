@@ -89,3 +89,47 @@ def test_the_catalog_gives_the_folders_tracks_and_page(tmp_path, db_url, capsys)
     folder_page, db_page = page_body(tmp_path / "folder.html"), page_body(tmp_path / "db.html")
     assert '"out/freesound/My%20Loops/loop%20%231.json"' in db_page
     assert db_page == folder_page
+
+
+def test_real_outputs_give_the_same_page(analysed, tmp_path, db_url, capsys):
+    """The music and timbre profiles' outputs of real audio, as the catalog tests analyse it."""
+    catalog(analysed["music"], db_url)
+    from_db, _ = load_catalog(db_url, tmp_path)
+    assert len(from_db.tracks) == 6 and all(t.path.is_file() for t in from_db.tracks)
+    assert from_db.tracks == load_library(analysed["music"]).tracks
+    assert main(["report", str(analysed["music"]), "-o", str(tmp_path / "folder.html")]) == 0
+    assert main(["report", "--db", db_url, "-o", str(tmp_path / "db.html")]) == 0
+    assert page_body(tmp_path / "db.html") == page_body(tmp_path / "folder.html")
+
+
+def test_links_without_a_recorded_output_folder_go_beside_the_sqlite_file(tmp_path):
+    """Catalogs updated before output_root was recorded: the SQLite file's folder."""
+    outputs = library(tmp_path / "out")
+    url = catalog(outputs, str(outputs / "catalog.sqlite"))
+    db = connect(url)
+    try:
+        db.execute("DELETE FROM catalog_meta WHERE key = 'output_root'")
+    finally:
+        db.close()
+    from_db, _ = load_catalog(url, tmp_path)
+    assert from_db.tracks == load_library(outputs).tracks
+
+
+def test_usage_and_catalog_errors(tmp_path, capsys):
+    outputs = library(tmp_path / "out")
+    usage = "error: usage: give an output folder or --db URL (a catalog), one of the two\n"
+    assert main(["report", "-o", str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err == usage
+    assert main(["report", str(outputs), "--db", str(tmp_path / "c.sqlite")]) == 2
+    assert capsys.readouterr().err == usage
+    assert main(["report", "--db", str(tmp_path / "none.sqlite")]) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'none.sqlite'}: no catalog here "
+                                       "(make one with `extractor catalog update OUTPUT_DIR`)\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    catalog(empty, str(tmp_path / "empty.sqlite"))
+    assert main(["report", "--db", str(tmp_path / "empty.sqlite"),
+                 "-o", str(tmp_path / "r.html")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'empty.sqlite'}: the catalog holds no outputs\n")
+    assert not (tmp_path / "r.html").exists()
