@@ -16,6 +16,8 @@ def report(args: argparse.Namespace) -> int:
 
     if (args.folder is None) == (args.db is None):
         raise UsageError("give an output folder or --db URL (a catalog), one of the two")
+    if args.db is not None and args.jobs is not None:
+        raise UsageError("-j/--jobs is for an output folder; a catalog is read by one process")
     output = Path(args.output)
     if output.suffix.lower() not in (".html", ".htm"):
         raise OutputError(f"{output}: the report is an HTML page: name it .html")

@@ -122,6 +122,9 @@ def test_usage_and_catalog_errors(tmp_path, capsys):
     assert capsys.readouterr().err == usage
     assert main(["report", str(outputs), "--db", str(tmp_path / "c.sqlite")]) == 2
     assert capsys.readouterr().err == usage
+    assert main(["report", "--db", str(tmp_path / "c.sqlite"), "-j", "2"]) == 2
+    assert capsys.readouterr().err == ("error: usage: -j/--jobs is for an output folder; a "
+                                       "catalog is read by one process\n")
     assert main(["report", "--db", str(tmp_path / "none.sqlite")]) == 1
     assert capsys.readouterr().err == (f"error: {tmp_path / 'none.sqlite'}: no catalog here "
                                        "(make one with `extractor catalog update OUTPUT_DIR`)\n")
