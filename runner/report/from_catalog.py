@@ -41,6 +41,7 @@ NAMES = ["metadata.tags.artist", "metadata.tags.title", "metadata.tags.file_name
          "tonal.key_key", "tonal.key_scale", "tonal.key.key", "tonal.key.scale",
          "lowlevel.loudness_ebu128.integrated", "lowlevel.average_loudness"]
 DESCRIBING = sorted(DESCRIPTOR_SECTIONS - {"metadata"})
+FLOAT_MAX = sys.float_info.max  # NaN and the infinities are outside
 
 
 def _model_name(name: str) -> bool:
@@ -69,13 +70,22 @@ def _scalars(db: Backend) -> tuple[dict[int, dict[str, Any]], list[str]]:
 
 
 def _tags(db: Backend, taxonomies: list[str]) -> dict[int, dict[str, dict[str, float]]]:
-    wanted = set(taxonomies)
+    """track id -> taxonomy -> class -> probability: finite probabilities only (a 400-genre
+    taxonomy is most of a catalog's rows, so the loop does as little as it can)."""
+    wanted = {t: sys.intern(t) for t in taxonomies}
     found: dict[int, dict[str, dict[str, float]]] = {}
-    for track_id, taxonomy, tag, probability in db.execute(
-            "SELECT track_id, taxonomy, tag, probability FROM tags"):
-        if taxonomy in wanted and number(probability) is not None:
-            found.setdefault(track_id, {}).setdefault(sys.intern(taxonomy), {})[
-                sys.intern(tag)] = float(probability)
+    last: tuple[int, str] | None = None
+    classes: dict[str, float] = {}
+    rows = db.execute("SELECT track_id, taxonomy, tag, probability FROM tags "
+                      "WHERE probability BETWEEN ? AND ?", (-FLOAT_MAX, FLOAT_MAX))
+    for track_id, taxonomy, tag, probability in rows:
+        if (track_id, taxonomy) != last:
+            last = (track_id, taxonomy)
+            if taxonomy not in wanted:
+                classes = {}  # filled, never stored
+                continue
+            classes = found.setdefault(track_id, {}).setdefault(wanted[taxonomy], {})
+        classes[sys.intern(tag)] = probability
     return found
 
 
