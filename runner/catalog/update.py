@@ -192,6 +192,8 @@ def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = N
         note = schema.ensure(db)
         if note:
             report.notes.append(note)
+        # where the outputs are: the report's links to each track's JSON
+        schema.set_meta(db, "output_root", str(folder.resolve()))
         if audio_root is not None:
             schema.set_meta(db, "audio_root", str(audio_root.resolve()))
         known = {row[1]: (row[0], row[2], row[3]) for row in

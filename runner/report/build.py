@@ -1,4 +1,5 @@
-"""An output folder -> report.html: read, compute the sections, render, write atomically."""
+"""An output folder or a catalog -> report.html: read, compute the sections, render, write
+atomically."""
 
 from __future__ import annotations
 
@@ -138,17 +139,33 @@ def build_report(folder: Path, output: Path, method: str = "pca", jobs: int | No
     if not folder.is_dir():
         raise OutputError(f"{folder}: not a folder")
     library = load_library(folder, jobs)
-    tracks = library.tracks
-    if not tracks:
+    if not library.tracks:
         detail = f" ({len(library.unreadable)} unreadable)" if library.unreadable else ""
         raise OutputError(f"{folder}: no results found{detail}")
+    return _write(library, str(folder.resolve()), output, method, start)
+
+
+def build_report_from_catalog(url: str, output: Path, method: str = "pca") -> Built:
+    """Write the report of every output a catalog (SQLite or PostgreSQL) holds: the same
+    page as the folder's, its links going to the outputs the catalog was updated from."""
+    from runner.report.from_catalog import load_catalog
+
+    start = time.perf_counter()
+    library, location = load_catalog(url, output.parent)
+    if not library.tracks:
+        raise OutputError(f"{location}: the catalog holds no outputs")
+    return _write(library, location, output, method, start)
+
+
+def _write(library: Library, source: str, output: Path, method: str, start: float) -> Built:
+    tracks = library.tracks
     maps = data.embedding_maps(tracks, method)
-    links = json_links([t.path for t in tracks], folder, output.parent)
+    links = json_links([t.path for t in tracks], library.folder, output.parent)
     dataset = data.dataset(tracks, links, maps)
     table = _table(dataset)
     sections = [_library_section(library, tracks), *_chart_sections(tracks, maps),
                 _table_section(tracks, table)]
-    page = render_page("Library report", f"{folder.resolve()} - {len(tracks):,} tracks",
+    page = render_page("Library report", f"{source} - {len(tracks):,} tracks",
                        sections, dataset, table, TABLE_LIMIT)
     write_atomic(output, page)
     return Built(len(tracks), library.unreadable, len(library.not_results),
