@@ -183,6 +183,10 @@ def test_model_derivations_must_fetch_their_pins():
     missing = {k: v for k, v in good.items() if k != model_id}
     assert consistency.check_model_derivations(missing) == [
         f"models without a model-<id> package: {model_id}"]
+    # a model an installed package carries (package: urls) needs no package of its own
+    carried = {k: v for k, v in good.items() if k != "madmom-downbeats"}
+    assert "madmom-downbeats" in good
+    assert consistency.check_model_derivations(carried) == []
 
 
 def test_the_installed_package_carries_every_runner_package_and_data_file():
