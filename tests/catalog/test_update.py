@@ -117,20 +117,24 @@ def children(pid: int) -> list[int]:
 
 def test_kill_9_during_an_update_leaves_the_old_catalog(music_outputs, db_url, tmp_path):
     assert update(music_outputs, db_url).returncode == 0
-    big = _big_library(music_outputs, tmp_path / "big", 600)
+    copies = 3000  # enough that the update is still reading on a fast, idle machine
+    big = _big_library(music_outputs, tmp_path / "big", copies)
     for path in music_outputs.rglob("*.json"):
         shutil.copy(path, big / path.name)
+    total = copies + 6
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen([command("extractor"), "catalog", "update", str(big), "--db",
                              db_url], stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
-    assert proc.stderr.readline().startswith("catalog: 606 outputs in ")
-    time.sleep(1.0)
+    assert proc.stderr.readline().startswith(f"catalog: {total} outputs in ")
+    deadline = time.time() + 30  # its readers started: the update is under way
+    while time.time() < deadline and proc.poll() is None and not children(proc.pid):
+        time.sleep(0.05)
     # a reader is served the committed catalog while the update writes (WAL in SQLite)
-    assert len(find_json(db_url, "--limit", "100")) == 6
+    assert counts(db_url)["tracks"] == 6
     assert proc.poll() is None, "the update ended before it could be killed"
     readers = children(proc.pid)
-    assert readers, "the update reads 606 outputs in worker processes"
+    assert readers, f"the update reads {total} outputs in worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.time() + 10
@@ -138,12 +142,13 @@ def test_kill_9_during_an_update_leaves_the_old_catalog(music_outputs, db_url, t
         time.sleep(0.1)
     assert not [pid for pid in readers if Path(f"/proc/{pid}").exists()]
     assert counts(db_url)["tracks"] == 6  # the old catalog, whole
+    assert len(find_json(db_url, "--limit", "100")) == 6
     assert {r["path"] for r in find_json(db_url)} == {
         "rock/fast.wav", "rock/mid.wav", "jazz/slow.wav", "jazz/slower.wav", "tones/tone.wav",
         "tones/o'neil; drop.wav"}
     again = update(big, db_url)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.splitlines()[-1] == ("catalog: 606 added, 0 updated, 6 removed, "
+    assert again.stderr.splitlines()[-1] == (f"catalog: {total} added, 0 updated, 6 removed, "
                                             "0 unchanged")
 
 
