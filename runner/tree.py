@@ -30,3 +30,13 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
             node = child
         node[parts[-1]] = flat[name]
     return tree
+
+
+def lookup(tree: dict[str, Any], dotted: str) -> Any:
+    """The value at ``a.b.c`` in nested sections, or None where a part is missing."""
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node

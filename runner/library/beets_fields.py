@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from runner.tree import lookup
+
 FieldValue = int | float | str
 
 # beets-xtractor 0.4.2's low_level_targets, then acousticbrainz's ABSCHEME names it lacked
@@ -55,15 +57,6 @@ DESCRIPTOR_SECTIONS = frozenset({"metadata", "lowlevel", "rhythm", "tonal", "sfx
 SHARPS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
 
 
-def _lookup(doc: dict[str, Any], dotted: str) -> Any:
-    node: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
 def _number(value: Any) -> float | None:
     """A finite float to 6 decimals (as beets shows them, and stores them unchanged), or None
     (null, NaN, text, booleans)."""
@@ -92,7 +85,7 @@ def beets_key(key: Any, scale: Any) -> str | None:
 def no_tempo_or_key(doc: dict[str, Any]) -> bool:
     """Silence, and audio too short for every statistic (a truncated file), have a tempo and
     a key that mean nothing (docs/output.md): the item keeps the ones it had."""
-    warnings = _lookup(doc, "metadata.warnings")
+    warnings = lookup(doc, "metadata.warnings")
     return isinstance(warnings, list) and any(
         isinstance(w, str) and w.startswith(("silent", "too short")) for w in warnings)
 
@@ -103,13 +96,13 @@ def _taxonomy_fields(doc: dict[str, Any], reserved: frozenset[str]) -> dict[str,
     highlevel = highlevel if isinstance(highlevel, dict) else {}
     named: set[str] = set()
     for field, (entry, label) in CLASSES.items():
-        value = _lookup(highlevel, f"{entry}.all.{label}" if label else f"{entry}.value")
+        value = lookup(highlevel, f"{entry}.all.{label}" if label else f"{entry}.value")
         if label is None and isinstance(value, str) and value:
             fields[field] = value
         elif label is not None and _number(value) is not None:
             fields[field] = _number(value)
         named.add(entry)
-    clusters = _lookup(highlevel, "moods_mirex.all")
+    clusters = lookup(highlevel, "moods_mirex.all")
     if isinstance(clusters, dict):
         # Essentia's labels (Cluster1 ... Cluster5) by name, MTG's five in their order
         named_clusters = [f"Cluster{n}" for n in range(1, MIREX_CLUSTERS + 1)]
@@ -142,18 +135,18 @@ def beets_fields(doc: dict[str, Any], reserved: frozenset[str] = frozenset()
     names (``Item._fields``), which only ``bpm`` and ``initial_key`` may set."""
     fields: dict[str, FieldValue] = {}
     if not no_tempo_or_key(doc):
-        bpm = beets_bpm(_lookup(doc, "rhythm.bpm"))
+        bpm = beets_bpm(lookup(doc, "rhythm.bpm"))
         if bpm is not None:
             fields["bpm"] = bpm
-        key = beets_key(_lookup(doc, "tonal.key_key"), _lookup(doc, "tonal.key_scale"))
+        key = beets_key(lookup(doc, "tonal.key_key"), lookup(doc, "tonal.key_scale"))
         if key is not None:
             fields["initial_key"] = key
     for field, (path, kind) in NUMBERS.items():
-        value = _number(_lookup(doc, path))
+        value = _number(lookup(doc, path))
         if value is not None:
             fields[field] = round(value) if kind is int else value
     for field, path in TEXTS.items():
-        text = _lookup(doc, path)
+        text = lookup(doc, path)
         if isinstance(text, str) and text:
             fields[field] = text
     fields.update(_taxonomy_fields(doc, reserved))

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from runner.tree import lookup
+
 # the sections whose vectors are descriptors, not embeddings, and that hold no taxonomies
 DESCRIPTOR_SECTIONS = {"metadata", "lowlevel", "rhythm", "tonal", "sfx"}
 MIN_EMBEDDING_SIZE = 8
@@ -72,15 +74,6 @@ def number(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def lookup(doc: dict[str, Any], dotted: str) -> Any:
-    node: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
 
 
 def _text(value: Any) -> str | None:
