@@ -5,8 +5,8 @@ identifies it is ``metadata.profile.name`` and ``metadata.profile.hash``, which 
 of this runner carries. The rules, by value:
 
 * a number, string, boolean or null: a scalar under its dotted name (``rhythm.bpm``);
-  a list of exactly one string (Essentia's ``metadata.tags.artist: ["X"]``) counts as that
-  string;
+  a list of strings counts as one string, its items joined by a newline (Essentia's
+  ``metadata.tags.artist: ["X"]`` is ``X``; ``metadata.warnings`` keeps every warning);
 * an object with ``value``, ``probability`` and ``all`` (a classifier's output): the scalars
   ``NAME.value`` and ``NAME.probability``, and one tag row per class of ``all``;
 * a list of numbers in a model section (anything but lowlevel, rhythm, tonal, sfx and
@@ -28,6 +28,7 @@ import numpy as np
 
 DSP_SECTIONS = frozenset({"lowlevel", "rhythm", "tonal", "sfx", "metadata"})
 CLASS_KEYS = frozenset({"value", "probability", "all"})
+LIST_SEPARATOR = "\n"  # between the items of a list of strings stored as one text
 Scalar = float | int | str | bool | None
 
 
@@ -92,8 +93,8 @@ def _walk(node: dict[str, Any], prefix: str, record: Record) -> None:
             else:
                 _walk(value, name + ".", record)
         elif isinstance(value, list):
-            if len(value) == 1 and isinstance(value[0], str):
-                record.scalars[name] = value[0]
+            if value and all(isinstance(v, str) for v in value):
+                record.scalars[name] = LIST_SEPARATOR.join(value)
             elif (name.split(".", 1)[0] not in DSP_SECTIONS and len(value) >= 2
                   and all(_is_number(v) for v in value)):
                 record.vectors[name] = np.asarray(value, dtype=np.float32)

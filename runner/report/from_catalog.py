@@ -6,11 +6,10 @@ probabilities in ``tags``, embeddings in ``vectors``. This module builds the sam
 same audio the same way, so every section of the page is the same whichever the source.
 Only the scalars the report uses are read, never the hundreds of lowlevel statistics.
 
-What the catalog does not keep cannot be shown: ``metadata.warnings`` is stored only where an
-output has exactly one warning (a list of one string), so a track with several warnings shows
-none from a catalog. The links go to ``output_root/output`` where ``output_root`` is the folder
-the last ``catalog update`` read (recorded since this version), else the SQLite file's folder
-(the default place of a catalog), else the folder the report is written to.
+``metadata.warnings`` is one text in the catalog, the warnings joined by newlines. The links go
+to ``output_root/output`` where ``output_root`` is the folder the last ``catalog update`` read
+(recorded since this version), else the SQLite file's folder (the default place of a catalog),
+else the folder the report is written to.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from runner.catalog.backend import Backend, connect
+from runner.catalog.loading import LIST_SEPARATOR
 from runner.catalog.schema import check_readable, meta
 from runner.report.loading import Library
 from runner.report.tracks import (
@@ -156,7 +156,7 @@ def _track(path: Path, profile: str, duration: Any, scalars: dict[str, Any],
     if "highlevel.danceability" in track.taxonomies:
         track.danceable = track.taxonomies["highlevel.danceability"].classes.get("danceable")
     warning = scalars.get("metadata.warnings")
-    track.warnings = [warning] if isinstance(warning, str) else []
+    track.warnings = warning.split(LIST_SEPARATOR) if isinstance(warning, str) else []
     return track
 
 

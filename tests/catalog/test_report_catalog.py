@@ -38,7 +38,7 @@ def library(folder: Path) -> Path:
                              "audio_properties": {"md5_encoded": f"md5-{n}"}},
                 "clap": {"embedding": [float(n), (n * n) / 3.0] + [0.25] * 62}}
         write(folder, f"clap/{n:02d}.json", clap)
-    tagged = music_doc("tagged.wav", md5="md5-tagged", warnings=["silent: no signal"])
+    tagged = music_doc("tagged.wav", md5="md5-tagged", warnings=["silent: no signal", "too short: 0.100 s of audio"])
     tagged["metadata"]["tags"].update(artist=["The Band"], title=["A Song"])
     write(folder, "music/tagged.json", tagged)
     loop = freesound_doc("loop.wav", bpm=80.0, loop=160.0)

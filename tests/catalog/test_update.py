@@ -61,6 +61,11 @@ def test_catalog_agrees_with_the_outputs_value_for_value(music_outputs, timbre_o
     both = tmp_path / "both"
     shutil.copytree(music_outputs, both / "music")
     shutil.copytree(timbre_outputs, both / "timbre")
+    several = sorted((both / "music").rglob("*.json"))[0]  # lists of several strings kept whole
+    doc = json.loads(several.read_text())
+    doc["metadata"]["warnings"] = ["silent: no signal", "too short: 0.100 s of audio"]
+    doc["metadata"]["tags"]["artist"] = ["A", "B"]
+    several.write_text(json.dumps(doc))
     assert update(both, db_url).returncode == 0
     conn = connect(db_url, read_only=True)
     files = sorted(both.rglob("*.json"))
@@ -77,8 +82,8 @@ def test_catalog_agrees_with_the_outputs_value_for_value(music_outputs, timbre_o
         vectors = {n: np.frombuffer(bytes(d), dtype=np.float32) for n, d in conn.execute(
             "SELECT name, data FROM vectors WHERE track_id = ?", (track_id,))}
         expected = {n: v for n, v in flat.items() if not isinstance(v, list)}
-        expected.update({n: v[0] for n, v in flat.items()
-                         if isinstance(v, list) and len(v) == 1 and isinstance(v[0], str)})
+        expected.update({n: "\n".join(v) for n, v in flat.items() if isinstance(v, list)
+                         and v and all(isinstance(s, str) for s in v)})
         assert scalars == expected  # every scalar, exactly (numbers are doubles in both)
         expected_vectors = {n: v for n, v in flat.items() if n.startswith("timbre.")
                             and isinstance(v, list)}
