@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from runner.catalog.backend import Backend, CatalogError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a list of strings is kept whole (joined by newlines)
 VIEW_COLUMNS_MAX = 1500  # SQLite allows 2000 columns, PostgreSQL 1664 in a view
 
 TABLES = [

@@ -166,11 +166,11 @@ def test_an_older_schema_is_migrated_a_newer_refused(music_outputs, db_url):
     assert stale.returncode == 1
     where = connect(db_url, read_only=True).location
     assert stale.stderr == (f"error: {where}: catalog schema version 0, this extractor reads "
-                            "version 1; run `extractor catalog update OUTPUT_DIR` to migrate "
+                            "version 2; run `extractor catalog update OUTPUT_DIR` to migrate "
                             "it\n")
     migrated = update(music_outputs, db_url)
     assert migrated.stderr.splitlines()[1:] == [
-        f"note: {where}: catalog schema version 0 migrated to 1 (rebuilt from the outputs)",
+        f"note: {where}: catalog schema version 0 migrated to 2 (rebuilt from the outputs)",
         "catalog: 6 added, 0 updated, 0 removed, 0 unchanged"]
     conn = connect(db_url)
     conn.execute("UPDATE catalog_meta SET value = '7' WHERE key = 'schema_version'")
