@@ -178,7 +178,7 @@ def test_an_older_schema_is_migrated_a_newer_refused(music_outputs, db_url):
     newer = update(music_outputs, db_url)
     assert newer.returncode == 1
     assert newer.stderr.splitlines()[-1] == (
-        f"error: {where}: catalog schema version 7 is newer than this extractor's (1); "
+        f"error: {where}: catalog schema version 7 is newer than this extractor's (2); "
         "upgrade extractor-profiles")
 
 
