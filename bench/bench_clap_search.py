@@ -5,7 +5,7 @@ A library's vectors are stored one ``.npy`` per track (music-clap --dump). A sea
 (2) scores every prompt against every track and keeps the best.
 The text embedding itself (one model forward pass, about 0.1 s per prompt) and the model load
 are not part of this: they do not grow with the library. Both steps below are timed as
-``music-clap`` runs them (runner.library.clap_search.load_vectors and rank). Usage:
+``music-clap`` runs them (runner.library.clap_store.load_vectors and clap_search.rank). Usage:
 
     python bench/bench_clap_search.py [--tracks 10000] [--prompts 3] [--limit 10] [--rounds 5]
 """
@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runner import batch  # noqa: E402
-from runner.library import clap_search  # noqa: E402
+from runner.library import clap_search, clap_store  # noqa: E402
 
 
 def main() -> int:
@@ -43,17 +43,17 @@ def main() -> int:
         jobs = []
         for i, vector in enumerate(vectors):
             out = folder / f"artist{i % 100:02d}" / f"track{i:05d}.npy"
-            clap_search.save_vector(out, vector)
+            clap_store.save_vector(out, vector)
             jobs.append(batch.Job(i, out.with_suffix(".wav"), out))
         queries = rng.standard_normal((args.prompts, 512)).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         started = time.perf_counter()
-        clap_search.load_vectors(jobs, folder)  # the run that embeds also writes index.npz
+        clap_store.load_vectors(jobs, folder)  # the run that embeds also writes index.npz
         first_s = time.perf_counter() - started
         load_s, rank_s = [], []
         for _ in range(args.rounds):
             started = time.perf_counter()
-            kept, matrix = clap_search.load_vectors(jobs, folder)
+            kept, matrix = clap_store.load_vectors(jobs, folder)
             loaded = time.perf_counter()
             best = clap_search.rank(matrix, queries, args.limit)
             ranked = time.perf_counter()

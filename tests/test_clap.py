@@ -25,7 +25,7 @@ if importlib.util.find_spec("laion_clap") is None:  # not importorskip: its impo
 
 from runner import cli  # noqa: E402
 from runner.errors import ModelError  # noqa: E402
-from runner.library import clap_search  # noqa: E402
+from runner.library import clap_search, clap_store  # noqa: E402
 from runner.models import clap  # noqa: E402
 from runner.models.supply import cache, lock  # noqa: E402
 from tests.conftest import tone, write_audio  # noqa: E402
@@ -452,13 +452,13 @@ def test_music_clap_usage_errors(clap_models: Path, capsys: pytest.CaptureFixtur
 
 def test_embedding_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LAION_CLAP_CACHE", str(tmp_path / "a"))
-    assert clap_search.cache_dir() == tmp_path / "a"
+    assert clap_store.cache_dir() == tmp_path / "a"
     monkeypatch.delenv("LAION_CLAP_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert clap_search.cache_dir() == tmp_path / "x" / "laion_clap"
+    assert clap_store.cache_dir() == tmp_path / "x" / "laion_clap"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "h"))
-    assert clap_search.cache_dir() == tmp_path / "h" / ".cache" / "laion_clap"
+    assert clap_store.cache_dir() == tmp_path / "h" / ".cache" / "laion_clap"
 
 
 def test_runner_import_does_not_pay_for_torch() -> None:
@@ -480,16 +480,16 @@ def test_index_follows_changed_vectors(tmp_path: Path) -> None:
     jobs = []
     for i, vector in enumerate(vectors):
         out = tmp_path / f"t{i}.npy"
-        clap_search.save_vector(out, vector)
+        clap_store.save_vector(out, vector)
         jobs.append(batch.Job(i, tmp_path / f"t{i}.wav", out))
-    kept, matrix = clap_search.load_vectors(jobs, tmp_path)
+    kept, matrix = clap_store.load_vectors(jobs, tmp_path)
     assert len(kept) == 3 and np.array_equal(matrix, vectors)
     assert (tmp_path / "index.npz").exists()
-    clap_search.save_vector(jobs[1].output, -vectors[1])
+    clap_store.save_vector(jobs[1].output, -vectors[1])
     stat = jobs[1].output.stat()
     os.utime(jobs[1].output, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     jobs[2].output.unlink()
-    kept, matrix = clap_search.load_vectors(jobs, tmp_path)
+    kept, matrix = clap_store.load_vectors(jobs, tmp_path)
     assert [j.index for j in kept] == [0, 1]
     assert np.array_equal(matrix[1], -vectors[1])
 
@@ -559,3 +559,52 @@ def test_the_batch_commands_end_alike_on_a_clean_rerun(clap_models: Path, tmp_pa
             extra = ["--failures", str(failures)] if chosen else []
             assert command(argv + extra + ["--quiet"]) == 0, (name, capsys.readouterr().err)
             assert failures.exists() == chosen, name
+
+
+def test_music_clap_searches_a_catalog_of_clap_outputs(clap_models: Path, library: Path,
+                                                        tmp_path: Path, tiny: clap.ClapBackend,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`music-clap --db`: the catalog's clap.embedding vectors, only those of the pinned
+    weights; the ranking is the cosine to the text embedded with the same model."""
+    from runner.catalog import connect
+    from runner.catalog.update import update
+    from runner.extract import Extractor
+
+    extractor = Extractor("clap", ["models.outputs.embedding=clap-tiny"])
+    outputs = tmp_path / "outputs"
+    for name in ("a/tone.wav", "a/noise.flac", "long.wav"):
+        (outputs / name).parent.mkdir(parents=True, exist_ok=True)
+        extractor.extract(str(library / name), str(outputs / f"{name}.json"))
+    stale = json.loads((outputs / "long.wav.json").read_text())
+    stale["metadata"]["models"]["used"]["clap-tiny"] = "0" * 64  # other weights
+    (outputs / "long.wav.json").write_text(json.dumps(stale))
+    url = str(tmp_path / "catalog.sqlite")
+    db = connect(url)
+    try:
+        update(db, outputs)
+    finally:
+        db.close()
+
+    code, out, err = _music_clap(capsys, "--db", url, "--model", "clap-tiny", "--text",
+                                 "rock piano", "--json", "--limit", "5")
+    assert code == 0, err
+    assert ("1 tracks with clap.embedding from other weights than clap-tiny's pinned files "
+            "(left out; analyse them again with the clap profile)") in err
+    matches = json.loads(out)["queries"][0]["matches"]
+    text = tiny.embed_text(["rock piano"])[0]
+    expected = {}
+    for name in ("a/tone.wav", "a/noise.flac"):
+        vector = np.asarray(json.loads((outputs / f"{name}.json").read_text())["clap"]
+                            ["embedding"], np.float32)
+        expected[name] = float(vector @ text / np.linalg.norm(vector))
+    assert [m["path"] for m in matches] == sorted(expected, key=lambda n: -expected[n])
+    for match in matches:
+        assert match["similarity"] == pytest.approx(expected[match["path"]], abs=1e-5)
+
+    monkeypatch.setenv("EXTRACTOR_CATALOG", url)  # no INPUT, no --db: the user's catalog
+    code, again, err = _music_clap(capsys, "--model", "clap-tiny", "--text", "rock piano",
+                                   "--json", "--limit", "5")
+    assert code == 0 and again == out
+    code, _, err = _music_clap(capsys, str(library), "--db", url, "--text", "x")
+    assert code == 2 and err.endswith("--db searches a catalog: give no INPUT (or no --db)\n")

@@ -6,173 +6,45 @@ and reused by later runs, so a search over a library that is already embedded co
 embedding and one matrix product. Tracks go through the batch engine (runner.batch): worker
 processes, progress, resume after an interruption, failures listed and not fatal.
 
-Where vectors are stored:
-
-* ``--dump DIR``: ``DIR/<path relative to the input folder>.npy``, mirroring the audio tree.
-* otherwise the embedding cache: ``$LAION_CLAP_CACHE``, else ``$XDG_CACHE_HOME/laion_clap``,
-  else ``~/.cache/laion_clap``; ``<cache>/<model id>/<xx>/<sha1 of the file's absolute
-  path>.npy``. This holds only our per-track vectors: model checkpoints always come from the
-  model cache (runner.models.supply.cache, pinned by the lock file), never from here.
-
-Each store has a ``clap.json`` naming the model (and its files' sha256) and the windowing;
-vectors of another model are never mixed in. A stored vector is reused while it is newer than
-its audio file; ``--refresh`` recomputes all.
+Where vectors are stored: runner/library/clap_store.py (``--dump DIR`` or the embedding
+cache); ``--refresh`` recomputes all. ``--db URL`` searches a catalog's ``clap.embedding``
+vectors instead (runner/catalog/model_vectors.py): no audio is read then.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from runner import batch, registry
 from runner.errors import AudioError, ModelError, UsageError
+from runner.library.clap_store import (
+    SUFFIX,
+    cache_dir,
+    cache_jobs,
+    check_store,
+    is_current,
+    load_vectors,
+    save_vector,
+)
 from runner.models import clap
-from runner.models.clap import DIM, KINDS, WINDOWING, require_files
+from runner.models.clap import KINDS, require_files
+from runner.models.family import used_pin
 from runner.models.supply import lock
-from runner.output import write_atomic
 
 DEFAULT_MODEL = "clap-630k-audioset"
 DEFAULT_LIMIT = 10
-MANIFEST = "clap.json"
-INDEX = "index.npz"  # all vectors of a store in one file (see load_vectors)
-SUFFIX = ".npy"
+CATALOG_VECTOR = "clap.embedding"  # the clap profile's output, as the catalog names it
+CATALOG_ENV = "EXTRACTOR_CATALOG"  # no INPUT and no --db: this catalog (runner.catalog.commands)
 # how music-clap names its counts: "3 embedded, 2 reused, 0 failed"
 CLAP_WORDS = batch.Words(done="embedded", skipped="reused",
                          claimed="claimed by another run (left out)")
-
-
-# -- where vectors live ------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """``$LAION_CLAP_CACHE``, then ``$XDG_CACHE_HOME/laion_clap``, then ``~/.cache/laion_clap``."""
-    if os.environ.get("LAION_CLAP_CACHE"):
-        return Path(os.environ["LAION_CLAP_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "laion_clap"
-
-
-def manifest(model: lock.Model) -> dict[str, Any]:
-    """What a store's vectors were made with: reused only when this matches exactly."""
-    return {"model": model.id, "files": {p.name: p.sha256 for p in model.files},
-            "windowing": WINDOWING, "dim": DIM}
-
-
-def check_store(root: Path, model: lock.Model, refresh: bool) -> None:
-    """Refuse to mix vectors of two models (or windowings) in one store; then claim it."""
-    wanted = manifest(model)
-    path = root / MANIFEST
-    if path.exists() and not refresh:
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            found = None
-        if found != wanted:
-            other = found.get("model") if isinstance(found, dict) else "unreadable"
-            raise ModelError(f"{root} holds CLAP vectors of another model or windowing "
-                             f"({other}); use another --dump folder, or --refresh to replace "
-                             "them")
-    root.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
-
-
-def cache_jobs(pairs: list[tuple[Path, Path]], root: Path) -> list[batch.Job]:
-    """Jobs whose outputs are keyed by the audio file's absolute path (no tree to mirror)."""
-    jobs: list[batch.Job] = []
-    seen: set[str] = set()
-    for path, _ in pairs:
-        key = str(path.resolve())
-        if key in seen:
-            continue
-        seen.add(key)
-        digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
-        jobs.append(batch.Job(len(jobs), path, root / digest[:2] / (digest + SUFFIX)))
-    return jobs
-
-
-def is_current(job: batch.Job) -> bool:
-    """A stored vector newer than its audio file (an edited file is embedded again)."""
-    try:
-        return job.output.stat().st_mtime >= job.input.stat().st_mtime
-    except OSError:
-        return False
-
-
-def save_vector(path: Path, vector: np.ndarray) -> None:
-    """Atomically (a kill leaves a stale ``.*.tmp``, which the batch engine removes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        np.save(handle, np.asarray(vector, dtype=np.float32))
-    os.replace(temporary, path)
-
-
-def load_vectors(jobs: list[batch.Job], root: Path | None = None
-                 ) -> tuple[list[batch.Job], np.ndarray]:
-    """The jobs whose vector exists and is well formed, and those vectors as (n, 512).
-
-    Reading 10,000 small ``.npy`` files takes over a second; so the store keeps them all in
-    one ``index.npz`` too (vectors, plus each file's name, mtime and size). A vector whose
-    file still has the recorded mtime and size comes from the index; others are read from
-    their file, and the index is rewritten. The ``.npy`` files stay the truth.
-    """
-    known: dict[str, tuple[tuple[int, int], int]] = {}
-    table = np.zeros((0, DIM), np.float32)
-    index = root / INDEX if root else None
-    if index and index.exists():
-        try:
-            with np.load(index, allow_pickle=False) as data:
-                table = data["vectors"]
-                known = {str(k): ((int(m), int(z)), i) for i, (k, m, z) in
-                         enumerate(zip(data["keys"], data["mtimes"], data["sizes"], strict=True))}
-        except (OSError, ValueError, KeyError):
-            known = {}
-    kept: list[batch.Job] = []
-    rows: list[np.ndarray] = []
-    stamps: list[tuple[str, int, int]] = []
-    changed = False
-    for job in jobs:
-        try:
-            stat = job.output.stat()
-        except OSError:
-            continue
-        key = str(job.output.relative_to(root)) if root else str(job.output)
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if key in known and known[key][0] == stamp:
-            vector = table[known[key][1]]
-        else:
-            changed = True
-            try:
-                vector = np.load(job.output, allow_pickle=False)
-            except (OSError, ValueError):
-                continue
-            if vector.shape != (DIM,) or not np.all(np.isfinite(vector)):
-                continue
-        kept.append(job)
-        rows.append(vector)
-        stamps.append((key, *stamp))
-    matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, DIM), np.float32)
-    if index and (changed or len(stamps) != len(known)):
-        _write_index(index, matrix, stamps)
-    return kept, matrix
-
-
-def _write_index(path: Path, matrix: np.ndarray, stamps: list[tuple[str, int, int]]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, vectors=matrix, keys=np.array([k for k, _, _ in stamps], dtype=str),
-                     mtimes=np.array([m for _, m, _ in stamps], dtype=np.int64),
-                     sizes=np.array([z for _, _, z in stamps], dtype=np.int64))
-        os.replace(temporary, path)
-    except OSError:  # a read-only store still answers, only slower
-        temporary.unlink(missing_ok=True)
 
 
 # -- per-file work (in worker processes) -------------------------------------------------------
@@ -244,6 +116,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", "-n", type=int, default=DEFAULT_LIMIT, metavar="N",
                    help=f"matches shown per prompt (default {DEFAULT_LIMIT})")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--db", metavar="URL",
+                   help="search the clap.embedding vectors of this catalog (extractor catalog "
+                   "update) instead of embedding audio: no INPUT then (without INPUT and "
+                   "--db: $EXTRACTOR_CATALOG when set)")
     p.add_argument("--dump", metavar="DIR",
                    help="keep per-track .npy vectors here, mirroring the audio folders "
                    "(default: $LAION_CLAP_CACHE, else $XDG_CACHE_HOME/laion_clap, else "
@@ -266,19 +142,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def clap_model(name: str) -> lock.Model:
+    model = lock.get(name)
+    if model.kind not in KINDS:
+        raise ModelError(f"model '{model.id}' is a {model.kind!r} model, not a CLAP model")
+    return model
+
+
 def search_library(args: argparse.Namespace) -> int:
     """Embed what is missing (batch engine), then answer each prompt."""
-    if not args.inputs and not args.list_file:
-        raise UsageError("give an audio folder or file (or --list FILE)")
     if args.limit < 1:
         raise UsageError(f"--limit must be at least 1 (got {args.limit})")
+    if not args.inputs and not args.list_file and not args.db:
+        args.db = os.environ.get(CATALOG_ENV)  # the catalog `extractor find` reads too
+    if args.db:
+        return search_catalog(args)
+    if not args.inputs and not args.list_file:
+        raise UsageError("give an audio folder or file (or --list FILE, or --db URL)")
     for name in ("torch_threads", "torch_inter_op_threads", "jobs"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
-    model = lock.get(args.model)
-    if model.kind not in KINDS:
-        raise ModelError(f"model '{model.id}' is a {model.kind!r} model, not a CLAP model")
+    model = clap_model(args.model)
     require_files(model)  # every file the model needs, verified before anything is written
     root, jobs = plan_store(args, model)
     check_store(root, model, args.refresh)
@@ -301,9 +186,46 @@ def search_library(args: argparse.Namespace) -> int:
         loaded = time.perf_counter()
         results = rank(vectors, queries, args.limit)
         searched = time.perf_counter()
-        _print(args, model.id, kept, results, result.failed,
+        _print(args, model.id, [str(job.input) for job in kept], results, result.failed,
                {"model_s": loaded - started, "search_s": searched - loaded})
     return code
+
+
+def search_catalog(args: argparse.Namespace) -> int:
+    """Answer each prompt from a catalog's CLAP vectors: only those computed with exactly the
+    weights the lock file pins for ``--model`` (the query is embedded with them)."""
+    from runner.catalog import connect
+    from runner.catalog.model_vectors import model_vectors
+
+    if args.inputs or args.list_file:
+        raise UsageError("--db searches a catalog: give no INPUT (or no --db)")
+    if not args.text:
+        raise UsageError("--db needs --text PROMPT")
+    model = clap_model(args.model)
+    require_files(model)  # the query is embedded with these weights: verified first
+    db = connect(args.db, read_only=True)
+    try:
+        found = model_vectors(db, CATALOG_VECTOR, model.id, used_pin(model))
+        where = db.location
+    finally:
+        db.close()
+    if found.other_model and not args.quiet:
+        print(f"note: {where}: {found.other_model} tracks with {CATALOG_VECTOR} from other "
+              f"weights than {model.id}'s pinned files (left out; analyse them again with the "
+              "clap profile)", file=sys.stderr)
+    if not found.paths:
+        raise UsageError(f"{where}: no {CATALOG_VECTOR} vectors of {model.id} (analyse the "
+                         "library with the clap profile, then `extractor catalog update`)")
+    started = time.perf_counter()
+    backend = clap.backend(model, threads=args.torch_threads,
+                           inter_op_threads=args.torch_inter_op_threads)
+    queries = backend.embed_text(args.text)
+    loaded = time.perf_counter()
+    norms = np.linalg.norm(found.matrix, axis=1, keepdims=True)
+    results = rank(found.matrix / np.where(norms == 0, 1, norms), queries, args.limit)
+    _print(args, model.id, found.paths, results, 0,
+           {"model_s": loaded - started, "search_s": time.perf_counter() - loaded})
+    return 0
 
 
 def plan_store(args: argparse.Namespace, model: lock.Model) -> tuple[Path, list[batch.Job]]:
@@ -323,7 +245,7 @@ def plan_store(args: argparse.Namespace, model: lock.Model) -> tuple[Path, list[
     return root, jobs
 
 
-def _print(args: argparse.Namespace, model_id: str, kept: list[batch.Job],
+def _print(args: argparse.Namespace, model_id: str, kept: list[str],
            results: list[list[tuple[int, float]]], failed: int, timing: dict[str, float]
            ) -> None:
     if args.json:
@@ -333,7 +255,7 @@ def _print(args: argparse.Namespace, model_id: str, kept: list[batch.Job],
             "failed": failed,
             "queries": [
                 {"text": text,
-                 "matches": [{"path": str(kept[i].input), "similarity": round(score, 6)}
+                 "matches": [{"path": kept[i], "similarity": round(score, 6)}
                              for i, score in best]}
                 for text, best in zip(args.text, results, strict=True)
             ],
@@ -347,7 +269,7 @@ def _print(args: argparse.Namespace, model_id: str, kept: list[batch.Job],
     for text, best in zip(args.text, results, strict=True):
         table = Table("#", "similarity", "track", title=f"“{text}”", title_justify="left")
         for number, (i, score) in enumerate(best, 1):
-            table.add_row(str(number), f"{score:.3f}", str(kept[i].input))
+            table.add_row(str(number), f"{score:.3f}", kept[i])
         console.print(table)
     if not args.quiet:
         print(f"{len(kept)} tracks searched in {timing['search_s'] * 1000:.1f} ms "
