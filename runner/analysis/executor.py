@@ -105,6 +105,7 @@ class Executor:
         audio["length"] = float(values[UNTRIMMED][-1]) if UNTRIMMED in values else analysed
         warnings += audio_input.doubts(audio["length"], promised, analysed * cfg.sample_rate,
                                        values.get(ENERGY), values.get(MEAN))
+        warnings += self.sinks.warnings
         # Only the signal (for the model stage) is read after this; the recorded streams the
         # stages read (HPCP frames, for one: 40 MB per hour) are let go before aggregation.
         kept = {key: values[key] for key in (f"{AUDIO}.signal",) if key in values}

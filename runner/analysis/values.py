@@ -13,7 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from runner import derive, registry
+from runner import (
+    conditioning,  # noqa: F401  (registers its derive functions)
+    derive,
+    registry,
+)
 from runner.analysis.audio_input import MEASURED, essentia_reason
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Node, Plan, Ref
 from runner.errors import AudioError
@@ -43,10 +47,16 @@ class Sinks:
         self.frames = essentia.Pool()  # frame-wise descriptors, by descriptor name
         self.singles = essentia.Pool()  # one value per track, by descriptor name
         self.work = essentia.Pool()  # recorded streams and measures of the input, by key
+        # one-per-track values a Pool cannot hold: a derive function's bool, or None (null:
+        # undefined for this file, e.g. the key of silence)
+        self.plain: dict[str, Any] = {}
+        self.warnings: list[str] = []  # from derive functions (see run_value_nodes)
 
     def clear(self) -> None:
         for pool in (self.frames, self.singles, self.work):
             pool.clear()
+        self.plain.clear()
+        self.warnings.clear()
 
     def connect(self, key: str, port: Any, allow_none: bool) -> None:
         """Send an output to the descriptor pools and/or the work pool; otherwise nowhere."""
@@ -64,7 +74,9 @@ class Sinks:
         """A value computed outside the networks, into the descriptor pools that want it."""
         for name, single in self.descriptors_by_source.get(key, []):
             pool = self.singles if single else self.frames
-            if single:
+            if single and (value is None or isinstance(value, bool)):
+                self.plain[name] = value
+            elif single:
                 pool.add(name, value)
             else:
                 for item in np.atleast_1d(value):
@@ -90,6 +102,7 @@ class Sinks:
             if desc.single and desc.name in stored:
                 found = tokens(stored[desc.name], self.type_of(desc.ref.key))
                 singles[desc.name] = found[-1] if len(found) == 1 else found
+        singles.update(self.plain)
         return singles
 
     def type_of(self, key: str) -> str:
@@ -160,6 +173,9 @@ def run_value_nodes(plan: Plan, sinks: Sinks, stage: int, values: dict[str, Any]
         if node.function:
             fn = derive.FUNCTIONS[node.function]
             results = fn.run(**args, **{**fn.params, **node.params})
+            warning = results.pop("warning", None)  # why a value is null: one line
+            if warning:
+                sinks.warnings.append(str(warning))
         else:
             params = node_params(plan, node, values)
             try:

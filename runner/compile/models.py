@@ -19,6 +19,10 @@ reads the section (runner.profile.schema); none is stated here.
         mood_happy: {model: mood_happy-msd-musicnn-1, labels: {non_happy: not_happy}}
         moods_mirex: {model: moods_mirex-msd-musicnn-1, labels: [Cluster1, Cluster2, Cluster3,
                                                                  Cluster4, Cluster5]}
+        genre: {model: genre_discogs400-discogs-effnet-1, write: map, threshold: 0.1}
+        danceability: {model: danceability-discogs-effnet-1, write: probability,
+                       class: danceable}          # a number
+        downbeats: {model: madmom-downbeats, section: rhythm}   # written as rhythm.downbeats
 
 ``labels`` renames a model's classes in the output (``value`` and ``all``): a mapping from the
 model's class names, or a list of new names in the order of the model's classes. It is how the
@@ -48,6 +52,14 @@ class ModelOutput:
     output: str  # "predictions" (class probabilities) or "embeddings" (mean vector)
     path: tuple[Any, ...]  # profile key path, for errors
     labels: dict[str, str] | tuple[str, ...] | None = None  # class renames (see above)
+    section: str | None = None  # written in this section instead of the models section's
+    write: str = "classes"  # classes (value, probability, all) | map | probability
+    threshold: float = 0.0  # write: map keeps the classes at or above it
+    class_name: str | None = None  # write: probability writes this class's probability
+
+    def key(self, section: str) -> str:
+        """Its descriptor name: <section>.<name>, the output's own section if it has one."""
+        return f"{self.section or section}.{self.name}"
 
 
 @dataclass
@@ -121,8 +133,16 @@ def _output(profile: Profile, path: tuple[Any, ...], name: str, entry: Any) -> M
         labels = tuple(str(label) for label in labels)
     elif isinstance(labels, dict):
         labels = {str(k): str(v) for k, v in labels.items()}
+    write, class_name = str(entry["write"]), entry.get("class")
+    if write != "classes" and output != "predictions":
+        raise profile.error(path + ("write",), f"write: {write} is for 'predictions' outputs")
+    if (write == "probability") != (class_name is not None):
+        raise profile.error(path + ("class",) if class_name is not None else path + ("write",),
+                            "'class' names the class whose probability 'write: probability' "
+                            "writes: give both or neither")
     try:
         lock.get(model_id)
     except ModelError as exc:
         raise profile.error(path, str(exc)) from None
-    return ModelOutput(name, model_id, output, path, labels)
+    return ModelOutput(name, model_id, output, path, labels, entry.get("section"), write,
+                       float(entry["threshold"]), class_name)

@@ -51,8 +51,10 @@ def check_output_names(profile: Profile, descriptors: list[Descriptor]) -> set[s
     models = profile.data.get("models")
     if isinstance(models, dict) and isinstance(models.get("outputs"), dict):
         section = str(models["section"])
-        for name in models["outputs"]:
-            claim(f"{section}.{name}", ("models", "outputs", name), f"model output '{name}'")
+        for name, entry in models["outputs"].items():
+            own = entry.get("section") if isinstance(entry, dict) else None
+            claim(f"{own or section}.{name}", ("models", "outputs", name),
+                  f"model output '{name}'")
     sections: dict[str, str] = {}  # every dotted prefix of a written key -> that key
     for key in writes:
         parts = key.split(".")

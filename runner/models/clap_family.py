@@ -38,7 +38,7 @@ class Runner:
     def run(self, audio: AudioAt, results: ModelResults) -> None:
         for (output, model), backend in zip(self.outputs, self.backends, strict=True):
             vector = backend.embed_audio(audio(float(backend.sample_rate)))
-            results.descriptors[f"{self.config.section}.{output.name}"] = [float(v)
+            results.descriptors[output.key(self.config.section)] = [float(v)
                                                                            for v in vector]
             # for classifiers trained on these vectors (onnx-classifier): one "patch"
             results.embeddings[model.id] = np.asarray(vector, dtype=np.float32)[None, :]

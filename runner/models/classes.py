@@ -26,7 +26,7 @@ def class_names(meta: Metadata, out: ModelOutput) -> list[str]:
     classes = list(meta.classes)
     labels = out.labels
     if labels is None:
-        return classes
+        return _check_class(classes, out)
     where = f"models.outputs.{out.name}.labels"
     if isinstance(labels, tuple):
         if len(labels) != len(classes):
@@ -41,7 +41,29 @@ def class_names(meta: Metadata, out: ModelOutput) -> list[str]:
         renamed = [labels.get(name, name) for name in classes]
     if len(set(renamed)) != len(renamed):
         raise ModelError(f"{where}: two classes of '{out.model}' would get the same name")
-    return renamed
+    return _check_class(renamed, out)
+
+
+def _check_class(classes: list[str], out: ModelOutput) -> list[str]:
+    """``classes``, after checking that a ``write: probability`` output names one of them."""
+    if out.class_name is not None and out.class_name not in classes:
+        raise ModelError(f"models.outputs.{out.name}.class: '{out.class_name}' is not a class "
+                         f"of '{out.model}' (its classes: {', '.join(classes)})")
+    return classes
+
+
+def written(summary: Any, out: ModelOutput) -> Any:
+    """A summary (see summarise) as the output writes it: the classes layout, a
+    ``{class: probability}`` map of the classes at or above its threshold (most probable
+    first), or the probability of its one class."""
+    if out.write == "classes" or not isinstance(summary, dict):
+        return summary
+    probabilities = summary["all"]
+    if out.write == "probability":
+        return probabilities[out.class_name]
+    kept = sorted(((p, name) for name, p in probabilities.items() if p >= out.threshold),
+                  key=lambda item: -item[0])
+    return {name: p for p, name in kept}
 
 
 def summarise(values: np.ndarray, meta: Metadata, purpose: str,

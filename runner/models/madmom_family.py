@@ -103,7 +103,7 @@ class Runner:
             if model.id not in done:
                 estimate = self.tempo[model.id](audio(float(MODEL_SR)), MODEL_SR)
                 done[model.id] = descriptors(estimate, self._essentia_bpm(results, model))
-            results.descriptors[f"{self.config.section}.{output.name}"] = \
+            results.descriptors[output.key(self.config.section)] = \
                 done[model.id][f"rhythm.{output.name}"]
             results.used[model.id] = used_pin(model)
 

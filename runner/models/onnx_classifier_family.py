@@ -21,7 +21,7 @@ import numpy as np
 
 from runner.compile.models import ModelOutput, ModelsConfig
 from runner.errors import ModelError
-from runner.models.classes import class_names, summarise
+from runner.models.classes import class_names, summarise, written
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.supply import cache, lock
 from runner.models.supply.cache import verified_bytes
@@ -130,8 +130,8 @@ class Runner:
                 features += [float(v) for v in
                              _mean_embedding(results, head.classifier.embedding, where)]
             probs = head.classifier.probabilities(np.asarray([features], dtype=np.float32))
-            results.descriptors[f"{self.config.section}.{head.output.name}"] = summarise(
-                probs, head.meta, "predictions", head.classes)
+            results.descriptors[head.output.key(self.config.section)] = written(
+                summarise(probs, head.meta, "predictions", head.classes), head.output)
             results.used[head.model.id] = used_pin(head.model)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from runner.compile.models import ModelOutput, ModelsConfig
 from runner.errors import ModelError
-from runner.models.classes import class_names, summarise
+from runner.models.classes import class_names, summarise, written
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.infer import FRONTENDS, HEADS, PATCH_CHUNK, Predictor, features, patches
 from runner.models.supply import cache, lock
@@ -131,14 +131,14 @@ class Runner:
         for output, emb_id, classes in self.direct:
             values = computed[emb_id][output.output]
             meta = self.embedders[emb_id].meta
-            results.descriptors[f"{section}.{output.name}"] = summarise(values, meta,
-                                                                        output.output, classes)
+            results.descriptors[output.key(section)] = written(
+                summarise(values, meta, output.output, classes), output)
         for head in self.heads:
             embeddings = computed[head.embedder]["embeddings"]
             assert head.predictor is not None
             preds = head.predictor.run(embeddings)[head.meta.outputs["predictions"]]
-            results.descriptors[f"{section}.{head.output.name}"] = summarise(
-                preds, head.meta, "predictions", head.classes)
+            results.descriptors[head.output.key(section)] = written(
+                summarise(preds, head.meta, "predictions", head.classes), head.output)
             results.used[head.output.model] = used_pin(lock.get(head.output.model))
 
 

@@ -104,19 +104,25 @@ _CLASSES = {
     },
 }
 
+_PROBABILITY = {"type": "number", "minimum": 0, "maximum": 1}
+# how class probabilities are written (an output's ``write``: runner.models.classes.written)
+_WRITTEN = {"classes": _CLASSES, "probability": _PROBABILITY,
+            "map": {"type": "object", "additionalProperties": _PROBABILITY}}
+
 
 def _model_schemas(tree: dict[str, Any], plan: Plan) -> None:
     """Model outputs: class probabilities or a vector. Not required: with ``missing: skip``
     a model that is not in the cache is left out (and listed in metadata.models.missing)."""
     assert plan.models is not None
-    section = tree["properties"].setdefault(
-        plan.models.section, {"type": "object", "properties": {}})
     for out in plan.models.outputs:
+        section = tree["properties"].setdefault(
+            out.section or plan.models.section, {"type": "object", "properties": {}})
+        section.setdefault("properties", {})
         model = lock.get(out.model)
         own = family.output_schema(model, out)
         classes = family.writes_classes(model, out)
         section["properties"][out.name] = own or (
-            _CLASSES if classes else {"type": "array", "items": _NUMBER})
+            _WRITTEN[out.write] if classes else {"type": "array", "items": _NUMBER})
 
 
 def _schema_tree(flat: dict[str, dict[str, Any]]) -> dict[str, Any]:

