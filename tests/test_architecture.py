@@ -20,7 +20,8 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # prefix wins. Within a layer, the cycle check keeps the modules apart.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("runner", "runner.errors", "runner.tree", "runner.procs",
-                    "runner.tagwhitelist", "runner.registry", "runner.derive", "runner.pools")),
+                    "runner.tagwhitelist", "runner.registry", "runner.derive", "runner.pools",
+                    "runner.conditioning")),
     ("profile", ("runner.profile",)),
     ("model supply", ("runner.models.supply",)),
     ("compile", ("runner.compile",)),

@@ -13,7 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from runner import derive, registry
+from runner import (
+    conditioning,  # noqa: F401  (registers its derive functions)
+    derive,
+    registry,
+)
 from runner.analysis.audio_input import MEASURED, essentia_reason
 from runner.compile import AUDIO, AUDIO_OUTPUTS, Node, Plan, Ref
 from runner.errors import AudioError

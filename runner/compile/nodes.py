@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner import derive, registry
+from runner import (
+    conditioning,  # noqa: F401  (registers its derive functions)
+    derive,
+    registry,
+)
 from runner.compile.plan import STAT_NAMES, Descriptor, Node, Ref, parse_ref
 from runner.profile import KeyPath, Profile, did_you_mean
 from runner.profile.schema import defaults

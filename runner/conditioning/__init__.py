@@ -3,3 +3,5 @@
 Importing this package registers them with runner.derive, beside the built-in ones; the
 compiler and the value stages import it (runner.compile.nodes, runner.analysis.values).
 """
+
+from runner.conditioning import timbral  # noqa: F401  (registers the functions)

@@ -21,6 +21,8 @@ import numpy as np
 from runner.conditioning.timbral_dsp import highpass, loudness_normalise, window_audio
 from runner.conditioning.timbral_loudness import window_patterns
 from runner.conditioning.timbral_peaks import detect_peaks, power_spectrogram
+from runner.conditioning.timbral_reverb import estimate_rt60, reverberation
+from runner.derive import function
 
 WHOLE_SECONDS = 30.0
 EXCERPTS = 10  # excerpts of EXCERPT_SECONDS each beyond WHOLE_SECONDS
@@ -36,13 +38,15 @@ def excerpts(signal: np.ndarray, fs: float, hop: int) -> list[tuple[np.ndarray, 
     if len(signal) <= WHOLE_SECONDS * fs:
         return [(signal, 0)]
     length, preroll = int(EXCERPT_SECONDS * fs), int(PREROLL_SECONDS * fs)
-    starts = np.linspace(preroll, len(signal) - length, EXCERPTS).astype(int) // hop * hop
+    starts = np.linspace(preroll + hop, len(signal) - length, EXCERPTS).astype(int) // hop * hop
     return [(signal[s - preroll:s + length], preroll) for s in starts]
 
 
 def evenly(count: int, limit: int) -> np.ndarray:
     """At most ``limit`` indexes spread evenly over ``count`` items (all when they fit)."""
-    return np.arange(count) if count <= limit else np.unique(np.linspace(0, count - 1, limit).astype(int))
+    if count <= limit:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, limit).astype(int))
 
 
 def brightness(audio: np.ndarray, fs: float) -> float:
@@ -75,7 +79,8 @@ def loudness_windows(audio: np.ndarray, fs: float) -> dict[str, np.ndarray]:
     windows = window_audio(audio, 4096)
     windows = windows[evenly(len(windows), MAX_LOUDNESS_WINDOWS)]
     total, patterns = window_patterns(windows, fs)
-    return {"total": total, "patterns": patterns, "rms": np.sqrt(np.mean(windows * windows, axis=1))}
+    rms = np.sqrt(np.mean(windows * windows, axis=1))
+    return {"total": total, "patterns": patterns, "rms": rms}
 
 
 def sharpness(loud: dict[str, np.ndarray]) -> float:
@@ -158,16 +163,28 @@ def roughness(audio: np.ndarray, fs: float) -> float:
     low = 0.0 if filled < count else spec.min()  # the unfilled frames are zeros
     normalised = (spec - low) / (spec.max() - low)
     values = []
-    for row, raw in zip(normalised, spec):
+    for row, raw in zip(normalised, spec, strict=True):
         _, levels, freqs = detect_peaks(row, freq, 0.01, raw)
         values.append(_plomp_roughness(freqs, levels) if len(freqs) > 1 else 0.0)
     mean = float(np.mean(values)) * filled / max(count, 1)  # the unfilled frames count as 0
     return 0.0 if mean < 0.01 else float(np.log10(mean) * 13.98779569 + 48.97606571545886)
 
 
+ATTRIBUTES = ("brightness", "roughness", "sharpness", "booming", "reverberation")
+
+
+@function(inputs=("signal",), outputs=ATTRIBUTES, types=dict.fromkeys(ATTRIBUTES, "real"),
+          input_types={"signal": "vector_real"}, ranges={"sampleRate": "(0,inf)"},
+          sampleRate=44100.0)
+def timbral_attributes(signal: Any, sampleRate: float) -> dict[str, float]:  # noqa: N803
+    """The Audio Commons timbral attributes of the mono signal (nominally 0-100, not clipped):
+    timbral_models 0.4's algorithms (docs/conditioning.md, Timbre)."""
+    return timbre(signal, float(sampleRate))
+
+
 def timbre(signal: Any, fs: float) -> dict[str, float]:
-    """All eight attributes of a mono signal (0-100 nominally; the package's regressions can
-    leave that range, and are not clipped, as the package does by default)."""
+    """The attributes of a mono signal (0-100 nominally; the package's regressions can leave
+    that range, and are not clipped, as the package does by default)."""
     raw = np.asarray(signal, dtype=np.float64).reshape(-1)
     audio = loudness_normalise(raw, fs)
     loud = loudness_windows(audio, fs)
@@ -176,4 +193,5 @@ def timbre(signal: Any, fs: float) -> dict[str, float]:
         "roughness": roughness(audio, fs),
         "sharpness": sharpness(loud),
         "booming": booming(loud),
+        "reverberation": reverberation(estimate_rt60([p for p, _ in excerpts(raw, fs, 184)], fs)),
     }

@@ -8,9 +8,8 @@ filtered energies differ from scipy's double-precision lfilter by less than 0.01
 
 from __future__ import annotations
 
-import numpy as np
-
 import essentia.standard as es
+import numpy as np
 
 # pyloudnorm's meter: 400 ms blocks, 75 % overlap, absolute gate -70 LUFS, relative -10 LU.
 LOUDNESS_BLOCK_S = 0.4
@@ -51,7 +50,10 @@ def _transform(poles: np.ndarray, gain: float, wn: float | tuple[float, float],
     return _bilinear(np.zeros(degree), band, gain * bw ** degree)
 
 
-def butter(order: int, wn: float | tuple[float, float], btype: str) -> tuple[np.ndarray, np.ndarray]:
+Coefficients = tuple[np.ndarray, np.ndarray]
+
+
+def butter(order: int, wn: float | tuple[float, float], btype: str) -> Coefficients:
     """scipy.signal.butter(order, wn, btype) with wn relative to Nyquist."""
     poles = -np.exp(1j * np.pi * np.arange(-order + 1, order, 2) / (2 * order))
     return _transform(poles, 1.0, wn, btype)
@@ -85,7 +87,7 @@ def lowpass(signal: np.ndarray, crossover: float, fs: float, passes: int = 1) ->
     return signal
 
 
-def _rbj(kind: str, gain_db: float, q: float, fc: float, fs: float) -> tuple[np.ndarray, np.ndarray]:
+def _rbj(kind: str, gain_db: float, q: float, fc: float, fs: float) -> Coefficients:
     """pyloudnorm's RBJ-cookbook biquads for the K-weighting (high shelf, high pass)."""
     amp = 10 ** (gain_db / 40.0)
     w0 = 2.0 * np.pi * fc / fs

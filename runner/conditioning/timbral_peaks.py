@@ -56,8 +56,11 @@ def _final_peaks(array: np.ndarray, maxima: np.ndarray, threshold: float) -> lis
     return final
 
 
+Peaks = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def detect_peaks(array: np.ndarray, freq: np.ndarray, threshold: float = 0.2,
-                 unprocessed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 unprocessed: np.ndarray | None = None) -> Peaks:
     """timbral_util.detect_peaks: peak indexes, values (of ``unprocessed``) and positions,
     largest first, with the parabolic correction of value and position."""
     array = np.asarray(array, dtype=np.float64).reshape(-1)
