@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.conditioning.timbral_dsp import highpass, loudness_normalise, window_audio
+from runner.conditioning.timbral_dsp import highpass, loudness_normalise
 from runner.conditioning.timbral_loudness import window_patterns
 from runner.conditioning.timbral_peaks import detect_peaks, power_spectrogram
 from runner.conditioning.timbral_reverb import estimate_rt60, reverberation
@@ -76,8 +76,11 @@ def brightness(audio: np.ndarray, fs: float) -> float:
 def loudness_windows(audio: np.ndarray, fs: float) -> dict[str, np.ndarray]:
     """Specific loudness patterns and RMS of the 4096-sample windows (a bounded, evenly spaced
     subset of them on long audio), shared by sharpness, booming, warmth and hardness."""
-    windows = window_audio(audio, 4096)
-    windows = windows[evenly(len(windows), MAX_LOUDNESS_WINDOWS)]
+    count = len(audio) // 4096 + 1  # window_audio's windows, the last zero-padded
+    starts = evenly(count, MAX_LOUDNESS_WINDOWS) * 4096
+    padded = np.pad(audio[starts[-1]:], (0, 4096))  # only the last can run past the end
+    windows = np.array([audio[s:s + 4096] if s + 4096 <= len(audio) else padded[:4096]
+                        for s in starts], dtype=np.float64)
     total, patterns = window_patterns(windows, fs)
     rms = np.sqrt(np.mean(windows * windows, axis=1))
     return {"total": total, "patterns": patterns, "rms": rms}
@@ -185,7 +188,7 @@ def timbral_attributes(signal: Any, sampleRate: float) -> dict[str, float]:  # n
 def timbre(signal: Any, fs: float) -> dict[str, float]:
     """The attributes of a mono signal (0-100 nominally; the package's regressions can leave
     that range, and are not clipped, as the package does by default)."""
-    raw = np.asarray(signal, dtype=np.float64).reshape(-1)
+    raw = np.asarray(signal, dtype=np.float32).reshape(-1)
     audio = loudness_normalise(raw, fs)
     loud = loudness_windows(audio, fs)
     return {

@@ -20,7 +20,7 @@ def iir(b: np.ndarray, a: np.ndarray, signal: np.ndarray) -> np.ndarray:
     """scipy.signal.lfilter(b, a, signal) from a zero state, in Essentia's IIR (float32)."""
     algorithm = es.IIR(numerator=np.asarray(b, dtype=np.float32),
                        denominator=np.asarray(a, dtype=np.float32))
-    return np.asarray(algorithm(np.ascontiguousarray(signal, dtype=np.float32)), dtype=np.float64)
+    return algorithm(np.ascontiguousarray(signal, dtype=np.float32))
 
 
 def _bilinear(zeros: np.ndarray, poles: np.ndarray, gain: float,
@@ -110,12 +110,12 @@ def integrated_loudness(signal: np.ndarray, fs: float) -> float:
     weighted = iir(*_rbj("high_pass", 0.0, 0.5, 38.0, fs), weighted)
     block = LOUDNESS_BLOCK_S
     count = int(np.round((len(signal) / fs - block) / (block * 0.25))) + 1
-    cumulative = np.concatenate([[0.0], np.cumsum(weighted * weighted)])
     index = np.arange(count)
     lower = (block * (index * 0.25) * fs).astype(int)  # pyloudnorm's own rounding
-    upper = (block * (index * 0.25 + 1) * fs).astype(int)
-    upper = np.minimum(upper, len(signal))
-    energy = (cumulative[upper] - cumulative[lower]) / (block * fs)
+    upper = np.minimum((block * (index * 0.25 + 1) * fs).astype(int), len(signal))
+    bounds = np.stack([lower, upper], axis=1).reshape(-1)
+    squares = np.append(weighted * weighted, np.float32(0.0))  # a last bound may be the end
+    energy = np.add.reduceat(squares, bounds, dtype=np.float64)[::2] / (block * fs)
     with np.errstate(divide="ignore"):
         levels = -0.691 + 10.0 * np.log10(energy)
         gated = energy[levels >= -70.0]
@@ -125,14 +125,14 @@ def integrated_loudness(signal: np.ndarray, fs: float) -> float:
 
 
 def loudness_normalise(signal: np.ndarray, fs: float) -> np.ndarray:
-    """timbral_util.loud_norm: scale to -24 LUFS, then down to a peak of 1 if it clips."""
+    """timbral_util.loud_norm: scale to -24 LUFS, then down to a peak of 1 if it clips
+    (single precision, like the decoded audio it scales)."""
     padded = signal
     if len(signal) < fs * LOUDNESS_BLOCK_S:
         padded = np.pad(signal, (0, int(fs * LOUDNESS_BLOCK_S) - len(signal)))
     gain = 10.0 ** ((TARGET_LUFS - integrated_loudness(padded, fs)) / 20.0)
-    out = signal * gain
-    peak = np.max(np.abs(out))
-    return out / peak if peak > 1.0 else out
+    peak = float(np.max(np.abs(signal))) * gain
+    return np.asarray(signal, dtype=np.float32) * np.float32(gain / max(peak, 1.0))
 
 
 def window_audio(signal: np.ndarray, length: int = 4096) -> np.ndarray:

@@ -10,6 +10,7 @@ def power_spectrogram(signal: np.ndarray, size: int, hop: int) -> tuple[np.ndarr
     """scipy.signal.spectrogram(signal, fs, 'hamming', size, size - hop, size, 'constant', True,
     'spectrum') as frames x bins (one frame of the whole signal when it is shorter, zero-padded
     to ``size``, as the package asks for then), and the number of frames."""
+    signal = np.asarray(signal, dtype=np.float64)
     length = len(signal)
     if length < size:
         frames = signal[None, :]

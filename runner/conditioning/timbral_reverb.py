@@ -10,13 +10,11 @@ frame, run in order as in the original.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 T_QUANT = np.arange(0.2, 1.1 + 0.05, 0.1)  # the quantised RTs considered (s)
 HIST_LIMITS = np.arange(0.2 - 0.05, 1.1 + 0.1, 0.1)
 ALPHA = 0.995  # smoothing of the running estimate
 NOS_MIN, NOS_MAX = 3, 7  # sub-frames of a decay: at least, at most
-CHUNK = 1024  # frames pre-selected at once (bounds the memory)
 
 
 def _parameters(fs: float) -> dict[str, int]:
@@ -30,22 +28,22 @@ def _parameters(fs: float) -> dict[str, int]:
 def _decay_lengths(y: np.ndarray, starts: np.ndarray, sub: int) -> np.ndarray:
     """Sub-frames of steady decay (0 when none) at each frame start of the downsampled signal:
     the count of leading sub-frames whose variance and maximum fall and minimum rises, kept when
-    it is 3 or 4 (the original estimates nothing when all five do)."""
-    first = sliding_window_view(y, sub)
-    later = sliding_window_view(y, sub + 1)
-    counts = np.zeros(len(starts), dtype=int)
-    for lo in range(0, len(starts), CHUNK):
-        s = starts[lo:lo + CHUNK]
-        head = first[s]
-        segs = later[s[:, None] + sub * np.arange(1, NOS_MAX - 1)[None, :]]
-        var = np.concatenate([head.var(axis=1)[:, None], segs.var(axis=2)], axis=1)
-        big = np.concatenate([head.max(axis=1)[:, None], segs.max(axis=2)], axis=1)
-        small = np.concatenate([head.min(axis=1)[:, None], segs.min(axis=2)], axis=1)
-        falling = ((var[:, :-1] > var[:, 1:]) & (big[:, :-1] > big[:, 1:])
-                   & (small[:, :-1] < small[:, 1:]))
-        leading = np.cumprod(falling, axis=1).sum(axis=1)
-        counts[lo:lo + CHUNK] = np.where((leading >= NOS_MIN) & (leading < NOS_MAX - 2), leading, 0)
-    return counts
+    it is 3 or 4 (the original estimates nothing when all five do). The sub-frames are the
+    first ``sub`` samples, then ``sub + 1`` samples from every further multiple of ``sub``."""
+    begin = starts[:, None] + sub * np.arange(NOS_MAX - 1)[None, :]
+    end = begin + sub + 1
+    end[:, 0] -= 1
+    bounds = np.stack([begin, end], axis=2).reshape(-1)  # reduceat: every other result
+    size = (end - begin).reshape(-1)
+    total = np.add.reduceat(y, bounds)[::2]
+    squares = np.add.reduceat(y * y, bounds)[::2]
+    var = (squares / size - (total / size) ** 2).reshape(begin.shape)
+    big = np.maximum.reduceat(y, bounds)[::2].reshape(begin.shape)
+    small = np.minimum.reduceat(y, bounds)[::2].reshape(begin.shape)
+    falling = ((var[:, :-1] > var[:, 1:]) & (big[:, :-1] > big[:, 1:])
+               & (small[:, :-1] < small[:, 1:]))
+    leading = np.cumprod(falling, axis=1).sum(axis=1)
+    return np.where((leading >= NOS_MIN) & (leading < NOS_MAX - 2), leading, 0)
 
 
 def _max_likelihood(h: np.ndarray, growth: np.ndarray, log_decay: np.ndarray) -> float:
@@ -73,7 +71,7 @@ def estimate_rt60(parts: list[np.ndarray], fs: float) -> float:
         span = par["frame"] * par["down"]
         if span >= len(part):
             continue
-        y = part[::par["down"]]
+        y = np.asarray(part[::par["down"]], dtype=np.float64)
         starts = np.arange(0, len(part) - span + 1, par["shift"]) // par["down"]
         lengths = _decay_lengths(y, starts, par["sub"])
         for start, count in zip(starts, lengths, strict=True):
