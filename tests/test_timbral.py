@@ -1,0 +1,92 @@
+"""runner/conditioning/timbral*.py: the Audio Commons timbral attributes against timbral_models
+0.4 itself (patched only in its librosa calls) on the same synthetic audio, and as a profile
+stage (docs/conditioning.md, Timbre)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner.conditioning import timbral
+from tests.conftest import write_audio
+from tests.timbral_signals import SR, signals
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "timbral_reference.json").read_text())
+# Largest difference allowed from the package, per attribute (0-100 scale). Filtering runs in
+# Essentia's single-precision IIR where the package uses scipy's double-precision lfilter:
+# brightness (nine cascaded filters before its spectra) moves by up to 0.01; the attributes
+# built on specific loudness, whose levels are computed exactly (FFT convolution), move by less
+# than 1e-4 (the -24 LUFS gain goes through the same single-precision K-weighting);
+# reverberation's RT60 search is exact.
+TOLERANCE = {"brightness": 0.02, "roughness": 0.005, "sharpness": 0.005, "booming": 0.005,
+             "reverberation": 1e-9}
+
+
+@pytest.fixture(scope="module")
+def ours() -> dict[str, dict[str, float]]:
+    return {name: timbral.timbre(x, SR) for name, x in signals().items()}
+
+
+@pytest.mark.parametrize("attribute", sorted(TOLERANCE))
+def test_attributes_match_the_package_on_the_same_audio(ours, attribute):
+    for name, expected in REFERENCE["values"].items():
+        assert abs(ours[name][attribute] - expected[attribute]) <= TOLERANCE[attribute], name
+
+
+def test_the_attributes_tell_the_signals_apart(ours):
+    assert ours["boomy_tone"]["booming"] > 50 > ours["tone_in_noise"]["booming"]
+    assert ours["boomy_tone"]["brightness"] < 10 < 80 < ours["noise_bursts"]["brightness"]
+    assert ours["reverberant_tail"]["reverberation"] > 50 > ours["decaying_clicks"]["reverberation"]
+
+
+def test_long_audio_is_analysed_on_bounded_excerpts():
+    fs = 8000.0
+    x = np.random.default_rng(0).standard_normal(int(fs * 100))
+    parts = timbral.excerpts(x, fs, 512)
+    assert len(parts) == timbral.EXCERPTS
+    assert all(len(part) == int((timbral.EXCERPT_SECONDS + timbral.PREROLL_SECONDS) * fs)
+               for part, _ in parts)
+    assert all(preroll == int(timbral.PREROLL_SECONDS * fs) for _, preroll in parts)
+    assert all(start % 512 == 0 for start in _excerpt_starts(x, parts))
+    (whole, preroll), = timbral.excerpts(x[: int(fs * timbral.WHOLE_SECONDS)], fs, 512)
+    assert len(whole) == int(fs * timbral.WHOLE_SECONDS) and preroll == 0
+    assert len(timbral.evenly(10_000, 96)) == 96 and list(timbral.evenly(5, 96)) == [0, 1, 2, 3, 4]
+
+
+def _excerpt_starts(x: np.ndarray, parts: list[tuple[np.ndarray, int]]) -> list[int]:
+    """Where each excerpt's analysed part begins in ``x`` (after its pre-roll)."""
+    found = []
+    for part, preroll in parts:
+        begin = int(np.flatnonzero(x == part[0])[0])
+        assert np.array_equal(x[begin:begin + len(part)], part)
+        found.append(begin + preroll)
+    return found
+
+
+def test_the_attributes_as_a_profile_stage(write_profile, tmp_path):
+    from runner.extract import Extractor
+
+    profile = write_profile("""
+        name: timbre_stage
+        extends: _input
+        graph:
+          timbre:
+            function: timbral_attributes
+            params: {sampleRate: "${analysisSampleRate}"}
+            inputs: {signal: {from: audio.signal, take: all}}
+        descriptors:
+          conditioning.brightness: {from: timbre.brightness, single: true}
+          conditioning.booming: {from: timbre.booming, single: true}
+          conditioning.reverberation: {from: timbre.reverberation, single: true}
+    """)
+    signal = signals(seconds=2.0)["boomy_tone"].astype(np.float32)
+    wav = write_audio(tmp_path / "boomy.wav", signal)
+    doc, _ = Extractor(str(profile)).analyse(str(wav))
+    import essentia.standard as es  # the same decoded samples (16-bit file, mixed to mono)
+
+    expected = timbral.timbre(es.MonoLoader(filename=str(wav), sampleRate=SR)(), SR)
+    for name in ("brightness", "booming", "reverberation"):
+        assert doc["conditioning"][name] == pytest.approx(expected[name], abs=0.01)
