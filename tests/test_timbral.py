@@ -90,3 +90,20 @@ def test_the_attributes_as_a_profile_stage(write_profile, tmp_path):
     expected = timbral.timbre(es.MonoLoader(filename=str(wav), sampleRate=SR)(), SR)
     for name in ("brightness", "booming", "reverberation"):
         assert doc["conditioning"][name] == pytest.approx(expected[name], abs=0.01)
+
+
+def test_audio_with_nothing_to_rate_is_null_with_its_reason():
+    """Silence, a few samples, audio below the -70 LUFS gate and a constant (no energy above
+    20 Hz, for brightness) give null, never a number the package would have made from zeros or an
+    exception that loses the track's other features."""
+    def rated(x: np.ndarray) -> dict:
+        return {k: (None if isinstance(v, float) and np.isnan(v) else v)
+                for k, v in timbral.timbre(x.astype(np.float32), SR).items()}
+
+    nulls = dict.fromkeys(timbral.ATTRIBUTES)
+    assert rated(np.zeros(2 * SR)) == nulls
+    assert rated(np.array([0.5])) == {**nulls, "warning": timbral.SHORT_WARNING.format(1 / SR)}
+    assert "0.000 s of audio (under 4096 samples)" in rated(np.full(10, 0.1))["warning"]
+    quiet = np.random.default_rng(0).standard_normal(SR) * 1e-6
+    assert rated(quiet) == {**nulls, "warning": timbral.QUIET_WARNING}
+    assert np.isnan(timbral.brightness(np.zeros(SR, dtype=np.float32), SR))  # not an exception

@@ -31,6 +31,13 @@ PREROLL_SECONDS = 0.5  # filters settle before an excerpt's first frame
 MAX_LOUDNESS_WINDOWS = 96
 MAX_ROUGHNESS_FRAMES = 160
 
+NAN = float("nan")
+SHORTEST = 4096  # one of the package's loudness windows: less is mostly zero padding
+SHORT_WARNING = ("too short for the timbral attributes: {:.3f} s of audio (under 4096 samples); "
+                 "conditioning.brightness ... reverberation are null")
+QUIET_WARNING = ("too quiet for the timbral attributes: nothing above -70 LUFS; "
+                 "conditioning.brightness ... reverberation are null")
+
 
 def excerpts(signal: np.ndarray, fs: float, hop: int) -> list[tuple[np.ndarray, int]]:
     """The whole signal, or evenly spaced excerpts (starting on the ``hop`` grid), each with the
@@ -67,8 +74,11 @@ def brightness(audio: np.ndarray, fs: float) -> float:
         power = centroid_spec.sum(axis=1)
         centroids.append((centroid_spec @ freq)[power > 0] / power[power > 0])
         centroid_weights.append(power[power > 0])
-    ratio = np.average(np.concatenate(ratios), weights=np.concatenate(ratio_weights))
-    centroid = np.average(np.concatenate(centroids), weights=np.concatenate(centroid_weights))
+    ratio_weight, centroid_weight = np.concatenate(ratio_weights), np.concatenate(centroid_weights)
+    if not ratio_weight.sum() > 0 or not centroid_weight.sum() > 0:
+        return NAN  # no energy above 20 Hz (a constant signal): no brightness to rate
+    ratio = np.average(np.concatenate(ratios), weights=ratio_weight)
+    centroid = np.average(np.concatenate(centroids), weights=centroid_weight)
     return float(4.613128018020465 * np.log10(ratio) + 17.378889309312974 * np.log10(centroid)
                  + 17.434733750553022)
 
@@ -189,7 +199,13 @@ def timbre(signal: Any, fs: float) -> dict[str, float]:
     """The attributes of a mono signal (0-100 nominally; the package's regressions can leave
     that range, and are not clipped, as the package does by default)."""
     raw = np.asarray(signal, dtype=np.float32).reshape(-1)
+    if not np.any(raw):  # digital silence (or no samples): nothing to rate
+        return dict.fromkeys(ATTRIBUTES, NAN)
+    if len(raw) < SHORTEST:
+        return {**dict.fromkeys(ATTRIBUTES, NAN), "warning": SHORT_WARNING.format(len(raw) / fs)}
     audio = loudness_normalise(raw, fs)
+    if not np.all(np.isfinite(audio)):  # below the -70 LUFS gate: no gain makes it -24 LUFS
+        return {**dict.fromkeys(ATTRIBUTES, NAN), "warning": QUIET_WARNING}
     loud = loudness_windows(audio, fs)
     return {
         "brightness": brightness(audio, fs),
