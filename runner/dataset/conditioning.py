@@ -25,6 +25,7 @@ from runner.dataset.info import merge_info
 from runner.dataset.stems import STEMS, check_stems, find_stems, stem_targets
 from runner.errors import AudioError, ModelError
 from runner.output import write_atomic
+from runner.tree import lookup
 
 GRID_SUFFIX = ".BEATS_GRID"
 SECTION = "conditioning"  # the profile's flat section of features
@@ -58,15 +59,6 @@ def is_stem_feature(name: str) -> bool:
     return name in STEM_FEATURES or name.startswith(CHROMA)
 
 
-def lookup(doc: dict[str, Any], dotted: str) -> Any:
-    node: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def stem_overrides(profile_data: dict[str, Any]) -> list[str]:
     """``--set`` overrides that cut a profile down to its stem features: every other
     descriptor removed (its nodes go with it) and no model stage."""
@@ -95,7 +87,7 @@ class Settings:
     folders: dict[str, str] = field(default_factory=dict)
 
     def stems_of(self, track: Path) -> dict[str, Path]:
-        return find_stems(track, self._folder(track), self._root())
+        return find_stems(track, self._folder(track), self._root(), not self.separate)
 
     def targets(self, track: Path) -> dict[str, Path]:
         return stem_targets(track, self._folder(track), self._root())
@@ -109,8 +101,9 @@ class Settings:
 
 
 def grid_document(doc: dict[str, Any], track: Path, stems: dict[str, Path], separated: bool,
-                  note: str | None) -> dict[str, Any]:
-    """The beat grid of one analysis: beats, downbeats (or null and why), tempo, sources."""
+                  kept: list[str]) -> dict[str, Any]:
+    """The beat grid of one analysis: beats, downbeats (or null and why), tempo, sources,
+    and what made it (``kept``: the INFO's keys whose existing values were kept)."""
     beats = lookup(doc, BEATS)
     downbeats = lookup(doc, DOWNBEATS)
     bpm = lookup(doc, f"{SECTION}.bpm")
@@ -126,10 +119,11 @@ def grid_document(doc: dict[str, Any], track: Path, stems: dict[str, Path], sepa
         "made_by": {"profile": doc["metadata"]["profile"]["name"],
                     "hash": doc["metadata"]["profile"]["hash"],
                     "stems": stem_names(track, stems),
-                    "separated": separated},
+                    "separated": separated, "kept": kept},
     }
     if downbeats is None:
-        grid["downbeats_reason"] = note or "the profile computes no downbeats (rhythm.downbeats)"
+        grid["downbeats_reason"] = (downbeats_note(doc) or
+                                    "the profile computes no downbeats (rhythm.downbeats)")
     return grid
 
 
@@ -150,11 +144,14 @@ def downbeats_note(doc: dict[str, Any]) -> str | None:
 
 def up_to_date(job: Job, digest: str, settings: Settings) -> bool:
     """Whether ``job``'s INFO and grid were made with this profile hash and the stems the
-    track has now (with ``separate``: and with stems)."""
+    track has now (with ``separate``: and with stems; with ``overwrite``: and no existing
+    value was kept)."""
     try:
         grid = json.loads(grid_path(job.output).read_text(encoding="utf-8"))
         made = grid["made_by"]
         if made["hash"] != digest or not job.output.is_file():
+            return False
+        if settings.overwrite and made["kept"]:
             return False
         stems = stem_names(job.input, settings.stems_of(job.input))
     except (OSError, ValueError, KeyError, TypeError, AudioError):
@@ -190,7 +187,7 @@ class ConditioningWork:
         merge = merge_info(info, values, self.settings.overwrite)
         if merge.kept:
             warnings.append(KEPT + ", ".join(merge.kept))
-        grid = grid_document(doc, track, stems, separated, downbeats_note(doc))
+        grid = grid_document(doc, track, stems, separated, merge.kept)
         write_atomic(grid_path(info), json.dumps(grid, indent=2, sort_keys=True) + "\n")
         return warnings
 

@@ -52,6 +52,11 @@ def locked(info: Path, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     file when it cannot be had within ``wait`` seconds or the folder has no locks."""
     path = lock_path(info)
     deadline = time.monotonic() + wait
+    try:
+        info.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{info}: cannot write output: cannot make the folder "
+                          f"{info.parent} ({exc.strerror})") from None
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)

@@ -19,6 +19,7 @@ rate, channels and exact length, so they pass the same checks as stems a user su
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,12 @@ class Separator:
     def load(self) -> None:
         import torch
         from demucs.states import load_model
+
+        # A batch worker gets its share of the cores (LocalWorkers sets it for TensorFlow):
+        # torch's default, every core in every worker, is several times slower when loaded.
+        share = os.environ.get("TF_NUM_INTRAOP_THREADS")
+        if share and share.isdigit():
+            torch.set_num_threads(int(share))
 
         data = cache.verified_bytes(self.path, self.entry.files[0].sha256)
         try:

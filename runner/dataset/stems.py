@@ -111,9 +111,10 @@ def _listing(folder: Path) -> list[Path]:
 
 
 def find_stems(track: Path, folder_in_input: Path | None = None,
-               stems_root: Path | None = None) -> dict[str, Path]:
-    """The track's four stems ({} where it has none). With ``stems_root`` every track must
-    have them there or beside it; a partial set anywhere is refused."""
+               stems_root: Path | None = None, required: bool = True) -> dict[str, Path]:
+    """The track's four stems ({} where it has none). With ``stems_root`` (and ``required``:
+    they are not to be separated) every track must have them there or beside it; a partial
+    set anywhere is refused."""
     for label, found in candidates(track, folder_in_input, stems_root):
         present = [stem for stem in STEMS if found[stem]]
         if len(present) == len(STEMS):
@@ -122,7 +123,7 @@ def find_stems(track: Path, folder_in_input: Path | None = None,
             missing = [stem for stem in STEMS if stem not in present]
             raise AudioError(str(track), f"stems incomplete in {label}: {', '.join(missing)} "
                              f"missing ({', '.join(present)} found); all four or none")
-    if stems_root is not None:
+    if stems_root is not None and required:
         where = stems_root / (folder_in_input or Path()) / track.stem
         raise AudioError(str(track), f"no stems in {where}/ (--stems): expected "
                          f"{', '.join(s + '.*' for s in STEMS)}")
