@@ -160,6 +160,7 @@ def _tiny_htdemucs(folder: Path) -> Path:
     if demucs_missing():
         pytest.skip(demucs_missing())
     from demucs.htdemucs import HTDemucs
+    from demucs.states import get_state
 
     torch.manual_seed(0)
     model = HTDemucs(sources=list(STEMS), channels=8, depth=4, nfft=1024, t_layers=1,
@@ -167,8 +168,10 @@ def _tiny_htdemucs(folder: Path) -> Path:
     args, kwargs = model._init_args_kwargs
     path = folder / "tiny-htdemucs" / "00000000-tiny.th"
     path.parent.mkdir(parents=True)
+    # as demucs.states.serialize_model writes it: half-precision state, the training args
     torch.save({"klass": HTDemucs, "args": args, "kwargs": kwargs,
-                "state": model.state_dict()}, path)
+                "state": get_state(model, None, half=True),
+                "training_args": {"model": "htdemucs", "test": True}}, path)
     return path
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,10 @@ class Separator:
 
         data = cache.verified_bytes(self.path, self.entry.files[0].sha256)
         try:
-            package = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-            self.model = load_model(package).eval()
+            with warnings.catch_warnings():  # Demucs' and torch's notes on the model's shape
+                warnings.simplefilter("ignore")
+                package = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+                self.model = load_model(package).eval()
         except Exception as exc:  # noqa: BLE001 - a verified file that is not a Demucs model
             raise ModelError(f"model '{self.entry.id}': {self.path} is not a Demucs model "
                              f"({type(exc).__name__}: {exc})", self.entry.id) from None
@@ -126,7 +129,8 @@ class Separator:
             wav = julius.resample_frac(wav, int(round(rate)), model_rate)
         ref = wav.mean(0)
         mean, std = ref.mean(), ref.std() + 1e-8
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             out = apply_model(self.model, ((wav - mean) / std)[None], shifts=1, split=True,
                               overlap=0.25, progress=False, device="cpu")[0]
         out = out * std + mean
