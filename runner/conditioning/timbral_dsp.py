@@ -8,8 +8,9 @@ filtered energies differ from scipy's double-precision lfilter by less than 0.01
 
 from __future__ import annotations
 
-import essentia.standard as es
 import numpy as np
+
+from runner.registry import quiet_essentia
 
 # pyloudnorm's meter: 400 ms blocks, 75 % overlap, absolute gate -70 LUFS, relative -10 LU.
 LOUDNESS_BLOCK_S = 0.4
@@ -18,7 +19,7 @@ TARGET_LUFS = -24.0
 
 def iir(b: np.ndarray, a: np.ndarray, signal: np.ndarray) -> np.ndarray:
     """scipy.signal.lfilter(b, a, signal) from a zero state, in Essentia's IIR (float32)."""
-    algorithm = es.IIR(numerator=np.asarray(b, dtype=np.float32),
+    algorithm = quiet_essentia().standard.IIR(numerator=np.asarray(b, dtype=np.float32),
                        denominator=np.asarray(a, dtype=np.float32))
     return algorithm(np.ascontiguousarray(signal, dtype=np.float32))
 
