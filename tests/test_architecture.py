@@ -29,10 +29,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("output", ("runner.output",)),
     ("one file", ("runner.extract",)),
     ("batches", ("runner.batch",)),
-    ("library tools", ("runner.library", "runner.catalog", "runner.report", "runner.training")),
+    ("library tools", ("runner.library", "runner.catalog", "runner.report", "runner.training",
+                       "runner.dataset")),
     ("commands", ("runner.cli", "runner.models.commands", "runner.models.convert",
                   "runner.catalog.commands", "runner.report.commands",
-                  "runner.training.commands")),
+                  "runner.training.commands", "runner.dataset.commands")),
 ]
 
 MAX_MODULE_LINES = 400

@@ -1,0 +1,80 @@
+"""`extractor crops` and `extractor prompts`: a folder of tracks to a training set for
+text-to-audio models (docs/conditioning.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from runner.errors import UsageError
+
+CONDITIONING_PROFILE = "conditioning"
+
+
+def crops(args: argparse.Namespace) -> int:
+    """Cut every track under DIR into crops through the batch engine (workers, resume,
+    failures.jsonl); a bad track is one line and never stops the run."""
+    from runner import batch
+    from runner.dataset.cutting import CropSettings, CropWork, made_with, manifest_path
+    from runner.output import prepare_folder
+
+    if args.length < 1:
+        raise UsageError(f"--length must be a whole number of samples of at least 1, not "
+                         f"{args.length}")
+    if args.div4 and args.sequential:
+        raise UsageError("--div4 starts crops on downbeats; --sequential ignores beats: "
+                         "give one of the two")
+    mode = "sequential" if args.sequential else "overlap" if args.overlap else "beats"
+    settings = CropSettings(args.length, mode, args.div4)
+    out_dir = Path(args.output)
+    prepare_folder(out_dir)
+    out_root = out_dir.resolve()
+    pairs = [(path, root) for path, root in batch.collect([args.folder])
+             if out_root not in path.resolve().parents]  # never our own crops
+    if not pairs:
+        raise UsageError(f"{args.folder}: no audio files found")
+    planned, notes = batch.plan_outputs(pairs, out_dir, ".json")
+    jobs = [batch.Job(job.index, job.input, manifest_path(job.output)) for job in planned]
+    if not args.quiet:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    work = (CropWork, (settings, args.profile, list(args.overrides), args.force))
+    workers = batch.LocalWorkers(work, lambda job: made_with(job.output, settings),
+                                 jobs=args.jobs, force=args.force)
+    failures = out_dir / "failures.jsonl"
+    result = batch.process_batch(workers, jobs, out_dir, failures, quiet=args.quiet)
+    words = batch.Words(done="tracks cut", skipped="skipped (already cut)")
+    return batch.finish(result, f"crops: {batch.tally(result, words)} in "
+                        f"{result.seconds:.1f} s -> {out_dir}", args.quiet, workers.claims)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `extractor crops` and `extractor prompts`."""
+    p = subparsers.add_parser(
+        "crops", help="cut tracks into training crops of an exact length, on beats and zero "
+        "crossings, each with its own recomputed features (.INFO)")
+    p.add_argument("folder", metavar="DIR", help="a folder of tracks (read recursively)")
+    p.add_argument("--length", type=int, required=True, metavar="SAMPLES",
+                   help="crop length in samples at each track's own sample rate")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--sequential", action="store_true",
+                      help="back to back from the start, not snapped to beats")
+    mode.add_argument("--overlap", action="store_true",
+                      help="a crop every half crop length (snapped), instead of none overlapping")
+    p.add_argument("--div4", action="store_true",
+                   help="start each crop on the downbeat of a bar whose index is divisible by 4")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="where OUT/Track/Track_N.flac and .INFO go")
+    p.add_argument("--profile", default=CONDITIONING_PROFILE,
+                   help="the profile whose 'conditioning' section becomes each crop's INFO "
+                   "(default: conditioning)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value")
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help="worker processes (default: the number of cores)")
+    p.add_argument("--force", action="store_true",
+                   help="recut tracks already cut (and crops of other settings)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=crops)
