@@ -49,6 +49,57 @@ def crops(args: argparse.Namespace) -> int:
                         f"{result.seconds:.1f} s -> {out_dir}", args.quiet, workers.claims)
 
 
+def _info_files(folder: Path) -> list[Path]:
+    """Every ``.INFO`` under ``folder`` (hidden folders and files left out), sorted."""
+    from runner.dataset.files import INFO_SUFFIX
+
+    return sorted(path for path in folder.rglob(f"*{INFO_SUFFIX}")
+                  if not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
+def prompts(args: argparse.Namespace) -> int:
+    """A prompt per track and per crop into its INFO (and/or a .txt), then the Stable Audio
+    Tools config; a bad INFO is one line and never stops the run."""
+    from runner.dataset import prompts as text
+    from runner.dataset.cutting import MANIFEST
+    from runner.dataset.files import info_path, read_json, update_info
+    from runner.dataset.sat import write_dataset
+    from runner.errors import EXIT_FAILED, ExtractorError
+    from runner.output import write_atomic
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise UsageError(f"{args.folder}: not a folder")
+    template = text.load_template(Path(args.template) if args.template else None)
+    infos = _info_files(folder)
+    if not infos:
+        raise UsageError(f"{args.folder}: no .INFO files (run the conditioning profile or "
+                         "`extractor crops` first)")
+    written = failed = 0
+    for path in infos:
+        try:
+            info = read_json(path)
+            crop = info.get("crop")
+            track_file = info_path(Path(crop["track"])) if isinstance(crop, dict) and \
+                isinstance(crop.get("track"), str) else None
+            track = read_json(track_file) if track_file and track_file.is_file() else None
+            prompt = text.render(info, template, track)
+            if args.write in ("info", "both") and info.get("prompt") != prompt:
+                update_info(path, {"prompt": prompt})
+            if args.write in ("txt", "both"):
+                write_atomic(path.with_suffix(".txt"), prompt + "\n")
+            written += 1
+        except ExtractorError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+    crops = any(folder.rglob(MANIFEST))
+    config, module = write_dataset(folder, crops)
+    if not args.quiet:
+        print(f"prompts: {written} written, {failed} failed; Stable Audio Tools config "
+              f"{config} (metadata module {module.name})", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `extractor crops` and `extractor prompts`."""
     p = subparsers.add_parser(
@@ -78,3 +129,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=crops)
+
+    p = subparsers.add_parser(
+        "prompts", help="a text prompt per track and crop from its .INFO (YAML template), and "
+        "a Stable Audio Tools dataset config for the folder")
+    p.add_argument("folder", metavar="DIR", help="a folder of audio with .INFO files beside it")
+    p.add_argument("--template", metavar="FILE", default=None,
+                   help="a prompt template (YAML; default: the one shipped, "
+                   "runner/dataset/prompt.yaml)")
+    p.add_argument("--write", choices=("info", "txt", "both"), default="info",
+                   help="where the prompt goes: 'prompt' in the .INFO (default), a .txt "
+                   "beside it, or both")
+    p.add_argument("--quiet", "-q", action="store_true", help="no closing line")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=prompts)
