@@ -113,7 +113,8 @@ class CropWork:
             return
         if not self.force:
             raise AudioError(str(source), f"{manifest.parent} holds crops made with other "
-                             f"settings ({earlier.get('settings')}); --force recuts them")
+                             f"settings ({_describe(earlier.get('settings'))}); --force "
+                             "recuts them")
         for entry in earlier.get("crops", []):
             for name in (entry.get("file"), entry.get("info")):
                 if isinstance(name, str) and "/" not in name:
@@ -198,6 +199,14 @@ class CropWork:
             raise ExtractorError(f"profile {self.profile}: its output has no 'conditioning' "
                                  "section to write into the crops' INFO")
         return dict(features)
+
+
+def _describe(settings: Any) -> str:
+    """``length 44100 samples, beats, div4`` (a damaged record: as found)."""
+    if not isinstance(settings, dict):
+        return str(settings)
+    words = [f"length {settings.get('length')} samples", str(settings.get("mode"))]
+    return ", ".join(words + (["div4"] if settings.get("div4") else []))
 
 
 def _same_crop(info: Path, crop: placement.Crop) -> bool:

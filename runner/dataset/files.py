@@ -43,7 +43,8 @@ def read_audio(path: Path) -> tuple[np.ndarray, float, str]:
             audio = handle.read(dtype="float32", always_2d=True)
             return audio, float(handle.samplerate), handle.subtype
     except Exception as first:  # noqa: BLE001 - any decoder failure: try the other decoder
-        reason = str(first).strip().splitlines()[-1] if str(first).strip() else "unreadable"
+        text = getattr(first, "error_string", None) or str(first).strip() or "unreadable"
+        reason = text.splitlines()[-1].rstrip(".")
     try:
         import essentia.standard as es
 

@@ -56,11 +56,11 @@ def bars_from_beats(beats: np.ndarray, beats_per_bar: int = 4) -> np.ndarray:
     return np.asarray(beats, dtype=float)[::beats_per_bar]
 
 
-def nearest_zero_crossing(mono: np.ndarray, index: int, reach: int) -> int:
-    """The sample nearest ``index`` (within ``reach`` samples either side) where the signal
-    changes sign or is exactly 0; of the two samples around a sign change, the one closer to
-    0. ``index`` itself when there is none within reach."""
-    lo = max(1, index - reach)
+def nearest_zero_crossing(mono: np.ndarray, index: int, reach: int, lowest: int = 0) -> int:
+    """The sample nearest ``index`` (within ``reach`` samples either side, not before
+    ``lowest``) where the signal changes sign or is exactly 0; of the two samples around a
+    sign change, the one closer to 0. ``index`` itself when there is none within reach."""
+    lo = max(1, index - reach, lowest)
     hi = min(len(mono) - 1, index + reach)
     if hi < lo:
         return index
@@ -73,7 +73,7 @@ def nearest_zero_crossing(mono: np.ndarray, index: int, reach: int) -> int:
     after = lo + change
     before = after - 1
     pick = np.where(np.abs(mono[before]) < np.abs(mono[after]), before, after)
-    pick = pick[(pick >= index - reach) & (pick <= index + reach)]
+    pick = pick[(pick >= max(index - reach, lowest)) & (pick <= index + reach)]
     if pick.size == 0:
         return index
     return int(pick[np.argmin(np.abs(pick - index))])
@@ -93,11 +93,13 @@ def snapped(candidates: np.ndarray, mono: np.ndarray, length: int, reach: int,
     earliest = 0
     for anchor in np.unique(np.asarray(candidates, dtype=np.int64)):
         anchor = int(anchor)
-        if anchor < earliest or anchor < 0:
+        # a beat just inside the previous crop (its start moved later) may still start one
+        # at a crossing after that crop's end
+        if anchor < max(earliest - reach, 0):
             continue
-        start = nearest_zero_crossing(mono, anchor, reach)
-        if start < earliest:  # the crossing lies inside the previous crop: keep the beat
-            start = anchor
+        start = nearest_zero_crossing(mono, anchor, reach, lowest=earliest)
+        if start < earliest:  # no crossing after the previous crop within reach
+            continue
         if start + length > total:
             break
         crops.append(Crop(start, length, anchor, start - anchor))
