@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from runner.errors import UsageError
+from runner.errors import ProfileError
 
 DEFAULT_TEMPLATE = Path(__file__).with_name("prompt.yaml")
 
@@ -30,8 +30,9 @@ class Template:
     source: str
 
 
-def _fail(source: str, where: str, message: str) -> UsageError:
-    return UsageError(f"{source}: {where}: {message}")
+def _fail(source: str, where: str, message: str) -> ProfileError:
+    """``FILE: KEY: message`` (exit code 2, as a profile mistake)."""
+    return ProfileError(message, source=source, path=where)
 
 
 def load_template(path: Path | None = None) -> Template:
@@ -41,11 +42,11 @@ def load_template(path: Path | None = None) -> Template:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"{source}: cannot read template: {exc.strerror}") from None
+        raise ProfileError(f"cannot read template: {exc.strerror}", source=source) from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{source}: not YAML ({str(exc).splitlines()[0]})") from None
+        raise ProfileError(f"not YAML ({str(exc).splitlines()[0]})", source=source) from None
     if not isinstance(data, dict) or not isinstance(data.get("parts"), list):
-        raise UsageError(f"{source}: a template needs 'parts', a list of texts")
+        raise ProfileError("a template needs 'parts', a list of texts", source=source)
     for index, part in enumerate(data["parts"]):
         texts = (part if isinstance(part, list)
                  else [part.get("text")] if isinstance(part, dict) else [part])
