@@ -72,6 +72,7 @@ class CropWork:
         self.overrides = list(overrides)
         self.force = force
         self._extractor: Any = None
+        self._notes: dict[str, list[int]] = {}
 
     @property
     def extractor(self) -> Any:
@@ -93,13 +94,16 @@ class CropWork:
         beats, crops = self._place(source, audio, rate)
         folder = manifest.parent
         folder.mkdir(parents=True, exist_ok=True)
+        self._notes: dict[str, list[int]] = {}  # a crop analysis's warning -> its crops
         entries = [self._crop(source, folder, index, crop, audio, rate, subtype, beats)
                    for index, crop in enumerate(crops, 1)]
         write_atomic(manifest, render_json({
             "settings": asdict(self.settings), "track": str(source), "sample_rate": rate,
             "track_samples": total, "beats": None if beats is None else beats.source,
             "crops": entries}))
-        return [] if beats is None else beats.warnings
+        return ([] if beats is None else beats.warnings) + [
+            f"crop{'s' if len(crops) > 1 else ''} {', '.join(map(str, crops))}: {text}"
+            for text, crops in self._notes.items()]
 
     def _check_earlier(self, source: Path, manifest: Path) -> None:
         """Crops of other settings in this folder: refused, or removed with --force."""
@@ -187,13 +191,16 @@ class CropWork:
         if not self.force and flac.is_file() and _same_crop(info, crop):
             return entry
         write_flac(flac, placement.fade(audio[crop.start:crop.end], rate), rate, subtype)
-        features = self._features(flac)
+        features = self._features(flac, index)
         write_atomic(info, render_json({**features, "crop": place}))
         return entry
 
-    def _features(self, flac: Path) -> dict[str, Any]:
-        """The conditioning features of the crop itself (not the track's)."""
+    def _features(self, flac: Path, index: int) -> dict[str, Any]:
+        """The conditioning features of the crop itself (not the track's); the analysis's
+        warnings are gathered for the track's outcome (one line per distinct text)."""
         doc, _ = self.extractor.analyse(str(flac))
+        for text in doc.get("metadata", {}).get("warnings", []):
+            self._notes.setdefault(str(text), []).append(index)
         features = doc.get("conditioning")
         if not isinstance(features, dict):
             raise ExtractorError(f"profile {self.profile}: its output has no 'conditioning' "
