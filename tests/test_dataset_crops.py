@@ -216,3 +216,13 @@ def test_command_batch_resume_and_bad_files(profile: str, tmp_path: Path) -> Non
     assert str(caught.value) == (f"{tracks / 'good.wav'}: {out / 'good'} holds crops made "
                                  "with other settings (length 44100 samples, beats); --force "
                                  "recuts them")
+
+
+def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "out")
+    assert main(["crops", str(tmp_path), "--length", "10", "--div4", "--sequential",
+                 "-o", out]) == 2
+    assert capsys.readouterr().err == ("error: usage: --div4 starts crops on downbeats; "
+                                       "--sequential ignores beats: give one of the two\n")
+    assert main(["crops", str(tmp_path / "none"), "--length", "10", "-o", out]) == 2
+    assert capsys.readouterr().err == f"error: usage: {tmp_path / 'none'}: no such file or folder\n"

@@ -25,6 +25,8 @@ def crops(args: argparse.Namespace) -> int:
     if args.div4 and args.sequential:
         raise UsageError("--div4 starts crops on downbeats; --sequential ignores beats: "
                          "give one of the two")
+    if not Path(args.folder).exists():
+        raise UsageError(f"{args.folder}: no such file or folder")
     mode = "sequential" if args.sequential else "overlap" if args.overlap else "beats"
     settings = CropSettings(args.length, mode, args.div4)
     out_dir = Path(args.output)
