@@ -216,6 +216,11 @@ def test_command_batch_resume_and_bad_files(profile: str, tmp_path: Path) -> Non
     assert str(caught.value) == (f"{tracks / 'good.wav'}: {out / 'good'} holds crops made "
                                  "with other settings (length 44100 samples, beats); --force "
                                  "recuts them")
+    work.force, work.settings = True, CropSettings(2 * RATE)  # recut: the earlier files go
+    work(str(tracks / "good.wav"), str(out / "good" / "crops.json"))
+    assert made_with(out / "good" / "crops.json", CropSettings(2 * RATE))
+    assert sorted(p.name for p in (out / "good").iterdir()) == [
+        "crops.json", "good_1.INFO", "good_1.flac"]
 
 
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

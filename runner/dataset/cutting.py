@@ -94,7 +94,7 @@ class CropWork:
         beats, crops = self._place(source, audio, rate)
         folder = manifest.parent
         folder.mkdir(parents=True, exist_ok=True)
-        self._notes: dict[str, list[int]] = {}  # a crop analysis's warning -> its crops
+        self._notes = {}  # a crop analysis's warning -> the crops it was given for
         entries = [self._crop(source, folder, index, crop, audio, rate, subtype, beats)
                    for index, crop in enumerate(crops, 1)]
         write_atomic(manifest, render_json({
@@ -102,18 +102,20 @@ class CropWork:
             "track_samples": total, "beats": None if beats is None else beats.source,
             "crops": entries}))
         return ([] if beats is None else beats.warnings) + [
-            f"crop{'s' if len(crops) > 1 else ''} {', '.join(map(str, crops))}: {text}"
-            for text, crops in self._notes.items()]
+            f"crop{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}: {text}"
+            for text, numbers in self._notes.items()]
 
     def _check_earlier(self, source: Path, manifest: Path) -> None:
-        """Crops of other settings in this folder: refused, or removed with --force."""
+        """Crops of other settings in this folder: refused; with --force an earlier cut's
+        files are removed (whatever its settings: a changed beat grid may cut fewer)."""
         if not manifest.is_file():
             return
         try:
             earlier = read_json(manifest)
         except OutputError:
             return  # damaged: the crops are checked one by one
-        if earlier.get("settings") == asdict(self.settings):
+        same = earlier.get("settings") == asdict(self.settings)
+        if same and not self.force:
             return
         if not self.force:
             raise AudioError(str(source), f"{manifest.parent} holds crops made with other "
