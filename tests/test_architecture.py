@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                        "runner.dataset")),
     ("commands", ("runner.cli", "runner.models.commands", "runner.models.convert",
                   "runner.catalog.commands", "runner.report.commands",
-                  "runner.training.commands", "runner.dataset.conditioning_command")),
+                  "runner.training.commands", "runner.dataset.commands",
+                  "runner.dataset.conditioning_command")),
 ]
 
 MAX_MODULE_LINES = 400

@@ -19,6 +19,7 @@ from runner import profile as load
 from runner.catalog.commands import add_commands as add_catalog_commands
 from runner.cli.common import add_batch_options, add_common_options, fail, guard, print_notes
 from runner.cli.extraction import extract_command
+from runner.dataset.commands import add_commands as add_dataset_commands
 from runner.dataset.conditioning_command import add_command as add_conditioning_command
 from runner.errors import EXIT_FAILED, EXIT_PROFILE, OutputError, UsageError
 from runner.library.export import TABLE_FORMATS, export, table_format
@@ -149,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_report_commands(sub)
     add_training_commands(sub)
     add_conditioning_command(sub)
+    add_dataset_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "export" and args.format is None:
