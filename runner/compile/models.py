@@ -32,7 +32,7 @@ the extractor starts (runner.models.stage).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import ModelError
@@ -48,6 +48,10 @@ class ModelOutput:
     output: str  # "predictions" (class probabilities) or "embeddings" (mean vector)
     path: tuple[Any, ...]  # profile key path, for errors
     labels: dict[str, str] | tuple[str, ...] | None = None  # class renames (see above)
+    # statistics of a frame-wise model's pitch/confidence/activation output (runner.models.
+    # framewise; empty: its defaults), and the model's settings (CREPE's step_ms)
+    stats: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,4 +129,9 @@ def _output(profile: Profile, path: tuple[Any, ...], name: str, entry: Any) -> M
         lock.get(model_id)
     except ModelError as exc:
         raise profile.error(path, str(exc)) from None
-    return ModelOutput(name, model_id, output, path, labels)
+    stats = tuple(str(s) for s in entry.get("stats") or ())
+    if stats and output not in ("pitch", "confidence", "activation"):
+        raise profile.error(path + ("stats",), "stats are for frame-wise outputs (pitch, "
+                            "confidence, activation)")
+    return ModelOutput(name, model_id, output, path, labels, stats,
+                       dict(entry.get("params") or {}))
