@@ -17,7 +17,7 @@ from runner.errors import ModelError
 from runner.extract import Extractor
 from runner.models.supply import cache, lock
 from runner.tempo import neural
-from tests.conftest import SR, click_track, tone, write_audio
+from tests.conftest import click_track, tone, write_audio
 
 
 def _crepe_missing() -> str | None:
