@@ -3,7 +3,8 @@ console scripts point at the names below).
 
 Modules: ``common`` (options, exit codes, one-line errors), ``extraction`` (a profile on one
 file or a batch), ``commands`` (the table of built-in profile commands, and music-clap),
-``library_summary`` (streaming-extractor-summary), ``extractor`` (the subcommands).
+``library_summary`` (streaming-extractor-summary), ``embeddings`` (music-embeddings),
+``extractor`` (the subcommands).
 """
 
 import os
@@ -14,6 +15,7 @@ import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 from runner.cli.commands import PROFILE_COMMANDS, music_clap  # noqa: E402
+from runner.cli.embeddings import music_embeddings  # noqa: E402
 from runner.cli.extractor import main  # noqa: E402
 from runner.cli.library_summary import library_summary  # noqa: E402
 
@@ -40,4 +42,5 @@ __all__ = [
     "essentia_lowlevel", "essentia_music", "essentia_rhythm", "essentia_tonal",
     "freesound_general", "freesound_music", "library_summary", "lowlevel", "main", "music",
     "music_clap", "music_highlevel", "music_tempo", "rhythm", "tonal",
+    "music_embeddings",
 ]

@@ -36,7 +36,7 @@ the extractor starts (runner.models.stage).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import ModelError
@@ -56,6 +56,10 @@ class ModelOutput:
     write: str = "classes"  # classes (value, probability, all) | map | probability
     threshold: float = 0.0  # write: map keeps the classes at or above it
     class_name: str | None = None  # write: probability writes this class's probability
+    # statistics of a frame-wise model's pitch/confidence/activation output (runner.models.
+    # framewise; empty: its defaults), and the model's settings (CREPE's step_ms)
+    stats: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
 
     def key(self, section: str) -> str:
         """Its descriptor name: <section>.<name>, the output's own section if it has one."""
@@ -144,5 +148,10 @@ def _output(profile: Profile, path: tuple[Any, ...], name: str, entry: Any) -> M
         lock.get(model_id)
     except ModelError as exc:
         raise profile.error(path, str(exc)) from None
+    stats = tuple(str(s) for s in entry.get("stats") or ())
+    if stats and output not in ("pitch", "confidence", "activation"):
+        raise profile.error(path + ("stats",), "stats are for frame-wise outputs (pitch, "
+                            "confidence, activation)")
     return ModelOutput(name, model_id, output, path, labels, entry.get("section"), write,
-                       float(entry["threshold"]), class_name)
+                       float(entry["threshold"]), class_name, stats,
+                       dict(entry.get("params") or {}))

@@ -3,13 +3,14 @@
 A lock-file entry's ``kind`` names its family (``"tensorflow"``: Essentia TensorFlow graphs
 driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
 ``"onnx-classifier"``: classifiers trained with `extractor train`; ``"madmom"``: madmom's
-downbeat network and the tempo consensus). The model stage
-(runner.models.stage) knows nothing of any family: for each output of a profile's ``models:``
-section it asks the family of the output's model to take it on (:meth:`ModelRunner.add`), has
-every family load what it took (:meth:`ModelRunner.load`), and per track lets each family
-write its descriptors (:meth:`ModelRunner.run`). A new family of models is one module with a
-runner class, and one line in :data:`FAMILIES` (or :func:`register`) naming the lock-entry
-kind it runs; the stage's control flow does not change.
+downbeat network and the tempo consensus; ``"crepe"``, ``"madmom-beats"``,
+``"transformers-audio"``: frame-wise models and embeddings, runner.models.framewise). The
+model stage (runner.models.stage) knows nothing of any family: for each output of a profile's
+``models:`` section it asks the family of the output's model to take it on
+(:meth:`ModelRunner.add`), has every family load what it took (:meth:`ModelRunner.load`), and
+per track lets each family write its descriptors (:meth:`ModelRunner.run`). A new family of
+models is one module with a runner class, and one line in :data:`FAMILIES` (or
+:func:`register`) naming the lock-entry kind it runs; the stage's control flow does not change.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "transformers-clap": "runner.models.clap_family",
     "onnx-classifier": "runner.models.onnx_classifier_family",
     "madmom": "runner.models.madmom_family",
+    "crepe": "runner.models.framewise",
+    "madmom-beats": "runner.models.framewise",
+    "transformers-audio": "runner.models.framewise",
 }
 
 

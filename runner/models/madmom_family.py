@@ -22,7 +22,7 @@ from runner.compile.models import ModelOutput, ModelsConfig
 from runner.errors import ModelError
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.supply import cache, lock
-from runner.models.supply.cache import MissingModel, package_file, sha256_of, verified_bytes
+from runner.models.supply.cache import verified_bytes
 
 KIND = "madmom"
 ESSENTIA_BPM = "rhythm.bpm"  # what the consensus combines madmom's estimate with
@@ -41,25 +41,9 @@ OUTPUTS: dict[str, dict[str, Any]] = {
 def model_files(model: lock.Model) -> list[tuple[Path, str]]:
     """(path, sha256 pin) of every file of ``model``, each checked against its pin: the model
     cache's copy, else the installed package's."""
-    state = cache.locate(model)
-    if state.ok:
-        return [(state.path(pin.name), pin.sha256) for pin in model.files]
-    if state.state == cache.MISMATCH:
-        raise cache.mismatch_error(state)
-    if not all(pin.url.startswith(cache.PACKAGE) for pin in model.files):
-        cache.require(model)  # raises MissingModel with the fetch hint
     from runner.tempo import missing
 
-    reason = missing()
-    if reason is not None:
-        raise MissingModel(f"model '{model.id}': {reason}", model.id)
-    files = [(package_file(pin, model.id, "see docs/tempo.md"), pin.sha256) for pin in model.files]
-    for path, sha in files:
-        actual = sha256_of(path)
-        if actual != sha:
-            raise ModelError(f"{path} does not match its pin (expected sha256 {sha}, got "
-                             f"{actual}): refused, not loaded", model.id)
-    return files
+    return cache.resolved_files(model, "see docs/tempo.md", missing())
 
 
 class Runner:

@@ -169,8 +169,25 @@ def _downbeat_network(networks: list[bytes] | None, threads: int) -> Any:
 
     if networks is None:
         return RNNDownBeatProcessor(intra_op_num_threads=threads)
-    import io
     from functools import partial
+
+    return _network(networks, (3, 6, 12), threads, partial(np.delete, obj=0, axis=1))
+
+
+def beat_network(networks: list[bytes], threads: int = 1) -> Any:
+    """madmom's RNNBeatProcessor (offline: bidirectional LSTMs, 6 bands per octave at every
+    frame size) on ``networks``, the eight ``beats_blstm`` models' bytes (checked against their
+    pins): a signal at 44.1 kHz in, the (T,) beat activation at 100 frames/s out."""
+    _require()
+    _quiet_onnxruntime()
+    return _network(networks, (6, 6, 6), threads, lambda act: np.asarray(act).reshape(-1))
+
+
+def _network(networks: list[bytes], bands: tuple[int, int, int], threads: int,
+             post: Any) -> Any:
+    """madmom's multi-resolution front end (frames of 1024, 2048 and 4096 samples with
+    ``bands`` bands per octave), the averaged ensemble of ``networks``, then ``post``."""
+    import io
 
     from madmom.audio.signal import FramedSignalProcessor, SignalProcessor
     from madmom.audio.spectrogram import (
@@ -183,11 +200,11 @@ def _downbeat_network(networks: list[bytes] | None, threads: int) -> Any:
     from madmom.processors import ParallelProcessor, SequentialProcessor
 
     multi = ParallelProcessor([])
-    for frame_size, bands in zip([1024, 2048, 4096], [3, 6, 12], strict=True):
+    for frame_size, per_octave in zip([1024, 2048, 4096], bands, strict=True):
         multi.append(SequentialProcessor((
             FramedSignalProcessor(frame_size=frame_size, fps=FPS),
             ShortTimeFourierTransformProcessor(),
-            FilteredSpectrogramProcessor(num_bands=bands, fmin=30, fmax=17000,
+            FilteredSpectrogramProcessor(num_bands=per_octave, fmin=30, fmax=17000,
                                          norm_filters=True),
             LogarithmicSpectrogramProcessor(mul=1, add=1),
             SpectrogramDifferenceProcessor(diff_ratio=0.5, positive_diffs=True,
@@ -196,7 +213,7 @@ def _downbeat_network(networks: list[bytes] | None, threads: int) -> Any:
                                np.hstack))
     ensemble = NeuralNetworkEnsemble.load([io.BytesIO(data) for data in networks],
                                           intra_op_num_threads=threads)
-    return SequentialProcessor((pre, ensemble, partial(np.delete, obj=0, axis=1)))
+    return SequentialProcessor((pre, ensemble, post))
 
 
 def _no_tempo(activation: np.ndarray) -> TempoEstimate:

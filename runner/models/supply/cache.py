@@ -60,6 +60,29 @@ def package_file(pin: Pin, model_id: str, hint: str = "") -> Path:
     return path
 
 
+def resolved_files(model: Model, hint: str = "", unavailable: str | None = None
+                   ) -> list[tuple[Path, str]]:
+    """(path, sha256 pin) of every file of ``model``, each checked against its pin: the model
+    cache's copy, else (``package:`` pins) the installed package's. ``unavailable``: why the
+    package's models cannot run here (MissingModel), e.g. a runtime it needs is absent."""
+    state = locate(model)
+    if state.ok:
+        return [(state.path(pin.name), pin.sha256) for pin in model.files]
+    if state.state == MISMATCH:
+        raise mismatch_error(state)
+    if not model.files or not all(pin.url.startswith(PACKAGE) for pin in model.files):
+        require(model)  # raises MissingModel with the fetch hint
+    if unavailable is not None:
+        raise MissingModel(f"model '{model.id}': {unavailable}", model.id)
+    files = [(package_file(pin, model.id, hint), pin.sha256) for pin in model.files]
+    for path, sha in files:
+        actual = sha256_of(path)
+        if actual != sha:
+            raise ModelError(f"{path} does not match its pin (expected sha256 {sha}, got "
+                             f"{actual}): refused, not loaded", model.id)
+    return files
+
+
 def user_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "extractor-profiles" / "models"

@@ -1,0 +1,122 @@
+"""music-embeddings' per-file job: the embeddings profile (runner/profiles/embeddings.yaml)
+with one model output per requested model, its frames written as ``BASE/<model>/<mirrored
+path>.npy``; and the manifest (``BASE/<model>/model.json``) that says what made them.
+
+Each worker builds one Extractor, so every model loads once per worker (never per file) and
+the track is decoded once for all of them. A job's output path is the first model's file;
+the others are the same relative path under their own folders. Every .npy is written
+atomically, so an interrupted batch leaves only complete files and a rerun does the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.batch.inputs import Job
+from runner.errors import UsageError
+
+PROFILE = "embeddings"
+MANIFEST = "model.json"
+POOLS = ("none", "mean")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model of a music-embeddings run: the folder name given on the command line, the
+    lock-file model it runs, and that model's settings."""
+
+    name: str
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def override(self) -> str:
+        """The output entry of the embeddings profile (YAML flow)."""
+        params = json.dumps(self.params) if self.params else "{}"
+        return f"{{model: {self.model}, output: embeddings, params: {params}}}"
+
+
+def overrides(requests: list[Request]) -> list[str]:
+    """``--set`` overrides giving the embeddings profile one output per request."""
+    body = ", ".join(f"{r.name}: {r.override()}" for r in requests)
+    return [f"models.outputs={{{body}}}"]
+
+
+def pooled(frames: np.ndarray, pool: str) -> np.ndarray:
+    """The array written: every frame (``none``) or their mean (``mean``: (D,), or (1,) for a
+    model with one number per frame)."""
+    frames = np.asarray(frames, dtype=np.float32)
+    if pool == "none":
+        return frames
+    return np.atleast_1d(frames.mean(axis=0) if len(frames) else
+                         np.zeros(frames.shape[1:], dtype=np.float32))
+
+
+class EmbeddingsWork:
+    """The embeddings profile compiled once per worker, its models loaded once; per file, one
+    .npy per model."""
+
+    def __init__(self, requests: list[Request], base: str, pool: str, threads: int) -> None:
+        from runner.extract import Extractor
+
+        self.requests = list(requests)
+        self.base = Path(base)
+        self.pool = pool
+        self.extractor = Extractor(PROFILE, overrides(self.requests), warn=False)
+        _torch_threads(threads)
+
+    def __call__(self, src: str, dst: str) -> list[str]:
+        from runner.output import write_npy_atomic
+
+        doc, analysis = self.extractor.analyse(src)
+        relative = Path(dst).relative_to(self.base / self.requests[0].name)
+        for request in self.requests:
+            frames = analysis.models.embeddings[request.model]
+            write_npy_atomic(self.base / request.name / relative, pooled(frames, self.pool))
+        return list(doc["metadata"]["warnings"])
+
+
+def _torch_threads(threads: int) -> None:
+    """Threads of torch's CPU kernels in this worker (workers x threads = the cores)."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(max(1, threads))
+
+
+def paths(job: Job, base: Path, requests: list[Request]) -> list[Path]:
+    """Every .npy a job writes (the first is ``job.output``)."""
+    relative = job.output.relative_to(base.resolve() / requests[0].name)
+    return [base.resolve() / r.name / relative for r in requests]
+
+
+def manifest(request: Request, pins: dict[str, str], pool: str, digest: str,
+             license_: str) -> dict[str, Any]:
+    """What made the files of one model folder: compared before a batch reuses them."""
+    return {"model": request.model, "params": request.params, "pool": pool,
+            "files": pins, "license": license_, "profile_hash": digest}
+
+
+def check_manifests(base: Path, wanted: dict[str, dict[str, Any]], force: bool) -> None:
+    """Refuse to mix files made otherwise (another model, settings, weights or pool) into a
+    model folder, unless ``force`` (then every file is recomputed); write the manifests."""
+    for name, data in wanted.items():
+        path = base / name / MANIFEST
+        try:
+            existing = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            existing = None
+        if existing is not None and existing != data and not force:
+            changed = sorted(k for k in data if existing.get(k) != data[k])
+            raise UsageError(f"{base / name}: made with another {', '.join(changed)} "
+                             f"({path}); --force recomputes every file, or choose another "
+                             "--output-base")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.part")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)

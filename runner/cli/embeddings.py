@@ -1,0 +1,130 @@
+"""`music-embeddings IN --output-base DIR --models crepe madmom ...`: frame-wise embeddings and
+activations, one .npy per model and track (docs/embeddings.md), on the batch engine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner import batch, compile
+from runner import output as write
+from runner import profile as load
+from runner.batch.embed_job import (
+    POOLS,
+    PROFILE,
+    EmbeddingsWork,
+    Request,
+    check_manifests,
+    manifest,
+    overrides,
+    paths,
+)
+from runner.cli.common import guard, print_notes
+from runner.errors import UsageError
+from runner.models.crepe import STEP_MS
+from runner.models.stage import prepare
+from runner.models.supply import lock
+
+# --models names -> lock-file models (a lock-file id is taken as is, named by itself)
+NAMES = {
+    "crepe": None,  # crepe-tiny or crepe-full: --crepe-model
+    "madmom": "madmom-beats",
+    "clap": "clap-630k-audioset",
+    "mert": "mert-v1-95m",
+    "mert-330m": "mert-v1-330m",
+    "hubert": "hubert-large-ll60k",
+    "ast": "ast-audioset",
+    "encodec": "encodec-24khz",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="music-embeddings",
+        description="Compute neural models' frame-wise embeddings and activations for an "
+        "audio file, a folder (recursively) or a list of files: DIR/<model>/<mirrored "
+        "path>.npy. Shapes and frame rates: docs/embeddings.md. madmom's models are "
+        "CC BY-NC-SA 4.0 (non-commercial).")
+    parser.add_argument("input", nargs="?", help="audio file or folder")
+    parser.add_argument("--list", dest="list_file", metavar="FILE",
+                        help="analyse the files listed in FILE (one path per line)")
+    parser.add_argument("--output-base", required=True, metavar="DIR",
+                        help="write DIR/<model>/<path mirrored from the input>.npy")
+    parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
+                        help=f"{', '.join(NAMES)}, or a model id of the lock file")
+    parser.add_argument("--pool", choices=POOLS, default="none",
+                        help="none: every frame (default); mean: one vector per track")
+    parser.add_argument("--crepe-model", choices=("tiny", "full"), default="tiny",
+                        help="CREPE's capacity (tiny, the default: about 40x faster; full: "
+                        "the original model)")
+    parser.add_argument("--crepe-step", type=float, default=STEP_MS, metavar="MS",
+                        help=f"CREPE's hop in milliseconds (default {STEP_MS:g}: 100 frames/s)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="skip tracks whose files exist (the default; kept for scripts)")
+    parser.add_argument("--force", action="store_true", help="recompute every file")
+    parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                        help="worker processes (default: the number of cores)")
+    parser.add_argument("--files-per-worker", type=int, default=None, metavar="N",
+                        help="replace each worker after N files (default: 200; 0: never)")
+    parser.add_argument("--failures", metavar="FILE", default=None,
+                        help="failed files as JSON lines (default: DIR/failures.jsonl)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def requests(args: argparse.Namespace) -> list[Request]:
+    """One request per --models name, in order (a name given twice counts once)."""
+    if args.crepe_step <= 0:
+        raise UsageError(f"--crepe-step: {args.crepe_step:g} ms is not a positive step")
+    chosen: list[Request] = []
+    for item in args.models:
+        for name in item.replace(",", " ").split():
+            if any(r.name == name for r in chosen):
+                continue
+            if name == "crepe":
+                chosen.append(Request(name, f"crepe-{args.crepe_model}",
+                                      {"step_ms": args.crepe_step}))
+                continue
+            model = NAMES.get(name) or lock.get(name).id  # an unknown name: one line
+            chosen.append(Request(name, model))
+    return chosen
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.input and not args.list_file:
+        raise UsageError("give a file, a folder or --list FILE")
+    wanted = requests(args)
+    plan = compile.compile_profile(load.load_profile(PROFILE, overrides(wanted)))
+    stage = prepare(plan, warn=False, load=False)  # missing or damaged models stop here
+    pairs = batch.collect([args.input] if args.input else [], args.list_file)
+    if not pairs:
+        raise UsageError("no audio files found")
+    base = Path(args.output_base)
+    write.prepare_folder(str(base))
+    manifests = {r.name: manifest(r, stage.pins.get(r.model, {}) if stage else {}, args.pool,
+                                  plan.digest, lock.get(r.model).license) for r in wanted}
+    check_manifests(base, manifests, args.force)
+    jobs, notes = batch.plan_outputs(pairs, base / wanted[0].name, ".npy")
+    print_notes(plan.profile.notes + notes, args.quiet)
+    cores = os.cpu_count() or 1
+    workers_count = args.jobs or cores
+    per_worker = (batch.FILES_PER_WORKER if args.files_per_worker is None
+                  else args.files_per_worker)
+    workers = batch.LocalWorkers(
+        (EmbeddingsWork, (wanted, str(base.resolve()), args.pool,
+                          max(1, cores // workers_count))),
+        lambda job: all(p.is_file() for p in paths(job, base, wanted)),
+        jobs=args.jobs, force=args.force, files_per_worker=per_worker)
+    failures = Path(args.failures) if args.failures else base / "failures.jsonl"
+    result = batch.process_batch(workers, jobs, base, failures,
+                                 failures_chosen=bool(args.failures), quiet=args.quiet)
+    return batch.finish(result, f"{batch.tally(result)} in {result.seconds:.1f} s",
+                        args.quiet, workers.claims)
+
+
+def music_embeddings(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return guard(lambda: run(args), args.debug)
