@@ -426,7 +426,7 @@ def test_tonal_atonal_head_is_pinned_with_its_metadata_marked_reconstructed():
 
     model = lock.get("tonal_atonal-msd-musicnn-1")
     assert (model.embedding, model.algorithm, model.groups) == (
-        "msd-musicnn-1", "TensorflowPredict2D", ("highlevel",))
+        "msd-musicnn-1", "TensorflowPredict2D", ("highlevel", "conditioning"))
     assert [(p.name, p.sha256, p.size) for p in model.files] == [(
         "tonal_atonal-msd-musicnn-1.pb",
         "45a36e68a70a6692a60434ee3ae81df9bd5c402204fb04c3355c39f9e3d24aaf", None)]
