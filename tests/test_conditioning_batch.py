@@ -235,3 +235,31 @@ def test_a_tampered_demucs_model_is_refused_in_one_line(tiny_demucs):
         demucs_model("tiny-htdemucs")
     assert str(caught.value).startswith(f"model 'tiny-htdemucs': {weights} does not match its "
                                         "pin (expected sha256 ")
+
+
+def test_music_conditioning_runs_the_real_profile_on_a_track_and_its_stems(tmp_path):
+    """The built-in conditioning profile end to end through its app, `music-conditioning`:
+    the mix's flat features (timbre included), each stem's loudness, rhythm and harmony, the
+    beat grid; the classifiers off (their weights are not in the test's model cache)."""
+    track = tmp_path / "Song" / "Song.wav"
+    _stereo(track, click_track(SECONDS, 120.0))
+    for stem, signal in _stem_signals().items():
+        _stereo(track.parent / f"{stem}.wav", signal)
+    done = subprocess.run([command("music-conditioning"), str(track), "-j", "1", "-q",
+                           "--set", "options.conditioning.classifiers=false"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(track.with_suffix(".INFO").read_text())
+    assert abs(info["bpm"] - 120.0) < 2.0 and info["bpm_is_defined"] is True
+    assert info["lufs"] < 0 and info["true_peak"] <= 0.5
+    assert 0 <= info["brightness"] <= 100 and info["reverberation"] is not None
+    assert abs(info["bpm_drums"] - 120.0) < 2.0
+    # a 0.2-amplitude sine on both channels: 10 log10(2 x 0.2^2 / 2) - 0.691 = -14.67 LUFS
+    assert abs(info["lufs_other"] - -14.67) < 0.2 and info["lufs_drums"] < info["lufs_other"]
+    assert max(info[f"chroma_bass_{name}"] for name in ("A", "E")) == 1.0  # 55 Hz: an A
+    assert info["key_bass"] is None or isinstance(info["key_bass"], str)
+    assert "genre" not in info and "brightness_drums" not in info
+    grid = json.loads(track.with_suffix(".BEATS_GRID").read_text())
+    assert grid["made_by"]["profile"] == "conditioning"
+    assert sorted(grid["made_by"]["stems"]) == sorted(STEMS)
+    assert np.allclose(np.diff(grid["beats"]), 0.5, atol=0.03)

@@ -37,10 +37,19 @@ essentia_freesound_music = PROFILE_COMMANDS["streaming_extractor_freesound_music
 music_highlevel = PROFILE_COMMANDS["music-highlevel"]
 music_tempo = PROFILE_COMMANDS["music-tempo"]
 
+
+def music_conditioning(argv: list[str] | None = None) -> int:
+    """``music-conditioning``: ``extractor conditioning`` (the conditioning profile into each
+    track's TRACK.INFO and TRACK.BEATS_GRID) under the name of the profile's app."""
+    import sys
+
+    return main(["conditioning", *(sys.argv[1:] if argv is None else argv)])
+
 __all__ = [
     "beats", "essentia_beats", "essentia_freesound_general", "essentia_freesound_music",
     "essentia_lowlevel", "essentia_music", "essentia_rhythm", "essentia_tonal",
     "freesound_general", "freesound_music", "library_summary", "lowlevel", "main", "music",
     "music_clap", "music_highlevel", "music_tempo", "rhythm", "tonal",
     "music_embeddings",
+    "music_conditioning",
 ]

@@ -72,6 +72,24 @@ def stem_overrides(profile_data: dict[str, Any]) -> list[str]:
     return overrides
 
 
+def stem_extractor(profile: str, overrides: list[str], data: dict[str, Any]) -> Any:
+    """The profile cut down to its stem features, with the user's overrides: an option the
+    cut leaves unused (``conditioning.classifiers`` once the models are gone) was already
+    checked on the whole profile, so its override is dropped here, not refused."""
+    from runner.errors import ProfileError
+    from runner.extract import Extractor
+
+    while True:
+        try:
+            return Extractor(profile, [*overrides, *stem_overrides(data)], warn=False)
+        except ProfileError as exc:
+            unused = [o for o in overrides if exc.path and o.startswith(f"{exc.path}=")
+                      and "is not used by the profile" in str(exc)]
+            if not unused:
+                raise
+            overrides = [o for o in overrides if o not in unused]
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the command asked for, the same in every worker."""
@@ -229,12 +247,10 @@ class ConditioningWork:
     def _analyse_stem(self, track: Path, stem: str, path: Path) -> dict[str, Any]:
         if self.stem_extractor is None:
             from runner import profile as load
-            from runner.extract import Extractor
 
             data = load.load_profile(self.settings.profile, list(self.settings.overrides)).data
-            self.stem_extractor = Extractor(
-                self.settings.profile, [*self.settings.overrides, *stem_overrides(data)],
-                warn=False)
+            self.stem_extractor = stem_extractor(self.settings.profile,
+                                                 list(self.settings.overrides), data)
         try:
             doc, _ = self.stem_extractor.analyse(str(path))
         except AudioError as exc:
