@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import yaml
 
 from runner.library.beets_fields import beets_bpm, beets_fields, beets_key, numeric_fields
 from tests.conftest import click_track, write_audio
+from tests.test_cli import command
 from tests.test_dropin import svm_models  # noqa: F401 - a fixture (tiny models in the cache)
 
 pytest.importorskip("beets")
@@ -164,7 +164,9 @@ class Beets:
         self.env = dict(os.environ, BEETSDIR=str(self.dir))
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "beets", *args], capture_output=True,
+        # the `beet` script pip installed (beets' own entry point, which loads our plugin
+        # from the beetsplug namespace as a user's shell would)
+        done = subprocess.run([command("beet"), *args], capture_output=True,
                               text=True, env=self.env, timeout=300, cwd=self.root)
         assert done.returncode == 0, done.stderr
         return done
