@@ -199,6 +199,45 @@ def test_a_locked_sqlite_catalog_is_one_line(music_outputs, tmp_path, monkeypatc
         "--catalog); try again when it has finished")
 
 
+def _read_only(*paths: Path) -> list[str]:
+    """Make ``paths`` read-only even for root (the tests' usual user): the immutable attribute
+    (chattr +i), or permissions for anyone else; the command that undoes it."""
+    if os.geteuid() != 0:
+        for path in paths:
+            path.chmod(path.stat().st_mode & ~0o222)
+        return ["chmod", "-R", "u+w", *map(str, paths)]
+    done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True, text=True)
+    if done.returncode != 0:  # a file system without the attribute (tmpfs, overlayfs)
+        pytest.skip(f"cannot make a file read-only for root here: {done.stderr.strip()}")
+    return ["chattr", "-i", *map(str, paths)]
+
+
+def test_a_read_only_sqlite_catalog_refuses_updates_in_one_line_and_answers_queries(
+        music_outputs, tmp_path):
+    """A catalog on a read-only file in a read-only folder (a shared, mounted library): an
+    update is one line and exit 1, the catalog unchanged; find and similar still answer."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    db = folder / "cat.sqlite"
+    assert update(music_outputs, str(db)).returncode == 0
+    before = counts(str(db))
+    (music_outputs / "rock" / "fast.json").unlink()  # something for an update to change
+    undo = _read_only(db, folder)
+    try:
+        refused = update(music_outputs, str(db))
+        found = run("extractor", "find", "--db", str(db), "--paths")
+        similar = run("extractor", "similar", "--db", str(db), "jazz/slow.wav", "--k", "2",
+                      "--by", "descriptors")
+    finally:
+        subprocess.run(undo, check=True)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: {db}: the catalog is read-only here (file or folder permissions)")
+    assert counts(str(db)) == before
+    assert found.returncode == 0 and len(found.stdout.splitlines()) == before["tracks"]
+    assert similar.returncode == 0, similar.stderr
+
+
 def test_an_unreachable_postgresql_is_one_line(music_outputs):
     result = update(music_outputs, "postgresql://someone@127.0.0.1:9/library")
     assert result.returncode == 1
