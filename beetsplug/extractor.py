@@ -113,6 +113,10 @@ class ExtractorPlugin(BeetsPlugin):
             item.store()
         for message in done.failed.values():
             self._log.error("{}", message)  # it names the file
+        if done.interrupted:  # Ctrl-C: what was analysed is stored, the rest is left
+            raise ui.UserError(f"extract: interrupted; {changed} items updated from the "
+                               f"{len(done.fields)} analysed so far (run it again for the "
+                               f"other {len(items) - len(done.fields)})")
         counts = done.batch
         ui.print_(f"extract: {counts.done} analysed, {counts.skipped} up to date, "
                   f"{counts.failed} failed; {changed} items updated")

@@ -287,3 +287,38 @@ def test_highlevel_fields_from_the_models_in_the_cache(music, tmp_path):
     assert 0 < float(danceable) < 1 and 0 < float(cluster) < 1
     assert mirex.startswith(("passionate", "rollicking", "literate", "humorous", "aggressive"))
     assert sorted(beet.rows("$bpm", "danceable:0..1")) == ["fast"]
+
+
+def test_ctrl_c_keeps_what_was_analysed_and_a_rerun_does_the_rest(tmp_path):
+    """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) during
+    `beet extract`: one line, no traceback, no half-written output; the items analysed so far
+    have their fields; the next run analyses only the others."""
+    import signal
+    import time
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for index in range(6):
+        write_audio(music / f"t{index}.flac", click_track(2.0, bpm=100.0 + 5 * index))
+    beet = Beets(tmp_path / "lib", jobs=1)
+    beet("import", "-A", "-q", str(music))
+    outputs = beet.dir / "extractor"
+    running = subprocess.Popen([command("beet"), "extract", "-q"], env=beet.env,
+                               cwd=beet.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(outputs.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(running.pid, signal.SIGINT)
+    out, err = running.communicate(timeout=120)
+    assert running.returncode == 1 and "Traceback" not in err, err
+    stored = [name for name, (bpm,) in beet.rows("$bpm").items() if bpm != "0"]
+    assert err.strip().splitlines()[-1] == (
+        f"error: extract: interrupted; {len(stored)} items updated from the {len(stored)} "
+        f"analysed so far (run it again for the other {6 - len(stored)})")
+    assert 1 <= len(stored) < 6
+    assert not [p for p in outputs.iterdir() if p.name.endswith(".tmp")]
+    again = beet("extract", "-q")
+    assert again.stdout.strip() == (f"extract: {6 - len(stored)} analysed, {len(stored)} up "
+                                    f"to date, 0 failed; {6 - len(stored)} items updated")
+    assert all(bpm != "0" for (bpm,) in beet.rows("$bpm").values())

@@ -38,7 +38,7 @@ def _cmd_update(args: argparse.Namespace) -> int:
     try:
         report = update(db, folder, None if args.quiet else
                         (lambda line: print(line, file=sys.stderr, flush=True)),
-                        Path(args.audio_root) if args.audio_root else None)
+                        Path(args.audio_root) if args.audio_root else None, args.replace)
     finally:
         db.close()
     print_report(report, args.quiet)
@@ -101,6 +101,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _db_option(p, f"OUTPUT_DIR/{DEFAULT_NAME}")
     p.add_argument("--audio-root", metavar="DIR", help="the folder that was analysed: "
                    "playlists (find --m3u, --paths) then name the audio files in full")
+    p.add_argument("--replace", action="store_true", help="the catalog held another folder's "
+                   "outputs: replace them with this folder's (else refused)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only what was skipped")
     p.set_defaults(func=_cmd_update)
 

@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from runner.catalog import schema
-from runner.catalog.backend import DEFAULT_NAME, Backend, connect
-from runner.catalog.update import Changed, UpdateReport, _Kinds, finish, load, print_report, update
+from runner.catalog.backend import DEFAULT_NAME, Backend, CatalogError, connect
+from runner.catalog.update import (
+    Changed,
+    UpdateReport,
+    _Kinds,
+    check_folder,
+    finish,
+    load,
+    print_report,
+    update,
+)
 
 EVERY_FILES = 50
 EVERY_SECONDS = 10.0
@@ -30,6 +39,11 @@ class CatalogFeed:
                  every_files: int = EVERY_FILES, every_seconds: float = EVERY_SECONDS) -> None:
         self.folder = folder
         self.db: Backend = connect(url or str(folder / DEFAULT_NAME))
+        try:  # before the first batch is stored, not at the final update
+            check_folder(self.db, folder)
+        except CatalogError:
+            self.db.close()
+            raise
         self.audio_root = audio_root
         self.every_files, self.every_seconds = every_files, every_seconds
         self.pending: list[Path] = []

@@ -17,7 +17,6 @@ of this runner carries. The rules, by value:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+
+from runner.output.reading import parse_json
 
 DSP_SECTIONS = frozenset({"lowlevel", "rhythm", "tonal", "sfx", "metadata"})
 CLASS_KEYS = frozenset({"value", "probability", "all"})
@@ -58,17 +59,20 @@ class Record:
 
 def _parse(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8") if path.suffix in (".yaml", ".yml") else None
     except OSError as exc:
         raise Unreadable(exc.strerror or str(exc)) from None
     except UnicodeDecodeError:
         raise Unreadable("not UTF-8 text") from None
     try:
-        if path.suffix in (".yaml", ".yml"):
+        if text is not None:
             import yaml
 
             return yaml.safe_load(text)
-        return json.loads(text)
+        return parse_json(data)
+    except UnicodeDecodeError:
+        raise Unreadable("not UTF-8 text") from None
     except ValueError as exc:
         raise Unreadable(f"corrupt JSON ({' '.join(str(exc).split())[:120]})") from None
     except Exception as exc:  # noqa: BLE001 - yaml's own error tree

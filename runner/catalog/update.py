@@ -178,10 +178,25 @@ def finish(db: Backend, report: UpdateReport, kinds: _Kinds) -> None:
         schema.set_meta(db, "generation", str(generation))
 
 
+def check_folder(db: Backend, folder: Path, replace: bool = False) -> None:
+    """A catalog mirrors one folder of outputs (every subfolder included): an update from
+    another folder would remove every track it holds. Refused in one line unless ``replace``
+    (a catalog without tracks takes any folder)."""
+    held = schema.meta(db, "output_root")
+    if replace or held is None or held == str(folder.resolve()):
+        return
+    if not db.execute("SELECT 1 FROM tracks LIMIT 1"):
+        return
+    raise CatalogError(f"{db.location}: this catalog holds the outputs of {held}; updating it "
+                       f"from {folder} would remove them all. Update it from a folder that "
+                       "holds both (subfolders are read), or use --replace to switch folders")
+
+
 def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = None,
-           audio_root: Path | None = None) -> UpdateReport:
+           audio_root: Path | None = None, replace: bool = False) -> UpdateReport:
     """Update the catalog in ``db`` from the outputs under ``folder`` (one transaction).
-    ``audio_root``: the analysed folder, so that playlists name the audio files in full."""
+    ``audio_root``: the analysed folder, so that playlists name the audio files in full;
+    ``replace``: the catalog may have held another folder's outputs (check_folder)."""
     if not folder.is_dir():
         raise CatalogError(f"{folder}: not a folder of outputs")
     report = UpdateReport()
@@ -192,6 +207,7 @@ def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = N
         note = schema.ensure(db)
         if note:
             report.notes.append(note)
+        check_folder(db, folder, replace)
         # where the outputs are: the report's links to each track's JSON
         schema.set_meta(db, "output_root", str(folder.resolve()))
         if audio_root is not None:

@@ -48,6 +48,7 @@ class ItemsResult:
     fields: dict[int, dict[str, FieldValue]] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     outputs: dict[int, Path] = field(default_factory=dict)  # item id -> its output
+    interrupted: bool = False  # Ctrl-C: the fields are those of the items analysed so far
 
     def tags_written(self, item_id: int) -> None:
         """The audio file changed because its tags were written: its output stays current
@@ -78,9 +79,13 @@ def analyse_items(items: dict[int, Path], folder: Path, *, profile: str = "music
     workers = batch.LocalWorkers((ExtractorWork, (profile, overrides, "music")),
                                  partial(current, digest=plan.digest), jobs=jobs,
                                  force=force)
-    result = batch.process_batch(workers, jobs_list, folder, folder / "failures.jsonl",
-                                 quiet=quiet)
-    outcome = ItemsResult(result)
+    try:
+        result = batch.process_batch(workers, jobs_list, folder, folder / "failures.jsonl",
+                                     quiet=quiet)
+        interrupted = False
+    except KeyboardInterrupt:  # the engine stopped its workers; keep what was analysed
+        result, interrupted = batch.BatchResult(), True
+    outcome = ItemsResult(result, interrupted=interrupted)
     failed = {str(o.job.input): o.message for o in result.failures}
     for item_id, job in zip(items, jobs_list, strict=True):
         outcome.outputs[item_id] = job.output

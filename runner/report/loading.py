@@ -12,8 +12,6 @@ document.
 
 from __future__ import annotations
 
-import json
-import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -21,12 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.output.reading import parse_json
 from runner.report.tracks import Track, merge, track_from_doc
-
-try:
-    import orjson
-except ImportError:  # the json module reads the same, slower
-    orjson = None  # type: ignore[assignment]
 
 SKIPPED_NAMES = {"failures.jsonl", "warnings.jsonl"}
 
@@ -48,23 +42,9 @@ def result_files(folder: Path) -> list[Path]:
             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
-def _reject_constant(name: str) -> float:
-    """NaN and Infinity in a file (Python's json writes them) read as NaN: dropped later."""
-    return math.nan
-
-
 def read_result(path: Path) -> Any:
-    """One output document; ValueError/OSError for a file that is not readable JSON.
-
-    orjson (the ``report`` extra) parses 5-8 times faster than the json module, which reads
-    what orjson refuses (NaN, Infinity)."""
-    data = path.read_bytes()
-    if orjson is not None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    """One output document; ValueError/OSError for a file that is not readable JSON."""
+    return parse_json(path.read_bytes())
 
 
 def is_result(doc: Any) -> bool:

@@ -129,7 +129,7 @@ def test_kill_9_during_an_update_leaves_the_old_catalog(music_outputs, db_url, t
     total = copies + 6
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen([command("extractor"), "catalog", "update", str(big), "--db",
-                             db_url], stderr=subprocess.PIPE, text=True, env=env)
+                             db_url, "--replace"], stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
     assert proc.stderr.readline().startswith(f"catalog: {total} outputs in ")
     deadline = time.time() + 30  # its readers started: the update is under way
@@ -151,7 +151,7 @@ def test_kill_9_during_an_update_leaves_the_old_catalog(music_outputs, db_url, t
     assert {r["path"] for r in find_json(db_url)} == {
         "rock/fast.wav", "rock/mid.wav", "jazz/slow.wav", "jazz/slower.wav", "tones/tone.wav",
         "tones/o'neil; drop.wav"}
-    again = update(big, db_url)
+    again = update(big, db_url, "--replace")
     assert again.returncode == 0, again.stderr
     assert again.stderr.splitlines()[-1] == (f"catalog: {total} added, 0 updated, 6 removed, "
                                             "0 unchanged")
@@ -197,6 +197,64 @@ def test_a_locked_sqlite_catalog_is_one_line(music_outputs, tmp_path, monkeypatc
     assert locked.stderr.splitlines()[-1] == (
         f"error: {db}: the catalog is locked by another writer (an update or a batch with "
         "--catalog); try again when it has finished")
+
+
+def _read_only(*paths: Path) -> list[str]:
+    """Make ``paths`` read-only even for root (the tests' usual user): the immutable attribute
+    (chattr +i), or permissions for anyone else; the command that undoes it."""
+    if os.geteuid() != 0:
+        for path in paths:
+            path.chmod(path.stat().st_mode & ~0o222)
+        return ["chmod", "-R", "u+w", *map(str, paths)]
+    done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True, text=True)
+    if done.returncode != 0:  # a file system without the attribute (tmpfs, overlayfs)
+        pytest.skip(f"cannot make a file read-only for root here: {done.stderr.strip()}")
+    return ["chattr", "-i", *map(str, paths)]
+
+
+def test_a_read_only_sqlite_catalog_refuses_updates_in_one_line_and_answers_queries(
+        music_outputs, tmp_path):
+    """A catalog on a read-only file in a read-only folder (a shared, mounted library): an
+    update is one line and exit 1, the catalog unchanged; find and similar still answer."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    db = folder / "cat.sqlite"
+    assert update(music_outputs, str(db)).returncode == 0
+    before = counts(str(db))
+    (music_outputs / "rock" / "fast.json").unlink()  # something for an update to change
+    undo = _read_only(db, folder)
+    try:
+        refused = update(music_outputs, str(db))
+        found = run("extractor", "find", "--db", str(db), "--paths")
+        similar = run("extractor", "similar", "--db", str(db), "jazz/slow.wav", "--k", "2",
+                      "--by", "descriptors")
+    finally:
+        subprocess.run(undo, check=True)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: {db}: the catalog is read-only here (file or folder permissions)")
+    assert counts(str(db)) == before
+    assert found.returncode == 0 and len(found.stdout.splitlines()) == before["tracks"]
+    assert similar.returncode == 0, similar.stderr
+
+
+def test_an_update_from_another_folder_is_refused_not_a_silent_wipe(music_outputs,
+                                                                     timbre_outputs, db_url):
+    """A catalog mirrors one folder: updating it from another would remove every track, so it
+    is one line and nothing changes; --replace switches; a parent of both keeps both."""
+    assert update(music_outputs, db_url).returncode == 0
+    before = counts(db_url)
+    other = update(timbre_outputs, db_url)
+    assert other.returncode == 1 and other.stderr.splitlines()[-1].endswith(
+        f"this catalog holds the outputs of {music_outputs.resolve()}; updating it from "
+        f"{timbre_outputs} would remove them all. Update it from a folder that holds both "
+        "(subfolders are read), or use --replace to switch folders")
+    assert counts(db_url) == before
+    both = update(music_outputs.parent, db_url, "--replace")
+    assert both.returncode == 0, both.stderr
+    assert counts(db_url)["tracks"] == 2 * before["tracks"]  # music and timbre, 6 tracks each
+    switched = update(timbre_outputs, db_url, "--replace")
+    assert switched.returncode == 0 and counts(db_url)["tracks"] == before["tracks"]
 
 
 def test_an_unreachable_postgresql_is_one_line(music_outputs):
