@@ -60,6 +60,21 @@ def test_silence_has_no_madmom_tempo_and_the_consensus_keeps_essentias():
 
 
 @needs_madmom
+def test_a_few_samples_have_no_madmom_tempo_and_the_tempo_profile_analyses_them(tmp_path):
+    """A file of one frame or less (441 samples at 44.1 kHz) made madmom's chain fail inside
+    numpy ('axis 1 is out of bounds'), which failed the track: now no tempo, like silence."""
+    from runner.extract import Extractor
+    from tests.conftest import write_audio
+
+    noise = np.random.default_rng(0).standard_normal(441).astype(np.float32) * 0.1
+    for n in (1, 10, 441):
+        estimate = mt.madmom_tempo(noise[:n], SR)
+        assert (estimate.bpm, len(estimate.beats), estimate.beats_per_bar) == (0.0, 0, 0), n
+    doc, _ = Extractor("tempo").analyse(str(write_audio(tmp_path / "n.wav", noise[:40])))
+    assert doc["rhythm"]["bpm_consensus"] == doc["rhythm"]["bpm"]
+
+
+@needs_madmom
 @pytest.mark.parametrize("beats_per_bar", [3, 4])
 def test_madmom_downbeats_of_an_accented_click_track(beats_per_bar):
     estimate = mt.madmom_tempo(accented_clicks(20.0, 120.0, beats_per_bar), SR)

@@ -138,8 +138,10 @@ class MadmomTempo:
         from madmom.audio.signal import Signal
         from madmom.features.tempo import detect_tempo, smooth_histogram, smooth_signal
 
-        audio = Signal(as_model_input(signal, sample_rate), sample_rate=MODEL_SR,
-                       num_channels=1)
+        samples = as_model_input(signal, sample_rate)
+        if len(samples) <= MODEL_SR // FPS:  # one frame: no tempo (and madmom's chain fails)
+            return _no_tempo(np.zeros((0, 2), dtype=np.float32))
+        audio = Signal(samples, sample_rate=MODEL_SR, num_channels=1)
         activation = np.asarray(self.network(audio), dtype=np.float32).reshape(-1, 2)
         if not len(activation) or activation.sum(axis=1).max() < ACTIVATION_FLOOR:
             return _no_tempo(activation)
