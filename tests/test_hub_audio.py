@@ -189,10 +189,10 @@ def test_music_embeddings_writes_hub_frames_and_means(hub_models, tmp_path, caps
 
 
 @pytest.mark.parametrize("name, message", [
-    ("mert", "music-embeddings: --models mert: MERT (m-a-p/MERT-v1-95M) needs its authors' "
+    ("mert", "--models mert: MERT (m-a-p/MERT-v1-95M) needs its authors' "
              "remote code (trust_remote_code) and its repository's weights are a pickle "
              "(pytorch_model.bin); neither is loaded here (docs/embeddings.md)"),
-    ("hubert", "music-embeddings: --models hubert: model 'hubert-large-ll60k' is not pinned "
+    ("hubert", "--models hubert: model 'hubert-large-ll60k' is not pinned "
                "yet: add it with `extractor models add FOLDER --name hubert-large-ll60k` "
                "(FOLDER: config.json and model.safetensors of facebook/hubert-large-ll60k; "
                "docs/embeddings.md)"),
@@ -201,3 +201,26 @@ def test_hub_names_without_pins_say_why(name, message, tmp_path, capsys):
     args = [str(tmp_path), "--output-base", str(tmp_path / "o"), "--models", name]
     assert music_embeddings(args) == 2
     assert capsys.readouterr().err == f"error: usage: {message}\n"
+
+
+def test_a_hub_folder_added_by_the_user_runs_under_its_name(hub_models, tmp_path, monkeypatch,
+                                                            capsys):
+    """The documented path for an unpinned model: `extractor models add FOLDER --name
+    hubert-large-ll60k`, after which `--models hubert` runs it."""
+    from runner import cli
+
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(tmp_path / "mine.lock.json"))
+    monkeypatch.setenv("EXTRACTOR_MODELS", str(tmp_path / "cache"))
+    folder = hub_models / "hubert-tiny"
+    sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    assert cli.main(["models", "add", str(folder), "--name", "hubert-large-ll60k",
+                     "--license", "Apache-2.0"]) == 0
+    assert f"hubert-large-ll60k: HubertModel registered in {tmp_path / 'mine.lock.json'} " \
+           f"(model.safetensors sha256 {sha}: compare it" in capsys.readouterr().out
+    entry = lock.get("hubert-large-ll60k")
+    assert (entry.kind, entry.license, entry.extra["architecture"]) == (
+        "transformers-audio", "Apache-2.0", "HubertModel")
+    write_audio(tmp_path / "a.wav", tone(1.0, 220.0))
+    assert music_embeddings([str(tmp_path / "a.wav"), "--output-base", str(tmp_path / "o"),
+                             "--models", "hubert", "-j", "1", "--quiet"]) == 0
+    assert np.load(tmp_path / "o" / "hubert" / "a.npy").shape == (49, 16)

@@ -23,6 +23,7 @@ from runner.batch.embed_job import (
 )
 from runner.cli.common import guard, print_notes
 from runner.errors import UsageError
+from runner.models import hub_audio
 from runner.models.crepe import STEP_MS
 from runner.models.stage import prepare
 from runner.models.supply import lock
@@ -89,6 +90,9 @@ def requests(args: argparse.Namespace) -> list[Request]:
                                       {"step_ms": args.crepe_step}))
                 continue
             model = NAMES.get(name) or lock.get(name).id  # an unknown name: one line
+            why = hub_audio.why_not(model)
+            if why:
+                raise UsageError(f"--models {name}: {why}")
             chosen.append(Request(name, model))
     return chosen
 

@@ -217,3 +217,30 @@ def _ast(network: Any, folder: Path | None) -> HubNetwork:
         return windowed(audio, window, 0, math.ceil(len(audio) / window), frames)
 
     return HubNetwork(run, sample_rate, sample_rate / window)
+
+
+# -- hub models that music-embeddings names but the packaged lock file does not pin ---------------
+# lock id -> the Hugging Face repository: no public sha256 of its config.json and
+# model.safetensors was found, so nothing is pinned (a user may add them: docs/embeddings.md)
+UNPINNED = {
+    "hubert-large-ll60k": "facebook/hubert-large-ll60k",
+    "encodec-24khz": "facebook/encodec_24khz",
+}
+# lock id -> the repository of a model that needs its authors' code (trust_remote_code)
+REMOTE_CODE = {
+    "mert-v1-95m": "m-a-p/MERT-v1-95M",
+    "mert-v1-330m": "m-a-p/MERT-v1-330M",
+}
+
+
+def why_not(model_id: str) -> str | None:
+    """Why a hub model cannot run here (None: it can, as far as the lock file goes)."""
+    if model_id in REMOTE_CODE:
+        return (f"MERT ({REMOTE_CODE[model_id]}) needs its authors' remote code "
+                "(trust_remote_code) and its repository's weights are a pickle "
+                "(pytorch_model.bin); neither is loaded here (docs/embeddings.md)")
+    if model_id in UNPINNED and model_id not in lock.models():
+        return (f"model '{model_id}' is not pinned yet: add it with `extractor models add "
+                f"FOLDER --name {model_id}` (FOLDER: config.json and model.safetensors of "
+                f"{UNPINNED[model_id]}; docs/embeddings.md)")
+    return None
