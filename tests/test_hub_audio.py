@@ -70,6 +70,17 @@ def hub_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     encodec = EncodecModel(EncodecConfig(hidden_size=8, num_filters=4, codebook_size=16,
                                          codebook_dim=8, num_lstm_layers=1))
     _save(encodec, root / "encodec-tiny")
+    # the layout of checkpoints saved before torch's parametrized weight norm (the hub's
+    # EnCodec files of 2023): weight_g / weight_v, which transformers maps on loading
+    from safetensors.torch import save_file
+
+    legacy = root / "encodec-legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_bytes((root / "encodec-tiny" / "config.json").read_bytes())
+    save_file({k.replace("parametrizations.weight.original0", "weight_g")
+               .replace("parametrizations.weight.original1", "weight_v"): v.contiguous()
+               for k, v in encodec.state_dict().items()}, legacy / "model.safetensors",
+              metadata={"format": "pt"})
     tampered = root / "hubert-tampered"
     tampered.mkdir()
     (tampered / "config.json").write_bytes((root / "hubert-tiny" / "config.json").read_bytes())
@@ -85,6 +96,7 @@ def hub_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "hubert-tiny": entry("hubert-tiny", "HubertModel"),
         "ast-tiny": entry("ast-tiny", "ASTForAudioClassification"),
         "encodec-tiny": entry("encodec-tiny", "EncodecModel"),
+        "encodec-legacy": entry("encodec-legacy", "EncodecModel"),
         "hubert-tampered": {**entry("hubert-tiny", "HubertModel")},
     }
     lock_file = root / "test.lock.json"
@@ -129,6 +141,12 @@ def test_encodec_latent_at_75_hz_and_causal_windows(hub_models, monkeypatch):
     np.testing.assert_allclose(windowed[:30], frames[:30], atol=1e-6)
 
 
+def test_weight_norm_in_the_older_layout_loads_alike(hub_models):
+    signal = click_track(0.5, sr=24000)
+    assert np.array_equal(_loaded("encodec-legacy").run(signal),
+                          _loaded("encodec-tiny").run(signal))
+
+
 def test_ast_one_pooled_vector_per_window(hub_models):
     network = _loaded("ast-tiny")
     assert (network.sample_rate, network.frame_rate) == (16000, 1.0)  # 100 frames of 10 ms
@@ -162,7 +180,7 @@ def test_only_safetensors_are_loaded(hub_models, tmp_path, monkeypatch):
                               "from a pickle)")
 
 
-def test_music_embeddings_writes_hub_frames_and_means(hub_models, tmp_path, capsys):
+def test_music_embeddings_writes_hub_frames(hub_models, tmp_path, capsys):
     music = tmp_path / "music"
     (music / "album").mkdir(parents=True)
     write_audio(music / "one.wav", click_track(2.0))
@@ -179,19 +197,12 @@ def test_music_embeddings_writes_hub_frames_and_means(hub_models, tmp_path, caps
     assert (manifest["model"], manifest["pool"], manifest["license"]) == (
         "hubert-tiny", "none", "test")
     assert set(manifest["files"]) == {"config.json", "model.safetensors"}
-    frames = np.load(out / "encodec-tiny" / "one.npy")
-    mean = tmp_path / "mean"
-    assert music_embeddings([str(music), "--output-base", str(mean), "--models", "encodec-tiny",
-                             "--pool", "mean", "-j", "1", "--quiet"]) == 0
-    pooled = np.load(mean / "encodec-tiny" / "one.npy")
-    assert pooled.shape == (8,)
-    np.testing.assert_allclose(pooled, frames.mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name, message", [
-    ("mert", "--models mert: MERT (m-a-p/MERT-v1-95M) needs its authors' "
-             "remote code (trust_remote_code) and its repository's weights are a pickle "
-             "(pytorch_model.bin); neither is loaded here (docs/embeddings.md)"),
+    ("mert", "--models mert: MERT (m-a-p/MERT-v1-95M) is its authors' own model class "
+             "(MERTModel, loaded with trust_remote_code), not one of transformers'; remote code "
+             "is never run here, so MERT is not supported (docs/embeddings.md)"),
     ("hubert", "--models hubert: model 'hubert-large-ll60k' is not pinned "
                "yet: add it with `extractor models add FOLDER --name hubert-large-ll60k` "
                "(FOLDER: config.json and model.safetensors of facebook/hubert-large-ll60k; "
@@ -208,6 +219,8 @@ def test_a_hub_folder_added_by_the_user_runs_under_its_name(hub_models, tmp_path
     """The documented path for an unpinned model: `extractor models add FOLDER --name
     hubert-large-ll60k`, after which `--models hubert` runs it."""
     from runner import cli
+    from runner.batch.embed_job import PROFILE, Request, overrides
+    from runner.extract import Extractor
 
     monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(tmp_path / "mine.lock.json"))
     monkeypatch.setenv("EXTRACTOR_MODELS", str(tmp_path / "cache"))
@@ -220,7 +233,42 @@ def test_a_hub_folder_added_by_the_user_runs_under_its_name(hub_models, tmp_path
     entry = lock.get("hubert-large-ll60k")
     assert (entry.kind, entry.license, entry.extra["architecture"]) == (
         "transformers-audio", "Apache-2.0", "HubertModel")
-    write_audio(tmp_path / "a.wav", tone(1.0, 220.0))
-    assert music_embeddings([str(tmp_path / "a.wav"), "--output-base", str(tmp_path / "o"),
-                             "--models", "hubert", "-j", "1", "--quiet"]) == 0
-    assert np.load(tmp_path / "o" / "hubert" / "a.npy").shape == (49, 16)
+    audio = write_audio(tmp_path / "a.wav", tone(1.0, 220.0))
+    assert music_embeddings([str(audio), "--output-base", str(tmp_path / "o"), "--models",
+                             "hubert", "--pool", "mean", "-j", "1", "--quiet"]) == 0
+    # --pool mean: the mean of the frames the same decode gives (computed here in-process)
+    extractor = Extractor(PROFILE, overrides([Request("hubert", "hubert-large-ll60k")]))
+    frames = extractor.analyse(str(audio))[1].models.embeddings["hubert-large-ll60k"]
+    assert frames.shape == (49, 16)
+    pooled = np.load(tmp_path / "o" / "hubert" / "a.npy")
+    assert pooled.shape == (16,)
+    np.testing.assert_allclose(pooled, frames.mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_hub_model_is_a_profile_stage(hub_models, tmp_path, write_profile):
+    """In a profile's models: section, a hub model's ``embeddings`` output is the mean of its
+    frames, beside the descriptors of the same decode."""
+    from runner.extract import Extractor
+
+    audio = write_audio(tmp_path / "a.wav", tone(1.0, 440.0))
+    profile = write_profile("""
+        name: hub
+        audio: {sample_rate: 44100}
+        graph:
+          frames: {algorithm: FrameCutter, params: {frameSize: 2048, hopSize: 1024},
+                   inputs: {signal: audio.signal}}
+          rms: {algorithm: RMS, inputs: {array: frames.frame}}
+        descriptors:
+          lowlevel.rms: {from: rms.rms, stats: [mean]}
+        models:
+          section: embeddings
+          outputs:
+            hubert: {model: hubert-tiny, output: embeddings}
+        """)
+    doc, analysis = Extractor(str(profile)).analyse(str(audio))
+    frames = analysis.models.embeddings["hubert-tiny"]
+    assert frames.shape == (49, 16)
+    np.testing.assert_allclose(doc["embeddings"]["hubert"], frames.mean(axis=0), rtol=1e-6)
+    assert doc["lowlevel"]["rms"]["mean"] == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
+    assert doc["metadata"]["models"]["used"]["hubert-tiny"] == _pins(
+        hub_models / "hubert-tiny")[1]["sha256"]

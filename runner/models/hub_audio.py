@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,11 +197,13 @@ def _ast(network: Any, folder: Path | None) -> HubNetwork:
     from transformers import ASTFeatureExtractor
 
     config = network.config
-    if folder is not None:
-        extractor = ASTFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
-    else:  # AudioSet's normalisation, the model's mel bins and length
-        extractor = ASTFeatureExtractor(num_mel_bins=config.num_mel_bins,
-                                        max_length=config.max_length)
+    with warnings.catch_warnings():  # "a mel filter has all zero values": Kaldi's 128 bins do
+        warnings.simplefilter("ignore", UserWarning)
+        if folder is not None:
+            extractor = ASTFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
+        else:  # AudioSet's normalisation, the model's mel bins and length
+            extractor = ASTFeatureExtractor(num_mel_bins=config.num_mel_bins,
+                                            max_length=config.max_length)
     encoder = getattr(network, "audio_spectrogram_transformer", network)
     sample_rate = int(extractor.sampling_rate)
     window = int(config.max_length) * AST_HOP
@@ -236,9 +239,9 @@ REMOTE_CODE = {
 def why_not(model_id: str) -> str | None:
     """Why a hub model cannot run here (None: it can, as far as the lock file goes)."""
     if model_id in REMOTE_CODE:
-        return (f"MERT ({REMOTE_CODE[model_id]}) needs its authors' remote code "
-                "(trust_remote_code) and its repository's weights are a pickle "
-                "(pytorch_model.bin); neither is loaded here (docs/embeddings.md)")
+        return (f"MERT ({REMOTE_CODE[model_id]}) is its authors' own model class (MERTModel, "
+                "loaded with trust_remote_code), not one of transformers'; remote code is never "
+                "run here, so MERT is not supported (docs/embeddings.md)")
     if model_id in UNPINNED and model_id not in lock.models():
         return (f"model '{model_id}' is not pinned yet: add it with `extractor models add "
                 f"FOLDER --name {model_id}` (FOLDER: config.json and model.safetensors of "
