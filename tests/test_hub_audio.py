@@ -83,6 +83,9 @@ def hub_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
               metadata={"format": "pt"})
     tampered = root / "hubert-tampered"
     tampered.mkdir()
+    (root / "encodec-inline").mkdir()
+    (root / "encodec-inline" / "model.safetensors").write_bytes(
+        (root / "encodec-tiny" / "model.safetensors").read_bytes())
     (tampered / "config.json").write_bytes((root / "hubert-tiny" / "config.json").read_bytes())
     data = bytearray((root / "hubert-tiny" / "model.safetensors").read_bytes())
     data[-100] ^= 0xFF
@@ -97,6 +100,13 @@ def hub_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "ast-tiny": entry("ast-tiny", "ASTForAudioClassification"),
         "encodec-tiny": entry("encodec-tiny", "EncodecModel"),
         "encodec-legacy": entry("encodec-legacy", "EncodecModel"),
+        # no config.json pinned: its values inline, as encodec-24khz's entry gives them
+        "encodec-inline": {
+            "kind": "transformers-audio", "architecture": "EncodecModel", "license": "test",
+            "files": [p for p in entry("encodec-tiny", "EncodecModel")["files"]
+                      if p["name"] == "model.safetensors"],
+            "config": json.loads((root / "encodec-tiny" / "config.json").read_text()),
+            "config_reconstructed": {"note": "the tiny model's", "sources": ["https://x.y"]}},
         "hubert-tampered": {**entry("hubert-tiny", "HubertModel")},
     }
     lock_file = root / "test.lock.json"
@@ -141,10 +151,11 @@ def test_encodec_latent_at_75_hz_and_causal_windows(hub_models, monkeypatch):
     np.testing.assert_allclose(windowed[:30], frames[:30], atol=1e-6)
 
 
-def test_weight_norm_in_the_older_layout_loads_alike(hub_models):
+def test_older_weight_norm_layout_and_inline_config_load_alike(hub_models):
     signal = click_track(0.5, sr=24000)
-    assert np.array_equal(_loaded("encodec-legacy").run(signal),
-                          _loaded("encodec-tiny").run(signal))
+    expected = _loaded("encodec-tiny").run(signal)
+    assert np.array_equal(_loaded("encodec-legacy").run(signal), expected)
+    assert np.array_equal(_loaded("encodec-inline").run(signal), expected)
 
 
 def test_ast_one_pooled_vector_per_window(hub_models):
@@ -272,3 +283,15 @@ def test_a_hub_model_is_a_profile_stage(hub_models, tmp_path, write_profile):
     assert doc["lowlevel"]["rms"]["mean"] == pytest.approx(0.5 / np.sqrt(2), rel=0.05)
     assert doc["metadata"]["models"]["used"]["hubert-tiny"] == _pins(
         hub_models / "hubert-tiny")[1]["sha256"]
+
+
+def test_the_pinned_encodec_config_is_the_released_architecture():
+    """encodec-24khz gives its config inline (no public hash of config.json): EncodecConfig's
+    defaults, which transformers' conversion made facebook/encodec_24khz with."""
+    from transformers import EncodecConfig
+
+    entry = lock.models()["encodec-24khz"]
+    values = {k: v for k, v in entry.extra["config"].items() if k != "architectures"}
+    assert EncodecConfig(**values).to_diff_dict() == EncodecConfig().to_diff_dict()
+    assert [p.name for p in entry.files] == ["model.safetensors"]
+    assert set(entry.extra["config_reconstructed"]) == {"note", "sources"}

@@ -54,9 +54,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-base", required=True, metavar="DIR",
                         help="write DIR/<model>/<path mirrored from the input>.npy")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
-                        help="crepe, madmom, clap, ast, or a model id of the lock file; "
-                        "hubert and encodec once added with `extractor models add` (not pinned "
-                        "yet); mert is not supported (docs/embeddings.md)")
+                        help="crepe, madmom, clap, ast, encodec, or a model id of the lock "
+                        "file; hubert once added with `extractor models add` (not pinned yet); "
+                        "mert is not supported (docs/embeddings.md)")
     parser.add_argument("--pool", choices=POOLS, default="none",
                         help="none: every frame (default); mean: one vector per track")
     parser.add_argument("--crepe-model", choices=("tiny", "full"), default="tiny",

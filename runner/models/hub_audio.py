@@ -3,7 +3,9 @@ HuBERT, AST and EnCodec in transformers' own classes, no remote code (docs/embed
 
 A model is a folder of ``config.json`` and ``model.safetensors`` (and, for AST, its
 ``preprocessor_config.json``), each pinned by sha256 in the lock file and checked by
-runner.models.supply.cache before anything reads it. Weights are read only from
+runner.models.supply.cache before anything reads it; where no public hash of config.json
+exists, the entry holds its values (``config``) and says where they come from
+(``config_reconstructed``: a note and public sources). Weights are read only from
 safetensors (tensors, never a pickle), only from that local folder (``local_files_only``,
 the hub offline), into the class the entry names (``architecture``, else the config's
 ``architectures``). Each loader gives (audio at ``sample_rate``) -> (T, D) float32 at
@@ -81,20 +83,35 @@ def _entry_class(model: lock.Model, config: dict[str, Any]) -> str:
     return name
 
 
-def _folder(model: lock.Model, files: list[tuple[Path, str]]) -> Path:
-    """The one folder of the verified files; config.json and model.safetensors among them."""
+def _config(model: lock.Model, files: list[tuple[Path, str]]) -> tuple[Path, dict[str, Any],
+                                                                      bool]:
+    """(the folder of the verified files, the model's config, whether it is the lock entry's
+    inline ``config``). The config is the pinned config.json, or, where no public hash of that
+    file exists, its values in the entry with ``config_reconstructed`` saying where they come
+    from (the lock file itself is then the pin)."""
     names = {path.name for path, _ in files}
-    if CONFIG not in names or WEIGHTS not in names:
+    inline = model.extra.get("config")
+    rebuilt = isinstance(inline, dict) and bool(model.extra.get("config_reconstructed"))
+    if WEIGHTS not in names or (CONFIG not in names and not rebuilt):
         raise ModelError(f"model '{model.id}': the lock file must pin {CONFIG} and {WEIGHTS} "
                          "(weights are read from safetensors only, never from a pickle)")
     folders = {path.parent for path, _ in files}
     if len(folders) != 1:
         raise ModelError(f"model '{model.id}': its files are in several folders")
-    return folders.pop()
+    folder = folders.pop()
+    if CONFIG not in names:
+        return folder, dict(inline), True
+    try:
+        return folder, json.loads((folder / CONFIG).read_text(encoding="utf-8")), False
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model '{model.id}': {folder / CONFIG}: not a JSON config "
+                         f"({exc})") from None
 
 
-def _from_pretrained(model: lock.Model, cls: Any, folder: Path) -> Any:
-    """``cls`` from the verified local folder: safetensors only, no hub, no remote code."""
+def _from_pretrained(model: lock.Model, cls: Any, folder: Path,
+                     config: dict[str, Any] | None) -> Any:
+    """``cls`` from the verified local folder: safetensors only, no hub, no remote code;
+    ``config``: the entry's inline config (else the folder's config.json)."""
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -103,9 +120,11 @@ def _from_pretrained(model: lock.Model, cls: Any, folder: Path) -> Any:
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" bars: noise on every worker's stderr
     try:
+        given = {} if config is None else {"config": cls.config_class(**config)}
         return cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                   trust_remote_code=False, dtype=torch.float32).eval()
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                                   trust_remote_code=False, dtype=torch.float32,
+                                   **given).eval()
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model '{model.id}': cannot load {cls.__name__} from {folder}: "
                          f"{first}") from None
@@ -123,16 +142,12 @@ def load(model: lock.Model, files: list[tuple[Path, str]]) -> HubNetwork:
     # no hub, ever: huggingface_hub reads these when first imported
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    folder = _folder(model, files)
-    try:
-        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"model '{model.id}': {folder / CONFIG}: not a JSON config "
-                         f"({exc})") from None
+    folder, config, inline = _config(model, files)
     name = _entry_class(model, config)
     import transformers
 
-    network = _from_pretrained(model, getattr(transformers, name), folder)
+    values = {k: v for k, v in config.items() if k != "architectures"} if inline else None
+    network = _from_pretrained(model, getattr(transformers, name), folder, values)
     if name == "HubertModel":
         return _hubert(network, model)
     if name == "EncodecModel":
@@ -223,11 +238,10 @@ def _ast(network: Any, folder: Path | None) -> HubNetwork:
 
 
 # -- hub models that music-embeddings names but the packaged lock file does not pin ---------------
-# lock id -> the Hugging Face repository: no public sha256 of its config.json and
-# model.safetensors was found, so nothing is pinned (a user may add them: docs/embeddings.md)
+# lock id -> the Hugging Face repository: no public sha256 of its model.safetensors was
+# found, so nothing is pinned (a user may add them: docs/embeddings.md)
 UNPINNED = {
     "hubert-large-ll60k": "facebook/hubert-large-ll60k",
-    "encodec-24khz": "facebook/encodec_24khz",
 }
 # lock id -> the repository of a model that needs its authors' code (trust_remote_code)
 REMOTE_CODE = {
