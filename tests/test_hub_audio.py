@@ -191,25 +191,6 @@ def test_only_safetensors_are_loaded(hub_models, tmp_path, monkeypatch):
                               "from a pickle)")
 
 
-def test_music_embeddings_writes_hub_frames(hub_models, tmp_path, capsys):
-    music = tmp_path / "music"
-    (music / "album").mkdir(parents=True)
-    write_audio(music / "one.wav", click_track(2.0))
-    write_audio(music / "album" / "two.wav", tone(1.0, 330.0))
-    out = tmp_path / "emb"
-    args = [str(music), "--output-base", str(out), "--models", "hubert-tiny", "encodec-tiny",
-            "-j", "1", "--quiet"]
-    assert music_embeddings(args) == 0
-    assert np.load(out / "hubert-tiny" / "one.npy").shape == ((32000 - 400) // 320 + 1, 16)
-    assert np.load(out / "hubert-tiny" / "album" / "two.npy").shape == (49, 16)
-    # 2 s at 75 Hz; Essentia's Resample (44.1 -> 24 kHz) may add a sample, hence a frame
-    assert np.load(out / "encodec-tiny" / "one.npy").shape in ((150, 8), (151, 8))
-    manifest = json.loads((out / "hubert-tiny" / "model.json").read_text())
-    assert (manifest["model"], manifest["pool"], manifest["license"]) == (
-        "hubert-tiny", "none", "test")
-    assert set(manifest["files"]) == {"config.json", "model.safetensors"}
-
-
 @pytest.mark.parametrize("name, message", [
     ("mert", "--models mert: MERT (m-a-p/MERT-v1-95M) is its authors' own model class "
              "(MERTModel, loaded with trust_remote_code), not one of transformers'; remote code "
@@ -225,16 +206,19 @@ def test_hub_names_without_pins_say_why(name, message, tmp_path, capsys):
     assert capsys.readouterr().err == f"error: usage: {message}\n"
 
 
-def test_a_hub_folder_added_by_the_user_runs_under_its_name(hub_models, tmp_path, monkeypatch,
-                                                            capsys):
+def test_an_added_hub_model_in_music_embeddings(hub_models, tmp_path, monkeypatch, capsys):
     """The documented path for an unpinned model: `extractor models add FOLDER --name
-    hubert-large-ll60k`, after which `--models hubert` runs it."""
+    hubert-large-ll60k`, after which `--models hubert` runs it; with a packaged-style entry
+    beside it, the mirrored .npy layout, the manifests and --pool mean (one batch: each
+    spawns a worker)."""
     from runner import cli
     from runner.batch.embed_job import PROFILE, Request, overrides
     from runner.extract import Extractor
 
-    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(tmp_path / "mine.lock.json"))
-    monkeypatch.setenv("EXTRACTOR_MODELS", str(tmp_path / "cache"))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", os.pathsep.join(
+        [str(tmp_path / "mine.lock.json"), os.environ["EXTRACTOR_MODELS_LOCK"]]))
+    monkeypatch.setenv("EXTRACTOR_MODELS", os.pathsep.join(
+        [str(tmp_path / "cache"), str(hub_models)]))
     folder = hub_models / "hubert-tiny"
     sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     assert cli.main(["models", "add", str(folder), "--name", "hubert-large-ll60k",
@@ -244,16 +228,32 @@ def test_a_hub_folder_added_by_the_user_runs_under_its_name(hub_models, tmp_path
     entry = lock.get("hubert-large-ll60k")
     assert (entry.kind, entry.license, entry.extra["architecture"]) == (
         "transformers-audio", "Apache-2.0", "HubertModel")
-    audio = write_audio(tmp_path / "a.wav", tone(1.0, 220.0))
-    assert music_embeddings([str(audio), "--output-base", str(tmp_path / "o"), "--models",
-                             "hubert", "--pool", "mean", "-j", "1", "--quiet"]) == 0
+    assert (tmp_path / "cache" / "hubert-large-ll60k" / "model.safetensors").is_file()
+
+    music = tmp_path / "music"
+    (music / "album").mkdir(parents=True)
+    write_audio(music / "one.wav", click_track(2.0))
+    write_audio(music / "album" / "two.wav", tone(1.0, 330.0))
+    out = tmp_path / "emb"
+    assert music_embeddings([str(music), "--output-base", str(out), "--models", "hubert",
+                             "encodec-tiny", "--pool", "mean", "-j", "1", "--quiet"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.npy")) == [
+        "encodec-tiny/album/two.npy", "encodec-tiny/one.npy", "hubert/album/two.npy",
+        "hubert/one.npy"]
+    manifest = json.loads((out / "hubert" / "model.json").read_text())
+    assert (manifest["model"], manifest["pool"], manifest["license"], manifest["files"]) == (
+        "hubert-large-ll60k", "mean", "Apache-2.0",
+        {"config.json": entry.files[0].sha256, "model.safetensors": sha})
     # --pool mean: the mean of the frames the same decode gives (computed here in-process)
-    extractor = Extractor(PROFILE, overrides([Request("hubert", "hubert-large-ll60k")]))
-    frames = extractor.analyse(str(audio))[1].models.embeddings["hubert-large-ll60k"]
-    assert frames.shape == (49, 16)
-    pooled = np.load(tmp_path / "o" / "hubert" / "a.npy")
-    assert pooled.shape == (16,)
-    np.testing.assert_allclose(pooled, frames.mean(axis=0), rtol=1e-5, atol=1e-6)
+    wanted = [Request("hubert", "hubert-large-ll60k"), Request("encodec", "encodec-tiny")]
+    frames = Extractor(PROFILE, overrides(wanted)).analyse(str(music / "album" / "two.wav"))[
+        1].models.embeddings
+    assert frames["hubert-large-ll60k"].shape == ((16000 - 400) // 320 + 1, 16)
+    assert frames["encodec-tiny"].shape[1] == 8 and abs(len(frames["encodec-tiny"]) - 75) <= 1
+    for name, model_id in (("hubert", "hubert-large-ll60k"), ("encodec-tiny", "encodec-tiny")):
+        pooled = np.load(out / name / "album" / "two.npy")
+        assert pooled.shape == frames[model_id].shape[1:]
+        np.testing.assert_allclose(pooled, frames[model_id].mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
 def test_a_hub_model_is_a_profile_stage(hub_models, tmp_path, write_profile):
