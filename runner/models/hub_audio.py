@@ -144,7 +144,11 @@ def load(model: lock.Model, files: list[tuple[Path, str]]) -> HubNetwork:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     folder, config, inline = _config(model, files)
     name = _entry_class(model, config)
-    import transformers
+    try:
+        import transformers
+    except ImportError:
+        raise ModelError(f"model '{model.id}' needs torch and transformers (pip install "
+                         "'extractor-profiles[clap]' installs both)") from None
 
     values = {k: v for k, v in config.items() if k != "architectures"} if inline else None
     network = _from_pretrained(model, getattr(transformers, name), folder, values)
