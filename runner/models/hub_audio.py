@@ -14,7 +14,8 @@ the hub offline), into the class the entry names (``architecture``, else the con
 - ``HubertModel`` (16 kHz): the last hidden state, one frame per 20 ms (50 Hz),
   T = (n - 400) // 320 + 1 for n samples (at least 1), D = hidden size (1024 for
   HuBERT-large). The track is normalised to zero mean, unit variance when the model's
-  feature encoder uses layer norm (as HuBERT-large's feature extractor does), then run in
+  feature encoder uses layer norm (as HuBERT-large's feature extractor does; the entry's
+  ``normalize`` decides otherwise), then run in
   30 s windows on the same 20 ms grid (each window sees 80 samples past its end, so no
   frame is lost or doubled at a seam).
 - ``ASTModel`` / ``ASTForAudioClassification`` (16 kHz): the pooled output (the mean of the
