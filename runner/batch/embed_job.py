@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,10 @@ class Request:
 
 
 def overrides(requests: list[Request]) -> list[str]:
-    """``--set`` overrides giving the embeddings profile one output per request."""
-    body = ", ".join(f"{r.name}: {r.override()}" for r in requests)
+    """``--set`` overrides giving the embeddings profile one output per request (a name that
+    is no output name, e.g. the lock-file id ``crepe-full``, is named by its position)."""
+    body = ", ".join(f"{r.name if re.fullmatch(r'[A-Za-z0-9_]+', r.name) else f'model{i}'}: "
+                     f"{r.override()}" for i, r in enumerate(requests))
     return [f"models.outputs={{{body}}}"]
 
 

@@ -23,6 +23,7 @@ from runner.batch.embed_job import (
 )
 from runner.cli.common import guard, print_notes
 from runner.errors import UsageError
+from runner.models import hub_audio
 from runner.models.crepe import STEP_MS
 from runner.models.stage import prepare
 from runner.models.supply import lock
@@ -53,7 +54,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-base", required=True, metavar="DIR",
                         help="write DIR/<model>/<path mirrored from the input>.npy")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
-                        help=f"{', '.join(NAMES)}, or a model id of the lock file")
+                        help="crepe, madmom, clap, ast, encodec, or a model id of the lock "
+                        "file; hubert once added with `extractor models add` (not pinned yet); "
+                        "mert is not supported (docs/embeddings.md)")
     parser.add_argument("--pool", choices=POOLS, default="none",
                         help="none: every frame (default); mean: one vector per track")
     parser.add_argument("--crepe-model", choices=("tiny", "full"), default="tiny",
@@ -89,6 +92,9 @@ def requests(args: argparse.Namespace) -> list[Request]:
                                       {"step_ms": args.crepe_step}))
                 continue
             model = NAMES.get(name) or lock.get(name).id  # an unknown name: one line
+            why = hub_audio.why_not(model)
+            if why:
+                raise UsageError(f"--models {name}: {why}")
             chosen.append(Request(name, model))
     return chosen
 

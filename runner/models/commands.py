@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from runner.errors import ModelError
 from runner.models.supply import cache, lock
@@ -110,7 +111,49 @@ def fetch(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     from runner.training.commands import models_add
 
+    folder = Path(args.model_dir)
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return add_hub_model(folder.resolve(), args.name, args.license)
     return models_add(args)
+
+
+def add_hub_model(folder: Path, name: str | None, license_: str | None) -> int:
+    """Register a Hugging Face audio model folder (config.json, model.safetensors, and an
+    AST's preprocessor_config.json) in the user's lock file as a ``transformers-audio`` model,
+    pinned by the sha256 of these files, and copy them into the model cache. Compare the
+    printed sha256 with the oid on the hub's file page before trusting the files."""
+    import json
+    import shutil
+
+    from runner.models.hub_audio import ARCHITECTURES, CONFIG, PREPROCESSOR, WEIGHTS
+
+    try:
+        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+        architecture = str((config.get("architectures") or [""])[0])
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{folder / CONFIG}: not a transformers config ({exc})") from None
+    if architecture not in ARCHITECTURES:
+        raise ModelError(f"{folder / CONFIG}: architecture '{architecture}' is not one of "
+                         f"{', '.join(ARCHITECTURES)}")
+    model_id = name or folder.name
+    paths = [folder / n for n in (CONFIG, PREPROCESSOR, WEIGHTS) if (folder / n).is_file()]
+    files = [{"name": p.name, "url": p.as_uri(), "sha256": cache.sha256_of(p),
+              "size": p.stat().st_size} for p in paths]
+    entry = {"description": f"{architecture} from {folder} (extractor models add)",
+             "license": license_ or "unknown: see the model's page", "kind":
+             "transformers-audio", "groups": ["embeddings"], "files": files,
+             "architecture": architecture}
+    lock_path = lock.add_user_model(model_id, entry)
+    target = cache.writable_root() / model_id
+    target.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        shutil.copyfile(path, target / path.name)
+    state = cache.require(lock.get(model_id))
+    print(f"{model_id}: {architecture} registered in {lock_path} (model.safetensors sha256 "
+          f"{files[-1]['sha256']}: compare it with the hub's file page), cached in "
+          f"{state.folder}; use it with: music-embeddings IN --output-base DIR --models "
+          f"{model_id}")
+    return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -128,10 +171,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = inner.add_parser("verify", help="hash the cached models again")
     p.add_argument("models", nargs="*", metavar="ID|GROUP")
     p.set_defaults(func=verify)
-    p = inner.add_parser("add", help="register a model trained with `extractor train` in your "
-                         "lock file ($EXTRACTOR_MODELS_LOCK), pinned by sha256")
+    p = inner.add_parser("add", help="register a model trained with `extractor train`, or a "
+                         "Hugging Face audio model folder (config.json + model.safetensors: "
+                         "HuBERT, AST, EnCodec), in your lock file ($EXTRACTOR_MODELS_LOCK), "
+                         "pinned by sha256")
     p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("--name", default=None, help="the model id (default: the model's name)")
+    p.add_argument("--name", default=None, help="the model id (default: the model's name, or "
+                   "the folder's)")
+    p.add_argument("--license", default=None, help="a hub model's licence, as its page states "
+                   "it (recorded in the lock file)")
     p.set_defaults(func=_add)
     for p in inner.choices.values():
         p.add_argument("--debug", action="store_true")

@@ -129,8 +129,9 @@ def order(family: str | RunnerFactory) -> int:
 
 def used_pin(model: Model) -> str:
     """What a result records of a model that ran (metadata.models.used): the sha256 of its
-    graph (its first file), or the pinned source it was converted from."""
+    graph or weights (a hub model's model.safetensors; else its first file), or the pinned
+    source it was converted from."""
     if model.source:
         return f"converted from {model.source.name} ({model.source.sha256})"
-    graph = next((p for p in model.files if p.name == model.graph), None)
+    graph = next((p for p in model.files if p.name in (model.graph, "model.safetensors")), None)
     return graph.sha256 if graph else (model.files[0].sha256 if model.files else "")

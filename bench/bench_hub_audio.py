@@ -1,0 +1,105 @@
+"""Hugging Face audio models' speed (HuBERT-large, AST, EnCodec 24 kHz): x realtime per core.
+
+The released weights cannot be fetched here, so each model is built with random weights in
+its released shape (same layers and operations: speed does not depend on the values), saved
+as config.json + model.safetensors, and loaded by ``runner.models.hub_audio.load`` as a
+pinned model would be; then its frames are timed on a ``--seconds`` signal (our windowing
+included). Reported per model: load and run seconds (median of ``--rounds``), x realtime, the
+array's shape and frame rate. Usage:
+
+    python bench/bench_hub_audio.py [--models encodec ast hubert-large] [--seconds 30]
+                                    [--rounds 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def released(name: str) -> tuple[Any, Any, str]:
+    """(model class, config, architecture) of the released model ``name``."""
+    from transformers import (
+        ASTConfig,
+        ASTForAudioClassification,
+        EncodecConfig,
+        EncodecModel,
+        HubertConfig,
+        HubertModel,
+    )
+
+    if name == "hubert-large":  # facebook/hubert-large-ll60k's shape
+        return HubertModel, HubertConfig(
+            hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+            intermediate_size=4096, feat_extract_norm="layer", do_stable_layer_norm=True,
+            conv_bias=True), "HubertModel"
+    if name == "ast":  # MIT/ast-finetuned-audioset-10-10-0.4593's shape
+        return ASTForAudioClassification, ASTConfig(num_labels=527), "ASTForAudioClassification"
+    if name == "encodec":  # facebook/encodec_24khz: EncodecConfig's defaults
+        return EncodecModel, EncodecConfig(), "EncodecModel"
+    raise SystemExit(f"unknown model {name!r} (encodec, ast, hubert-large)")
+
+
+def measure(name: str, root: Path, seconds: float, rounds: int) -> dict[str, Any]:
+    from transformers import ASTFeatureExtractor
+
+    from runner.models import hub_audio
+    from runner.models.supply import lock
+
+    cls, config, architecture = released(name)
+    net = cls(config)
+    net.save_pretrained(root / name)
+    if name == "ast":
+        ASTFeatureExtractor().save_pretrained(root / name)
+    names = (hub_audio.CONFIG, hub_audio.WEIGHTS, hub_audio.PREPROCESSOR)
+    files = [(p, "") for p in sorted((root / name).iterdir()) if p.name in names]
+    model = lock.Model(name, "", "", "transformers-audio", None, (), (),
+                       extra={"architecture": architecture})
+    loads, runs = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        network = hub_audio.load(model, files)
+        loads.append(time.perf_counter() - start)
+        signal = (0.1 * np.random.default_rng(0).standard_normal(
+            int(seconds * network.sample_rate))).astype(np.float32)
+        network(signal[:network.sample_rate])  # warm-up
+        start = time.perf_counter()
+        frames = network(signal)
+        runs.append(time.perf_counter() - start)
+    run_s = statistics.median(runs)
+    return {"model": name, "params_M": round(sum(p.numel() for p in net.parameters()) / 1e6, 1),
+            "load_s": round(statistics.median(loads), 2), "run_s": round(run_s, 2),
+            "x_realtime": round(seconds / run_s, 1), "shape": list(frames.shape),
+            "frame_rate": network.frame_rate}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["encodec", "ast", "hubert-large"])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models:
+            print(json.dumps(measure(name, Path(folder), args.seconds, args.rounds)),
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
