@@ -51,17 +51,6 @@ def ebu_loudness(integrated: Any, range: Any, blocks: Any,  # noqa: A002 (port n
     return {"lufs": lufs, "lra": lra}
 
 
-@function(inputs=("left", "right"), outputs=("true_peak",), types={"true_peak": "real"},
-          input_types={"left": "vector_real", "right": "vector_real"})
-def true_peak_db(left: Any, right: Any) -> dict[str, Any]:
-    """The largest absolute sample of both 4x oversampled channels, in dBTP (dB re full
-    scale); null for digital silence."""
-    peaks = np.concatenate([np.asarray(left, dtype=np.float64).reshape(-1),
-                            np.asarray(right, dtype=np.float64).reshape(-1)])
-    peak = float(peaks.max()) if peaks.size else 0.0
-    return {"true_peak": 20.0 * np.log10(peak) if peak > 0 else NAN}
-
-
 @function(inputs=("values",), outputs=("mean",), types={"mean": "real"},
           input_types={"values": "vector_real"})
 def mean_or_null(values: Any) -> dict[str, Any]:
