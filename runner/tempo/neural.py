@@ -134,13 +134,18 @@ class MadmomTempo:
                                                            alpha=COMB_ALPHA, fps=FPS)
         self.tracker = DBNDownBeatTrackingProcessor(beats_per_bar=list(beats_per_bar), fps=FPS)
 
-    def __call__(self, signal: np.ndarray, sample_rate: float) -> TempoEstimate:
+    def activation(self, signal: np.ndarray, sample_rate: float) -> np.ndarray:
+        """The network's (T, 2) beat and downbeat activation at FPS frames/s."""
         from madmom.audio.signal import Signal
-        from madmom.features.tempo import detect_tempo, smooth_histogram, smooth_signal
 
         audio = Signal(as_model_input(signal, sample_rate), sample_rate=MODEL_SR,
                        num_channels=1)
-        activation = np.asarray(self.network(audio), dtype=np.float32).reshape(-1, 2)
+        return np.asarray(self.network(audio), dtype=np.float32).reshape(-1, 2)
+
+    def __call__(self, signal: np.ndarray, sample_rate: float) -> TempoEstimate:
+        from madmom.features.tempo import detect_tempo, smooth_histogram, smooth_signal
+
+        activation = self.activation(signal, sample_rate)
         if not len(activation) or activation.sum(axis=1).max() < ACTIVATION_FLOOR:
             return _no_tempo(activation)
         with warnings.catch_warnings():
