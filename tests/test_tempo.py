@@ -283,3 +283,19 @@ def test_without_the_package_the_madmom_outputs_are_left_out_with_a_note(
     doc = json.loads(out.read_text())
     assert "bpm_madmom" not in doc["rhythm"] and doc["rhythm"]["bpm"] > 0
     assert doc["metadata"]["models"]["missing"] == ["madmom-mine"]
+
+
+@needs_madmom
+def test_the_network_spectra_are_madmoms_to_the_bit():
+    """The batched real FFT of the network's front end (neural._stft_processor) gives
+    madmom's ShortTimeFourierTransform exactly, for each of its frame sizes."""
+    from madmom.audio.signal import FramedSignal, Signal
+    from madmom.audio.stft import ShortTimeFourierTransform
+
+    signal = Signal(click_track(3.0, bpm=100.0), sample_rate=SR, num_channels=1)
+    for size in (1024, 2048, 4096):
+        frames = FramedSignal(signal, frame_size=size, fps=mt.FPS)
+        ours, madmoms = mt._stft_processor().process(frames), ShortTimeFourierTransform(frames)
+        assert ours.dtype == madmoms.dtype and ours.shape == madmoms.shape
+        assert np.array_equal(np.asarray(ours), np.asarray(madmoms))
+        assert (ours.fft_size, ours.frames) == (size, frames)
