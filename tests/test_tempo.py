@@ -298,3 +298,31 @@ def test_without_the_package_the_madmom_outputs_are_left_out_with_a_note(
     doc = json.loads(out.read_text())
     assert "bpm_madmom" not in doc["rhythm"] and doc["rhythm"]["bpm"] > 0
     assert doc["metadata"]["models"]["missing"] == ["madmom-mine"]
+
+
+@needs_madmom
+@pytest.mark.parametrize("seconds", [1.0, 3.37])
+def test_the_network_spectra_are_madmoms_to_the_bit(seconds):
+    """The front end's log-filtered spectra, a batch of frames at a time
+    (neural._log_filtered_processor), are madmom's processors' to the bit, for each frame
+    size of the network: fewer frames than a batch (1 s) and a last batch that overlaps."""
+    from madmom.audio.signal import FramedSignal, Signal
+    from madmom.audio.spectrogram import (
+        FilteredSpectrogramProcessor,
+        LogarithmicSpectrogramProcessor,
+        SpectrogramDifferenceProcessor,
+    )
+    from madmom.audio.stft import ShortTimeFourierTransformProcessor
+
+    signal = Signal(click_track(seconds, bpm=100.0), sample_rate=SR, num_channels=1)
+    difference = SpectrogramDifferenceProcessor(diff_ratio=0.5, positive_diffs=True,
+                                                stack_diffs=np.hstack)
+    for size, bands in ((1024, 3), (2048, 6), (4096, 12)):
+        frames = FramedSignal(signal, frame_size=size, fps=mt.FPS)
+        madmoms = LogarithmicSpectrogramProcessor(mul=1, add=1)(FilteredSpectrogramProcessor(
+            num_bands=bands, fmin=30, fmax=17000, norm_filters=True)(
+            ShortTimeFourierTransformProcessor()(frames)))
+        ours = mt._log_filtered_processor(bands)(frames)
+        assert ours.dtype == madmoms.dtype and ours.shape == madmoms.shape
+        assert np.array_equal(np.asarray(ours), np.asarray(madmoms))
+        assert np.array_equal(difference(ours), difference(madmoms))  # the network's input

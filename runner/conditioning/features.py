@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.conditioning.loudness import ebu_r128
 from runner.derive import function
 
 NAN = float("nan")
@@ -27,21 +28,21 @@ SHORTEST_RANGE_S = 3.0
 MOVEMENT_BLOCK = 43
 
 
-@function(inputs=("integrated", "range", "blocks"), outputs=("lufs", "lra"),
+@function(inputs=("power", "blocks"), outputs=("lufs", "lra"),
           types={"lufs": "real", "lra": "real"},
-          input_types={"integrated": "real", "range": "real", "blocks": "integer"},
+          input_types={"power": "vector_real", "blocks": "integer"},
           ranges={"blockSeconds": "(0,inf)"}, blockSeconds=0.01)
-def ebu_loudness(integrated: Any, range: Any, blocks: Any,  # noqa: A002 (port name)
-                 blockSeconds: float) -> dict[str, Any]:
-    """Integrated loudness (LUFS) and loudness range (LU); null when nothing passed the
-    absolute gate (silence) or the audio is shorter than what EBU R128 measures over (400 ms
-    for the integrated loudness, which LoudnessEBUR128 would pad with silence, 3 s for the
-    range), with a warning saying so. ``blocks``: whole ``blockSeconds`` blocks of audio."""
+def ebu_loudness(power: Any, blocks: Any, blockSeconds: float) -> dict[str, Any]:
+    """Integrated loudness (LUFS) and loudness range (LU) from the K-weighted power of each
+    100 ms block (runner.conditioning.loudness); null when nothing passed the absolute gate
+    (silence) or the audio is shorter than what EBU R128 measures over (400 ms for the
+    integrated loudness, which LoudnessEBUR128 would pad with silence, 3 s for the range),
+    with a warning saying so. ``blocks``: whole ``blockSeconds`` blocks of audio."""
     seconds = float(blocks) * blockSeconds
-    lufs, lra = float(integrated), float(range)
     if seconds < SHORTEST_LOUDNESS_S:
         return {"lufs": NAN, "lra": NAN, "warning": f"too short for EBU R128: {seconds:.2f} s "
                 f"of audio (under {SHORTEST_LOUDNESS_S} s); conditioning.lufs and lra are null"}
+    lufs, lra = ebu_r128(np.asarray(power, dtype=np.float64).reshape(-1))
     if not np.isfinite(lufs) or lufs <= ABSOLUTE_GATE_LUFS:
         return {"lufs": NAN, "lra": NAN}
     if seconds < SHORTEST_RANGE_S:
@@ -49,17 +50,6 @@ def ebu_loudness(integrated: Any, range: Any, blocks: Any,  # noqa: A002 (port n
                 f"{seconds:.2f} s of audio (under {SHORTEST_RANGE_S} s); conditioning.lra "
                 "is null"}
     return {"lufs": lufs, "lra": lra}
-
-
-@function(inputs=("left", "right"), outputs=("true_peak",), types={"true_peak": "real"},
-          input_types={"left": "vector_real", "right": "vector_real"})
-def true_peak_db(left: Any, right: Any) -> dict[str, Any]:
-    """The largest absolute sample of both 4x oversampled channels, in dBTP (dB re full
-    scale); null for digital silence."""
-    peaks = np.concatenate([np.asarray(left, dtype=np.float64).reshape(-1),
-                            np.asarray(right, dtype=np.float64).reshape(-1)])
-    peak = float(peaks.max()) if peaks.size else 0.0
-    return {"true_peak": 20.0 * np.log10(peak) if peak > 0 else NAN}
 
 
 @function(inputs=("values",), outputs=("mean",), types={"mean": "real"},

@@ -26,6 +26,10 @@ from runner.models.supply.cache import verified_bytes
 
 KIND = "madmom"
 ESSENTIA_BPM = "rhythm.bpm"  # what the consensus combines madmom's estimate with
+ESSENTIA_BEATS = "rhythm.beats_position"  # what params {bars: beats} places the bars on
+# The outputs that params {bars: beats} computes among Essentia's beats (runner.tempo.bars)
+# instead of from madmom's bar tracker, which then does not run unless another output needs it.
+ON_BEATS = ("downbeats", "beats_per_bar")
 _NUMBER = {"type": ["number", "null"]}
 # output name -> its schema in the output document
 OUTPUTS: dict[str, dict[str, Any]] = {
@@ -66,6 +70,11 @@ class Runner:
         if output.name not in OUTPUTS:
             raise ModelError(f"model '{model.id}' writes {', '.join(OUTPUTS)}; not "
                              f"'{output.name}'")
+        if set(output.params) - {"bars"} or output.params.get("bars", "beats") != "beats" or (
+                output.params and output.name not in ON_BEATS):
+            raise ModelError(f"model '{model.id}': {output.name}: the one setting is "
+                             f"'bars: beats', for {' and '.join(ON_BEATS)} (bars placed on "
+                             f"{ESSENTIA_BEATS}); not {output.params}")
         if model.id not in self.files:
             self.files[model.id] = model_files(model)
         self.outputs.append((output, model))
@@ -79,17 +88,46 @@ class Runner:
                 networks=[verified_bytes(path, sha) for path, sha in files])
 
     def run(self, audio: AudioAt, results: ModelResults) -> None:
-        from runner.tempo import descriptors
         from runner.tempo.neural import MODEL_SR
 
         done: dict[str, dict[str, Any]] = {}
         for output, model in self.outputs:
             if model.id not in done:
-                estimate = self.tempo[model.id](audio(float(MODEL_SR)), MODEL_SR)
-                done[model.id] = descriptors(estimate, self._essentia_bpm(results, model))
+                done[model.id] = self._values(model, audio(float(MODEL_SR)), results)
             results.descriptors[output.key(self.config.section)] = \
                 done[model.id][f"rhythm.{output.name}"]
             results.used[model.id] = used_pin(model)
+
+    def _values(self, model: lock.Model, signal: Any, results: ModelResults) -> dict[str, Any]:
+        """Every output of ``model`` by descriptor name: madmom's estimate (its bar tracker
+        only where an output needs it) and the bars placed on Essentia's beats."""
+        from runner.tempo import descriptors
+        from runner.tempo.bars import downbeats_on_beats
+        from runner.tempo.neural import MODEL_SR
+
+        mine = [output for output, of in self.outputs if of.id == model.id]
+        on_beats = [output for output in mine if output.params.get("bars") == "beats"]
+        if len(on_beats) == len(mine):
+            values: dict[str, Any] = {}
+            activation = self.tempo[model.id].activation(signal, MODEL_SR)
+        else:
+            estimate = self.tempo[model.id](signal, MODEL_SR)
+            values, activation = descriptors(estimate, self._essentia_bpm(results, model)), \
+                estimate.activation
+        if on_beats:
+            downbeats, per_bar = downbeats_on_beats(self._essentia_beats(results, model),
+                                                    activation)
+            values.update({"rhythm.downbeats": downbeats.tolist(),
+                           "rhythm.beats_per_bar": per_bar})
+        return values
+
+    def _essentia_beats(self, results: ModelResults, model: lock.Model) -> Any:
+        """Essentia's beats of the track (s), on which 'bars: beats' places the bars."""
+        value = results.track.get(ESSENTIA_BEATS)
+        if value is None:
+            raise ModelError(f"model '{model.id}': 'bars: beats' reads '{ESSENTIA_BEATS}', "
+                             "which this profile does not compute (extend the rhythm profile)")
+        return value
 
     def _essentia_bpm(self, results: ModelResults, model: lock.Model) -> float:
         """Essentia's tempo of the track, which the consensus needs."""
