@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from runner.conditioning.timbral_dsp import highpass, loudness_normalise
+from runner.conditioning.timbral_dsp import highpass, loudness_gain, loudness_normalise
 from runner.conditioning.timbral_loudness import window_patterns
+from runner.conditioning.timbral_onset_based import onset_attributes
 from runner.conditioning.timbral_peaks import detect_peaks, power_spectrogram
 from runner.conditioning.timbral_reverb import estimate_rt60, reverberation
 from runner.derive import function
@@ -34,9 +35,9 @@ MAX_ROUGHNESS_FRAMES = 160
 NAN = float("nan")
 SHORTEST = 4096  # one of the package's loudness windows: less is mostly zero padding
 SHORT_WARNING = ("too short for the timbral attributes: {:.3f} s of audio (under 4096 samples); "
-                 "conditioning.brightness ... reverberation are null")
+                 "conditioning.brightness ... warmth are null")
 QUIET_WARNING = ("too quiet for the timbral attributes: nothing above -70 LUFS; "
-                 "conditioning.brightness ... reverberation are null")
+                 "conditioning.brightness ... warmth are null")
 
 
 def excerpts(signal: np.ndarray, fs: float, hop: int) -> list[tuple[np.ndarray, int]]:
@@ -183,7 +184,8 @@ def roughness(audio: np.ndarray, fs: float) -> float:
     return 0.0 if mean < 0.01 else float(np.log10(mean) * 13.98779569 + 48.97606571545886)
 
 
-ATTRIBUTES = ("brightness", "roughness", "sharpness", "booming", "reverberation")
+ATTRIBUTES = ("brightness", "roughness", "sharpness", "booming", "reverberation", "hardness",
+              "depth", "warmth")
 
 
 @function(inputs=("signal",), outputs=ATTRIBUTES, types=dict.fromkeys(ATTRIBUTES, "real"),
@@ -213,4 +215,7 @@ def timbre(signal: Any, fs: float) -> dict[str, float]:
         "sharpness": sharpness(loud),
         "booming": booming(loud),
         "reverberation": reverberation(estimate_rt60([p for p, _ in excerpts(raw, fs, 184)], fs)),
+        **onset_attributes(np.asarray(signal, dtype=np.float64).reshape(-1)
+                           * loudness_gain(raw, fs), fs,
+                           lambda low, high, weighted: bark_level(loud, low, high, weighted)),
     }
