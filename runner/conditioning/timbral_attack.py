@@ -105,16 +105,29 @@ def bandwidth_array(audio: np.ndarray, fs: float, size: int = 4096, step: int = 
     if count < 1:
         return np.zeros(0)
     frames = sliding_window_view(audio, size)[::step][:count]
-    frames = frames - frames.mean(axis=1, keepdims=True)
-    spec = np.abs(np.fft.rfft(frames, axis=1)) * np.sqrt(1.0 / (fs * size))
+    spec = np.abs(np.fft.rfft(frames, axis=1))
+    spec[:, 0] = 0.0  # removing each frame's mean (scipy's detrend) changes only 0 Hz, to 0
+    spec *= np.sqrt(1.0 / (fs * size))
     freq = np.fft.rfftfreq(size, 1.0 / fs)
     total = spec.sum(axis=1)
     floor = 0.1 * (total.max() - total.min()) + total.min()
-    rollon = np.argmax(np.cumsum(spec, axis=1) >= (total * 0.05)[:, None], axis=1)
+    rollon = _rollon(spec, total * 0.05)
     above = spec >= rolloff
     last = spec.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1)
     width = np.where(above.any(axis=1), freq[last] - freq[rollon], 0.0)
     return np.where(total > floor, width, 0.0)
+
+
+def _rollon(spec: np.ndarray, threshold: np.ndarray, first: int = 256) -> np.ndarray:
+    """Per frame, the first bin where the cumulative sum reaches ``threshold`` (searched in the
+    first ``first`` bins, then, for the frames not there yet, in all)."""
+    partial = np.cumsum(spec[:, :first], axis=1)
+    rollon = np.argmax(partial >= threshold[:, None], axis=1)
+    later = np.flatnonzero(partial[:, -1] < threshold)
+    if later.size:
+        whole = np.cumsum(spec[later], axis=1) >= threshold[later, None]
+        rollon[later] = np.argmax(whole, axis=1)
+    return rollon
 
 
 def attack_time(envelope: np.ndarray, fs: float, fixed_threshold: bool = False,

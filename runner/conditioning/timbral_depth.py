@@ -9,6 +9,7 @@ Frames, onsets and spectra of several parts of a long signal (excerpts) are pool
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -37,40 +38,47 @@ class DepthParts:
     spectrum: np.ndarray | None = None  # summed over all frames
 
 
-def _all_pole_response(a: np.ndarray, length: int) -> np.ndarray:
-    """The first ``length`` samples of the impulse response of 1 / A(z) (a biquad's poles)."""
-    a1, a2 = float(a[1]), float(a[2])
-    out = [0.0] * length
+BLOCK = 256  # samples per block of the blocked recursion
+
+
+@lru_cache(maxsize=16)
+def _block_operators(a1: float, a2: float) -> tuple[np.ndarray, np.ndarray]:
+    """For 1 / (1 + a1 z^-1 + a2 z^-2) over ``BLOCK`` samples: the zero-state response matrix
+    (lower-triangular Toeplitz of the impulse response) and the responses to the two previous
+    outputs (rows: y[-1], y[-2])."""
+    g = [0.0] * BLOCK
     y1 = y2 = 0.0
-    for n in range(length):
+    for n in range(BLOCK):
         y1, y2 = (1.0 if n == 0 else 0.0) - a1 * y1 - a2 * y2, y1
-        out[n] = y1
-    return np.array(out)
+        g[n] = y1
+    response = np.array(g)
+    index = np.arange(BLOCK)[:, None] - np.arange(BLOCK)[None, :]
+    toeplitz = np.where(index >= 0, response[np.maximum(index, 0)], 0.0)
+    earlier = np.concatenate([[0.0], response[:-1]])
+    return toeplitz, np.stack([-a1 * response - a2 * earlier, -a2 * response])
 
 
-def biquad(b: np.ndarray, a: np.ndarray, x: np.ndarray, passes: int = 1,
-           block: int = 4096) -> np.ndarray:
+def biquad(b: np.ndarray, a: np.ndarray, x: np.ndarray, passes: int = 1) -> np.ndarray:
     """scipy.signal.lfilter(b, a, x) of a second-order filter from a zero state, ``passes``
-    times, in double precision: the zeros directly, the poles block by block (each block the
-    convolution with the poles' impulse response, the previous block's last two outputs
-    entering as an equivalent input)."""
+    times, in double precision: the zeros directly; the poles block by block (every block's
+    zero-state response at once, then the two outputs carried from block to block)."""
     b, a = np.asarray(b, dtype=np.float64) / a[0], np.asarray(a, dtype=np.float64) / a[0]
-    response = np.fft.rfft(_all_pole_response(a, block), 2 * block)
+    toeplitz, carried = _block_operators(float(a[1]), float(a[2]))
     y = np.asarray(x, dtype=np.float64)
+    length = len(y)
     for _ in range(passes):
         v = b[0] * y
         v[1:] += b[1] * y[:-1]
         v[2:] += b[2] * y[:-2]
-        y = np.empty_like(v)
-        previous = (0.0, 0.0)
-        for start in range(0, len(v), block):
-            chunk = v[start:start + block].copy()
-            chunk[0] -= a[1] * previous[0] + a[2] * previous[1]
-            if len(chunk) > 1:
-                chunk[1] -= a[2] * previous[0]
-            out = np.fft.irfft(np.fft.rfft(chunk, 2 * block) * response, 2 * block)[:len(chunk)]
-            y[start:start + len(chunk)] = out
-            previous = (out[-1], out[-2] if len(out) > 1 else previous[0])
+        blocks = np.pad(v, (0, -length % BLOCK)).reshape(-1, BLOCK) @ toeplitz.T
+        states = np.zeros((len(blocks), 2))
+        tail = carried[:, -2:].tolist()
+        last = blocks[:, -2:].tolist()
+        p = q = 0.0
+        for k, (z2, z1) in enumerate(last):
+            states[k] = p, q
+            p, q = (z1 + p * tail[0][1] + q * tail[1][1], z2 + p * tail[0][0] + q * tail[1][0])
+        y = (blocks + states @ carried).reshape(-1)[:length]
     return y
 
 

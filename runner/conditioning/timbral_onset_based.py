@@ -20,6 +20,7 @@ from runner.conditioning.timbral_warmth import WarmthOnsets, warmth, warmth_onse
 WHOLE_SECONDS = 6.0
 EXCERPTS = 4  # excerpts of EXCERPT_SECONDS each beyond WHOLE_SECONDS
 EXCERPT_SECONDS = 1.5
+PERCUSSIVE_SECONDS = 0.5  # of each excerpt: the harmonic/percussive medians are the dearest
 
 NAMES = ("hardness", "depth", "warmth")
 
@@ -45,7 +46,9 @@ def onset_attributes(audio: np.ndarray, fs: float, bark_level) -> dict[str, floa
         hard_ok = hardness_onsets(part, fs, hard, envelope) and hard_ok
         warm_ok = warmth_onsets(part, envelope, fs, warm) and warm_ok
         depth_part(part, fs, deep)
-    percussive = float(np.mean([percussive_ratio(part) for part in parts]))
+    shortened = [part if len(parts) == 1 else part[:int(PERCUSSIVE_SECONDS * fs)]
+                 for part in parts]
+    percussive = float(np.mean([percussive_ratio(part) for part in shortened]))
     return {
         "hardness": hardness(hard, bark_level(70, 140, True), percussive, fs) if hard_ok
         else float("nan"),
