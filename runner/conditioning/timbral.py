@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.conditioning.timbral_dsp import highpass, loudness_gain, loudness_normalise
+from runner.conditioning.timbral_dsp import highpass, loudness_gain
 from runner.conditioning.timbral_loudness import window_patterns
 from runner.conditioning.timbral_onset_based import onset_attributes
 from runner.conditioning.timbral_peaks import detect_peaks, power_spectrogram
@@ -205,7 +205,8 @@ def timbre(signal: Any, fs: float) -> dict[str, float]:
         return dict.fromkeys(ATTRIBUTES, NAN)
     if len(raw) < SHORTEST:
         return {**dict.fromkeys(ATTRIBUTES, NAN), "warning": SHORT_WARNING.format(len(raw) / fs)}
-    audio = loudness_normalise(raw, fs)
+    gain = loudness_gain(raw, fs)
+    audio = raw * np.float32(gain)  # loudness_normalise(raw, fs), the gain kept for the below
     if not np.all(np.isfinite(audio)):  # below the -70 LUFS gate: no gain makes it -24 LUFS
         return {**dict.fromkeys(ATTRIBUTES, NAN), "warning": QUIET_WARNING}
     loud = loudness_windows(audio, fs)
@@ -215,7 +216,6 @@ def timbre(signal: Any, fs: float) -> dict[str, float]:
         "sharpness": sharpness(loud),
         "booming": booming(loud),
         "reverberation": reverberation(estimate_rt60([p for p, _ in excerpts(raw, fs, 184)], fs)),
-        **onset_attributes(np.asarray(signal, dtype=np.float64).reshape(-1)
-                           * loudness_gain(raw, fs), fs,
+        **onset_attributes(np.asarray(signal, dtype=np.float64).reshape(-1) * gain, fs,
                            lambda low, high, weighted: bark_level(loud, low, high, weighted)),
     }

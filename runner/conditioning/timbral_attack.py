@@ -136,10 +136,10 @@ def attack_time(envelope: np.ndarray, fs: float, fixed_threshold: bool = False,
     minimum before its peak to the peak, and the attack's start (index into ``envelope``); None
     when the peak comes first (the package's 0)."""
     envelope = np.asarray(envelope, dtype=np.float64)
-    envelope = envelope / float(envelope.max())
     peak = int(np.argmax(envelope))
-    if peak == 0:
+    if peak == 0 or not envelope[peak] > 0:
         return None
+    envelope = envelope / float(envelope.max())
     before = envelope[:peak]
     begin = int(np.flatnonzero(before == before.min())[-1])
     rise = envelope[begin:peak + 1]

@@ -9,6 +9,9 @@ high-frequency fits (warmth) see single precision's rounding floor on synthetic 
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any
+
 import numpy as np
 
 from runner.conditioning.timbral_attack import percussive_ratio
@@ -23,6 +26,8 @@ EXCERPT_SECONDS = 1.5
 PERCUSSIVE_SECONDS = 0.5  # of each excerpt: the harmonic/percussive medians are the dearest
 
 NAMES = ("hardness", "depth", "warmth")
+UNMEASURED = ("nothing to measure for the timbral {0} (an onset whose envelope peaks at once, "
+              "a spectrum without a peak, or silence: where timbral_models fails); null")
 
 
 def onset_excerpts(audio: np.ndarray, fs: float) -> list[np.ndarray]:
@@ -34,25 +39,53 @@ def onset_excerpts(audio: np.ndarray, fs: float) -> list[np.ndarray]:
     return [audio[s:s + length] for s in starts]
 
 
-def onset_attributes(audio: np.ndarray, fs: float, bark_level) -> dict[str, float]:
+def _pool(parts: list, kind: type):
+    """One ``kind`` holding the per-onset lists of all ``parts``."""
+    pooled = kind()
+    for part in parts:
+        for item in fields(kind):
+            getattr(pooled, item.name).extend(getattr(part, item.name))
+    return pooled
+
+
+def _percussive(parts: list[np.ndarray], fs: float) -> float:
+    """The percussive energy ratio of the whole signal, or the mean over the excerpts' first
+    ``PERCUSSIVE_SECONDS`` that are not silent (the whole excerpts when all are)."""
+    shortened = [part[:int(PERCUSSIVE_SECONDS * fs)] for part in parts] if len(parts) > 1 else []
+    ratios = [percussive_ratio(part) for part in shortened if np.any(part)]
+    ratios = ratios or [percussive_ratio(part) for part in parts]
+    return float(np.nanmean(ratios)) if not np.all(np.isnan(ratios)) else float("nan")
+
+
+def onset_attributes(audio: np.ndarray, fs: float, bark_level) -> dict[str, Any]:
     """Hardness, depth and warmth of the loudness-normalised signal (double precision);
-    ``bark_level(low, high, weighted)`` reads the shared specific loudness windows. NaN for an
-    attribute whose onsets cannot be measured (where the package itself fails)."""
-    parts = onset_excerpts(np.asarray(audio, dtype=np.float64), fs)
-    hard, deep, warm = HardnessOnsets(), DepthParts(), WarmthOnsets()
-    hard_ok = warm_ok = True
+    ``bark_level(low, high, weighted)`` reads the shared specific loudness windows. A part whose
+    onsets cannot be measured (where the package itself fails) is left out; with none left,
+    the attribute is NaN, with a warning."""
+    parts = [part for part in onset_excerpts(np.asarray(audio, dtype=np.float64), fs)
+             if np.any(part)]  # a silent excerpt of a long track has no onsets to add
+    hard_parts: list[HardnessOnsets] = []
+    warm_parts: list[WarmthOnsets] = []
+    deep = DepthParts()
     for part in parts:
         envelope = hold_envelope(part, fs, decay_time=0.1)
-        hard_ok = hardness_onsets(part, fs, hard, envelope) and hard_ok
-        warm_ok = warmth_onsets(part, envelope, fs, warm) and warm_ok
+        hard, warm = HardnessOnsets(), WarmthOnsets()
+        if hardness_onsets(part, fs, hard, envelope):
+            hard_parts.append(hard)
+        if warmth_onsets(part, envelope, fs, warm):
+            warm_parts.append(warm)
         depth_part(part, fs, deep)
-    shortened = [part if len(parts) == 1 else part[:int(PERCUSSIVE_SECONDS * fs)]
-                 for part in parts]
-    percussive = float(np.mean([percussive_ratio(part) for part in shortened]))
-    return {
-        "hardness": hardness(hard, bark_level(70, 140, True), percussive, fs) if hard_ok
-        else float("nan"),
-        "depth": depth(deep, fs),
-        "warmth": warmth(warm, bark_level(10, 40, False), bark_level(80, 240, True)) if warm_ok
-        else float("nan"),
-    }
+    values = dict.fromkeys(NAMES, float("nan"))
+    if hard_parts:
+        percussive = _percussive(parts, fs)
+        values["hardness"] = hardness(_pool(hard_parts, HardnessOnsets),
+                                      bark_level(70, 140, True), percussive, fs)
+    if warm_parts:
+        values["warmth"] = warmth(_pool(warm_parts, WarmthOnsets), bark_level(10, 40, False),
+                                  bark_level(80, 240, True))
+    if parts:
+        values["depth"] = depth(deep, fs)
+    missing = [name for name in NAMES if np.isnan(values[name])]
+    if missing:
+        values["warning"] = UNMEASURED.format(", ".join(missing))
+    return values

@@ -54,7 +54,8 @@ def segment_spectrum(segment: np.ndarray) -> np.ndarray:
     power = np.abs(np.fft.rfft(frames, MAX_FRAME, axis=1)) ** 2
     power[:, 1:-1] *= 2.0  # one-sided: all but 0 Hz and Nyquist
     spectrum = power.sum(axis=0)
-    return spectrum / np.max(np.abs(spectrum))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant segment: NaN, no peak
+        return spectrum / np.max(np.abs(spectrum))
 
 
 def _line_fit(x: np.ndarray, y: np.ndarray) -> float:
