@@ -144,5 +144,5 @@ def test_long_audio_rates_onsets_on_bounded_excerpts():
     short = x[: int(fs * timbral_onset_based.WHOLE_SECONDS)]
     assert [len(p) for p in timbral_onset_based.onset_excerpts(short, fs)] == [len(short)]
     silent_start = np.concatenate([np.zeros(SR * 6), signals()["decaying_clicks"] * 0.05])
-    rated = timbral_onset_based.onset_attributes(silent_start, SR, lambda *band: 1.0)
+    rated = timbral_onset_based.onset_attributes(silent_start, 1.0, SR, lambda *band: 1.0)
     assert all(np.isfinite(rated[name]) for name in timbral_onset_based.NAMES)  # silence skipped

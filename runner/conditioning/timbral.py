@@ -216,6 +216,6 @@ def timbre(signal: Any, fs: float) -> dict[str, float]:
         "sharpness": sharpness(loud),
         "booming": booming(loud),
         "reverberation": reverberation(estimate_rt60([p for p, _ in excerpts(raw, fs, 184)], fs)),
-        **onset_attributes(np.asarray(signal, dtype=np.float64).reshape(-1) * gain, fs,
+        **onset_attributes(signal, gain, fs,
                            lambda low, high, weighted: bark_level(loud, low, high, weighted)),
     }

@@ -57,12 +57,13 @@ def _percussive(parts: list[np.ndarray], fs: float) -> float:
     return float(np.nanmean(ratios)) if not np.all(np.isnan(ratios)) else float("nan")
 
 
-def onset_attributes(audio: np.ndarray, fs: float, bark_level) -> dict[str, Any]:
-    """Hardness, depth and warmth of the loudness-normalised signal (double precision);
-    ``bark_level(low, high, weighted)`` reads the shared specific loudness windows. A part whose
-    onsets cannot be measured (where the package itself fails) is left out; with none left,
-    the attribute is NaN, with a warning."""
-    parts = [part for part in onset_excerpts(np.asarray(audio, dtype=np.float64), fs)
+def onset_attributes(signal: np.ndarray, gain: float, fs: float, bark_level) -> dict[str, Any]:
+    """Hardness, depth and warmth of the signal times the -24 LUFS ``gain`` (in double
+    precision); ``bark_level(low, high, weighted)`` reads the shared specific loudness windows.
+    A part whose onsets cannot be measured (where the package itself fails) is left out; with
+    none left, the attribute is NaN, with a warning."""
+    parts = [np.asarray(part, dtype=np.float64) * gain
+             for part in onset_excerpts(np.asarray(signal).reshape(-1), fs)
              if np.any(part)]  # a silent excerpt of a long track has no onsets to add
     hard_parts: list[HardnessOnsets] = []
     warm_parts: list[WarmthOnsets] = []
