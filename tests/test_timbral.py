@@ -84,6 +84,8 @@ def test_the_attributes_as_a_profile_stage(write_profile, tmp_path):
           conditioning.brightness: {from: timbre.brightness, single: true}
           conditioning.booming: {from: timbre.booming, single: true}
           conditioning.reverberation: {from: timbre.reverberation, single: true}
+          conditioning.hardness: {from: timbre.hardness, single: true}
+          conditioning.warmth: {from: timbre.warmth, single: true}
     """)
     signal = signals(seconds=2.0)["boomy_tone"].astype(np.float32)
     wav = write_audio(tmp_path / "boomy.wav", signal)
@@ -91,7 +93,7 @@ def test_the_attributes_as_a_profile_stage(write_profile, tmp_path):
     import essentia.standard as es  # the same decoded samples (16-bit file, mixed to mono)
 
     expected = timbral.timbre(es.MonoLoader(filename=str(wav), sampleRate=SR)(), SR)
-    for name in ("brightness", "booming", "reverberation"):
+    for name in ("brightness", "booming", "reverberation", "hardness", "warmth"):
         assert doc["conditioning"][name] == pytest.approx(expected[name], abs=0.01)
 
 
