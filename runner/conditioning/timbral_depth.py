@@ -98,6 +98,8 @@ def _decay_times(filtered: np.ndarray, fs: float) -> list[float]:
     durations = []
     for i, frame in enumerate(frames):
         segment = rms[frame:] if frame == frames[-1] else rms[frame:frames[i + 1]]
+        if segment.size == 0:
+            continue
         after = segment[int(np.argmax(segment)):]
         below = np.flatnonzero(after < DECAY_FLOOR)
         durations.append((len(after) if below.size == 0 else int(below[0])) / rate)

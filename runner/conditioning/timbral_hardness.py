@@ -83,7 +83,8 @@ def hardness_onsets(audio: np.ndarray, fs: float, pooled: HardnessOnsets,
         attack = attack_time(envelope[onset:stop], fs, max_attack_time=MAX_ATTACK)
         if attack is None:
             return False
-        strongest = float(np.max(strength[int(onset / HOP):None if last else int(stop / HOP)]))
+        strengths = strength[int(onset / HOP):None if last else int(stop / HOP)]
+        strongest = float(strengths.max()) if strengths.size else 0.0
         pooled.attack_times.append(attack[0])
         pooled.strengths.append(strongest)
         if widest is not None:

@@ -201,6 +201,8 @@ def calculate_onsets(audio: np.ndarray, envelope: np.ndarray, fs: float, nperseg
     dynamic_range = float(envelope.max() - envelope.min())
     corrected: list[int] = []
     for onset in detected.tolist():
+        if onset >= len(envelope):  # the last frame, at the very end (the package fails there)
+            continue
         if onset <= 0:
             corrected.append(0)
         elif not corrected or onset + 511 < len(envelope):
