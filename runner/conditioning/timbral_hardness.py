@@ -13,12 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runner.conditioning.timbral_attack import (
-    attack_centroid,
-    attack_time,
-    bandwidth_array,
-    percussive_ratio,
-)
+from runner.conditioning.timbral_attack import attack_centroid, attack_time, bandwidth_array
 from runner.conditioning.timbral_onsets import (
     HOP,
     calculate_onsets,
@@ -111,8 +106,3 @@ def hardness(pooled: HardnessOnsets, midband: float, percussive: float, fs: floa
                             np.mean(pooled.attack_times), 1.0])
     value = float(np.sum(metrics * COEFFICIENTS))
     return value if np.isfinite(value) else float("nan")
-
-
-def percussive_share(parts: list[np.ndarray]) -> float:
-    """The percussive energy ratio of the whole signal, or the mean over parts."""
-    return float(np.mean([percussive_ratio(part) for part in parts]))

@@ -9,6 +9,7 @@ high-frequency fits (warmth) see single precision's rounding floor on synthetic 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -57,7 +58,8 @@ def _percussive(parts: list[np.ndarray], fs: float) -> float:
     return float(np.nanmean(ratios)) if not np.all(np.isnan(ratios)) else float("nan")
 
 
-def onset_attributes(signal: np.ndarray, gain: float, fs: float, bark_level) -> dict[str, Any]:
+def onset_attributes(signal: np.ndarray, gain: float, fs: float,
+                     bark_level: Callable[[int, int, bool], float]) -> dict[str, Any]:
     """Hardness, depth and warmth of the signal times the -24 LUFS ``gain`` (in double
     precision); ``bark_level(low, high, weighted)`` reads the shared specific loudness windows.
     A part whose onsets cannot be measured (where the package itself fails) is left out; with
