@@ -9,7 +9,8 @@ by step and tested against the patched package on the same audio
 
 Speed: audio up to ``WHOLE_SECONDS`` long is analysed whole, exactly as the package does. Longer
 audio is analysed on a bounded, evenly spaced set of windows or excerpts (each attribute is an
-average over windows): the cost stops growing with the track's length.
+average over windows): the cost stops growing with the track's length. Hardness, depth and
+warmth, built on onsets, have their own bounds (runner/conditioning/timbral_onset_based.py).
 """
 
 from __future__ import annotations
