@@ -253,6 +253,7 @@ def test_music_conditioning_runs_the_real_profile_on_a_track_and_its_stems(tmp_p
     assert abs(info["bpm"] - 120.0) < 2.0 and info["bpm_is_defined"] is True
     assert info["lufs"] < 0 and info["true_peak"] <= 0.5
     assert 0 <= info["brightness"] <= 100 and info["reverberation"] is not None
+    assert all(isinstance(info[name], float) for name in ("hardness", "depth", "warmth"))
     assert abs(info["bpm_drums"] - 120.0) < 2.0
     # a 0.2-amplitude sine on both channels: 10 log10(2 x 0.2^2 / 2) - 0.691 = -14.67 LUFS
     assert abs(info["lufs_other"] - -14.67) < 0.2 and info["lufs_drums"] < info["lufs_other"]

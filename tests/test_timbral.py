@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner.conditioning import timbral
+from runner.conditioning import timbral, timbral_onset_based
 from tests.conftest import write_audio
 from tests.timbral_signals import SR, signals
 
@@ -20,9 +20,12 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "timbral_reference.json
 # brightness (nine cascaded filters before its spectra) moves by up to 0.01; the attributes
 # built on specific loudness, whose levels are computed exactly (FFT convolution), move by less
 # than 1e-4 (the -24 LUFS gain goes through the same single-precision K-weighting);
-# reverberation's RT60 search is exact.
+# reverberation's RT60 search is exact. Hardness, depth and warmth run in double precision on
+# the same onsets as the package: depth (its nine filters in double precision too) moves by less
+# than 1e-8; hardness and warmth read the specific loudness of the single-precision windows
+# above, and move by up to 1.4e-4 (hardness: its log mid-band level, the boomy tone).
 TOLERANCE = {"brightness": 0.02, "roughness": 0.005, "sharpness": 0.005, "booming": 0.005,
-             "reverberation": 1e-9}
+             "reverberation": 1e-9, "hardness": 0.002, "depth": 1e-6, "warmth": 0.002}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +84,8 @@ def test_the_attributes_as_a_profile_stage(write_profile, tmp_path):
           conditioning.brightness: {from: timbre.brightness, single: true}
           conditioning.booming: {from: timbre.booming, single: true}
           conditioning.reverberation: {from: timbre.reverberation, single: true}
+          conditioning.hardness: {from: timbre.hardness, single: true}
+          conditioning.warmth: {from: timbre.warmth, single: true}
     """)
     signal = signals(seconds=2.0)["boomy_tone"].astype(np.float32)
     wav = write_audio(tmp_path / "boomy.wav", signal)
@@ -88,7 +93,7 @@ def test_the_attributes_as_a_profile_stage(write_profile, tmp_path):
     import essentia.standard as es  # the same decoded samples (16-bit file, mixed to mono)
 
     expected = timbral.timbre(es.MonoLoader(filename=str(wav), sampleRate=SR)(), SR)
-    for name in ("brightness", "booming", "reverberation"):
+    for name in ("brightness", "booming", "reverberation", "hardness", "warmth"):
         assert doc["conditioning"][name] == pytest.approx(expected[name], abs=0.01)
 
 
@@ -107,3 +112,39 @@ def test_audio_with_nothing_to_rate_is_null_with_its_reason():
     quiet = np.random.default_rng(0).standard_normal(SR) * 1e-6
     assert rated(quiet) == {**nulls, "warning": timbral.QUIET_WARNING}
     assert np.isnan(timbral.brightness(np.zeros(SR, dtype=np.float32), SR))  # not an exception
+
+
+def test_steady_signals_take_the_packages_onset_less_path():
+    """The tone in noise and the boomy tone have no onset left after the package's pruning
+    (calculate_onsets answers [0]): their reference values check that path; the clicks check
+    the per-onset one."""
+    from runner.conditioning.timbral_dsp import loudness_gain
+    from runner.conditioning.timbral_onsets import calculate_onsets, hold_envelope
+
+    def onsets(name: str) -> list[int]:
+        audio = signals()[name] * loudness_gain(signals()[name].astype(np.float32), SR)
+        return calculate_onsets(audio, hold_envelope(audio, SR, 0.1), SR, nperseg=4096)
+
+    assert onsets("tone_in_noise") == [0] and onsets("boomy_tone") == [0]
+    assert len(onsets("decaying_clicks")) > 5
+
+
+def test_onsets_the_package_cannot_measure_give_null_with_a_reason():
+    """A constant has no spectral peak for warmth (the package fails there): null, with one
+    line saying why, and the other attributes still rated."""
+    rated = timbral.timbre(np.full(SR, 0.3, dtype=np.float32), SR)
+    assert np.isnan(rated["warmth"]) and np.isfinite(rated["hardness"])
+    assert rated["warning"] == timbral_onset_based.UNMEASURED.format("warmth")
+
+
+def test_long_audio_rates_onsets_on_bounded_excerpts():
+    fs = 8000.0
+    x = np.random.default_rng(1).standard_normal(int(fs * 100))
+    parts = timbral_onset_based.onset_excerpts(x, fs)
+    assert len(parts) == timbral_onset_based.EXCERPTS
+    assert all(len(p) == int(timbral_onset_based.EXCERPT_SECONDS * fs) for p in parts)
+    short = x[: int(fs * timbral_onset_based.WHOLE_SECONDS)]
+    assert [len(p) for p in timbral_onset_based.onset_excerpts(short, fs)] == [len(short)]
+    silent_start = np.concatenate([np.zeros(SR * 6), signals()["decaying_clicks"] * 0.05])
+    rated = timbral_onset_based.onset_attributes(silent_start, 1.0, SR, lambda *band: 1.0)
+    assert all(np.isfinite(rated[name]) for name in timbral_onset_based.NAMES)  # silence skipped

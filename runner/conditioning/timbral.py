@@ -9,7 +9,8 @@ by step and tested against the patched package on the same audio
 
 Speed: audio up to ``WHOLE_SECONDS`` long is analysed whole, exactly as the package does. Longer
 audio is analysed on a bounded, evenly spaced set of windows or excerpts (each attribute is an
-average over windows): the cost stops growing with the track's length.
+average over windows): the cost stops growing with the track's length. Hardness, depth and
+warmth, built on onsets, have their own bounds (runner/conditioning/timbral_onset_based.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from runner.conditioning.timbral_dsp import highpass, loudness_normalise
+from runner.conditioning.timbral_dsp import highpass, loudness_gain
 from runner.conditioning.timbral_loudness import window_patterns
+from runner.conditioning.timbral_onset_based import onset_attributes
 from runner.conditioning.timbral_peaks import detect_peaks, power_spectrogram
 from runner.conditioning.timbral_reverb import estimate_rt60, reverberation
 from runner.derive import function
@@ -34,9 +36,9 @@ MAX_ROUGHNESS_FRAMES = 160
 NAN = float("nan")
 SHORTEST = 4096  # one of the package's loudness windows: less is mostly zero padding
 SHORT_WARNING = ("too short for the timbral attributes: {:.3f} s of audio (under 4096 samples); "
-                 "conditioning.brightness ... reverberation are null")
+                 "conditioning.brightness ... warmth are null")
 QUIET_WARNING = ("too quiet for the timbral attributes: nothing above -70 LUFS; "
-                 "conditioning.brightness ... reverberation are null")
+                 "conditioning.brightness ... warmth are null")
 
 
 def excerpts(signal: np.ndarray, fs: float, hop: int) -> list[tuple[np.ndarray, int]]:
@@ -183,7 +185,8 @@ def roughness(audio: np.ndarray, fs: float) -> float:
     return 0.0 if mean < 0.01 else float(np.log10(mean) * 13.98779569 + 48.97606571545886)
 
 
-ATTRIBUTES = ("brightness", "roughness", "sharpness", "booming", "reverberation")
+ATTRIBUTES = ("brightness", "roughness", "sharpness", "booming", "reverberation", "hardness",
+              "depth", "warmth")
 
 
 @function(inputs=("signal",), outputs=ATTRIBUTES, types=dict.fromkeys(ATTRIBUTES, "real"),
@@ -203,7 +206,8 @@ def timbre(signal: Any, fs: float) -> dict[str, float]:
         return dict.fromkeys(ATTRIBUTES, NAN)
     if len(raw) < SHORTEST:
         return {**dict.fromkeys(ATTRIBUTES, NAN), "warning": SHORT_WARNING.format(len(raw) / fs)}
-    audio = loudness_normalise(raw, fs)
+    gain = loudness_gain(raw, fs)
+    audio = raw * np.float32(gain)  # loudness_normalise(raw, fs), the gain kept for the below
     if not np.all(np.isfinite(audio)):  # below the -70 LUFS gate: no gain makes it -24 LUFS
         return {**dict.fromkeys(ATTRIBUTES, NAN), "warning": QUIET_WARNING}
     loud = loudness_windows(audio, fs)
@@ -213,4 +217,6 @@ def timbre(signal: Any, fs: float) -> dict[str, float]:
         "sharpness": sharpness(loud),
         "booming": booming(loud),
         "reverberation": reverberation(estimate_rt60([p for p, _ in excerpts(raw, fs, 184)], fs)),
+        **onset_attributes(signal, gain, fs,
+                           lambda low, high, weighted: bark_level(loud, low, high, weighted)),
     }

@@ -125,15 +125,21 @@ def integrated_loudness(signal: np.ndarray, fs: float) -> float:
         return float(-0.691 + 10.0 * np.log10(np.mean(kept) if kept.size else 0.0))
 
 
-def loudness_normalise(signal: np.ndarray, fs: float) -> np.ndarray:
-    """timbral_util.loud_norm: scale to -24 LUFS, then down to a peak of 1 if it clips
-    (single precision, like the decoded audio it scales)."""
+def loudness_gain(signal: np.ndarray, fs: float) -> float:
+    """The gain of timbral_util.loud_norm: to -24 LUFS, less if the peak would then pass 1
+    (inf or NaN when nothing is above the -70 LUFS gate)."""
     padded = signal
     if len(signal) < fs * LOUDNESS_BLOCK_S:
         padded = np.pad(signal, (0, int(fs * LOUDNESS_BLOCK_S) - len(signal)))
     gain = 10.0 ** ((TARGET_LUFS - integrated_loudness(padded, fs)) / 20.0)
     peak = float(np.max(np.abs(signal))) * gain
-    return np.asarray(signal, dtype=np.float32) * np.float32(gain / max(peak, 1.0))
+    return gain / max(peak, 1.0)
+
+
+def loudness_normalise(signal: np.ndarray, fs: float) -> np.ndarray:
+    """timbral_util.loud_norm: scale to -24 LUFS, then down to a peak of 1 if it clips
+    (single precision, like the decoded audio it scales)."""
+    return np.asarray(signal, dtype=np.float32) * np.float32(loudness_gain(signal, fs))
 
 
 def window_audio(signal: np.ndarray, length: int = 4096) -> np.ndarray:
