@@ -364,3 +364,30 @@ def test_dask_tasks_bring_the_warnings_back(tmp_path):
 
     outcome = DaskWorkers._outcome(Job(0, silent, tmp_path / "s.json"), Done())
     assert outcome.status == "done" and outcome.warnings == warnings
+
+
+@pytest.mark.parametrize("profile", ["music", "conditioning"])
+def test_a_mono_file_after_a_stereo_one_is_measured_alone(profile, tmp_path):
+    """Essentia's AudioLoader gives a mono file the right channel of the stereo file it decoded
+    before (it writes only the left one): in a batch, EBU R128 loudness (and the conditioning
+    profile's true peak) of a mono file depended on the file before it. Each must read as it
+    does from a fresh extractor: a mono file's right channel is silence."""
+    import soundfile
+
+    t = np.arange(SR) / SR
+    quiet = tmp_path / "quiet_mono.wav"  # one channel (write_audio writes two)
+    soundfile.write(quiet, (0.1 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), SR)
+    loud = np.stack([0.9 * np.sin(2 * np.pi * 220 * t)] * 2, axis=1).astype(np.float32)
+    loud_path = write_audio(tmp_path / "loud_stereo.wav", loud)
+
+    def levels(doc: dict) -> tuple:
+        if profile == "music":
+            return (doc["lowlevel"]["loudness_ebu128"]["integrated"],)
+        return doc["conditioning"]["lufs"], doc["conditioning"]["true_peak"]
+
+    overrides = ["options.conditioning.classifiers=false"] if profile == "conditioning" else []
+    alone = levels(Extractor(profile, overrides).analyse(str(quiet))[0])
+    extractor = Extractor(profile, overrides)
+    runs = [levels(extractor.analyse(str(path))[0]) for path in (quiet, loud_path, quiet)]
+    assert runs[0] == runs[2] == alone
+    assert runs[1][0] > alone[0] + 15  # the stereo file is much louder: it was measured

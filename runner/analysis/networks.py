@@ -40,9 +40,16 @@ class NetworkKey:
     part: int = 0
     split: bool = False
     spooled: bool = False
+    mono: bool = False  # stage 0 of mono files, where a profile reads the stereo signal
 
 
 STAGE0 = NetworkKey(stage=0)
+# Essentia's AudioLoader writes only the left channel of its stereo output for a mono file: a
+# loader that decoded a stereo file before hands the next mono file the previous file's right
+# channel (EBU R128 loudness then measured both). A fresh loader's right channel is silence,
+# as Essentia's extractors (one loader per file) see it; so mono files get a stage 0 of their
+# own wherever the stereo signal is read.
+STAGE0_MONO = NetworkKey(stage=0, mono=True)
 
 
 @dataclass
@@ -72,15 +79,23 @@ class Networks:
         self.keep_signal = keep_signal
         self.spool_audio = spool_audio
         self.built: dict[NetworkKey, Network] = {}
+        self.stage0_key = STAGE0  # the stage 0 of the file under way
 
     def stage0(self, path: str, header: dict[str, Any]) -> Network:
-        """The first pass, pointed at ``path`` (built for the first file)."""
-        net = self.built.get(STAGE0)
+        """The first pass, pointed at ``path`` (built for the first file, and for the first
+        mono file where the stereo signal is read: see STAGE0_MONO)."""
+        mono = header.get("channels") == 1 and self._reads_stereo()
+        key = self.stage0_key = STAGE0_MONO if mono else STAGE0
+        net = self.built.get(key)
         if net is None:
-            net = self.built[STAGE0] = self._build_stage0(path, header)
+            net = self.built[key] = self._build_stage0(path, header)
         else:
             self._point_at(net, path, header, computeMD5=self._md5_needed())
         return net
+
+    def _reads_stereo(self) -> bool:
+        return any(r.key == f"{AUDIO}.stereo" for n in self.plan.nodes_in_stage(0)
+                   if n.streaming for r in n.inputs.values())
 
     def later(self, key: NetworkKey, source: str, part: tuple[list[str], set[str]], path: str,
               header: dict[str, Any], values: dict[str, Any], spooled: str | None) -> Network:
@@ -102,7 +117,7 @@ class Networks:
 
     def drop_spooled(self) -> None:
         """Remove this file's spooled signal (the next file writes its own)."""
-        stage0 = self.built.get(STAGE0)
+        stage0 = self.built.get(self.stage0_key)
         if stage0 is not None and stage0.spool is not None:
             stage0.spool.discard()
 
