@@ -123,6 +123,21 @@ def test_a_tenth_of_a_second(analyse):
     assert abs(cond["duration"] - 0.1) < 0.011
 
 
+@pytest.mark.parametrize("samples", [10, 440, 441])
+def test_a_few_samples_are_analysed_with_nulls_and_their_reasons(analyse, samples):
+    """Fewer samples than one 10 ms block (441) failed the track ('dance_variance.variance'
+    produced nothing), and madmom's chain failed on one frame: now every undefined feature
+    is null, with the reasons in metadata.warnings."""
+    x = (0.5 * np.cos(np.arange(samples) * 0.3)).astype(np.float32)
+    doc = analyse(f"few{samples}", x)
+    cond = doc["conditioning"]
+    assert cond["bpm"] is None and cond["lufs"] is None and cond["brightness"] is None
+    assert cond["duration"] == pytest.approx(0.01 if samples == 441 else 0.0)  # 10 ms blocks
+    assert cond["beat_count"] == 0 and cond["onset_density"] in (None, 0.0)
+    assert [w.split(":")[0] for w in doc["metadata"]["warnings"]] == [
+        "too short for EBU R128", "too short for the timbral attributes"]
+
+
 def test_syncopation_and_complexity_definitions():
     beats = np.arange(0.0, 8.0, 0.5)
     assert syncopation(beats, beats) == 0.0

@@ -121,6 +121,8 @@ def take(values: dict[str, Any], ref: Ref) -> Any:
     if ref.key not in values:
         if take == "all":  # a stream that carried no token (audio shorter than a frame)
             return []
+        if take == "count":  # ... has carried none
+            return 0.0
         raise AudioError(
             "<input>", f"'{ref.key}' produced nothing (the audio may be too short or silent)"
         )
