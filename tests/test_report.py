@@ -8,10 +8,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from runner.cli import main
@@ -317,3 +319,21 @@ def test_classes_in_another_order_or_missing_count_alike(tmp_path):
     assert chart.classes == 3
     assert {r["class"]: r["mean_probability"] for r in chart.rows} == {
         "a": 0.5625, "b": 0.1875, "c": 0.25}
+
+
+def test_umap_maps_two_clusters_apart_when_installed():
+    """--map umap: umap-learn's UMAP (the test extra installs it) on 24 tracks in two clusters;
+    importing umap imports TensorFlow where installed, which crashed the process beside
+    Essentia's libtensorflow, so data._import_umap hides it."""
+    if data._import_umap() is None and not os.environ.get("CI"):
+        pytest.skip("umap-learn is not installed")
+    rng = np.random.default_rng(0)
+    axis = np.eye(32)[0] * 3
+    vectors = np.vstack([rng.normal(0, 0.1, (12, 32)) + axis,
+                         rng.normal(0, 0.1, (12, 32)) - axis])
+    xy = data.umap_2d(vectors)
+    assert xy is not None and xy.shape == (24, 2)
+    first, second = xy[:12], xy[12:]
+    gap = np.linalg.norm(first.mean(axis=0) - second.mean(axis=0))
+    assert gap > 3 * max(first.std(axis=0).max(), second.std(axis=0).max())
+    assert data.umap_2d(vectors[:15]) is None  # too few tracks: PCA instead

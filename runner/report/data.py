@@ -205,13 +205,38 @@ def pca_2d(vectors: np.ndarray) -> np.ndarray:
 
 def umap_2d(vectors: np.ndarray) -> np.ndarray | None:
     """UMAP where umap-learn is installed and there are enough tracks; else None."""
-    try:
-        import umap  # type: ignore[import-not-found]
-    except ImportError:
-        return None
     if len(vectors) < 16:
         return None
-    return umap.UMAP(n_components=2, random_state=0).fit_transform(vectors)
+    umap = _import_umap()
+    if umap is None:
+        return None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap: "n_jobs value 1 overridden to 1 by ..."
+        return umap.UMAP(n_components=2, random_state=0, n_jobs=1).fit_transform(vectors)
+
+
+def _import_umap() -> Any:
+    """umap-learn without its ParametricUMAP: importing umap imports TensorFlow when it is
+    installed, and that process crashed (a segmentation fault) beside Essentia's own
+    libtensorflow. TensorFlow is hidden while umap loads (only its plain UMAP is used)."""
+    import sys
+    import warnings
+
+    hidden = "tensorflow" not in sys.modules
+    if hidden:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]  # import -> ImportError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Tensorflow not installed; ParametricUMAP ..."
+            import umap  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    finally:
+        if hidden:
+            del sys.modules["tensorflow"]
+    return umap
 
 
 def embedding_maps(tracks: list[Track], method: str = "pca") -> list[dict[str, Any]]:
