@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.batch.inputs import Job
+from runner.dataset.files import GRID_SUFFIX
 from runner.dataset.info import merge_info
 from runner.dataset.stems import STEMS, check_stems, find_stems, stem_targets
 from runner.errors import AudioError, ModelError
 from runner.output import write_atomic
 from runner.tree import lookup
 
-GRID_SUFFIX = ".BEATS_GRID"
 SECTION = "conditioning"  # the profile's flat section of features
 BEATS = "rhythm.beats_position"
 DOWNBEATS = "rhythm.downbeats"

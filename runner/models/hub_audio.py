@@ -204,12 +204,16 @@ def _encodec(network: Any) -> HubNetwork:
         return latent[0].T.numpy()
 
     def run(audio: np.ndarray) -> np.ndarray:
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if not len(audio):
-            audio = np.zeros(1, dtype=np.float32)
+        audio = _samples(audio)
         return windowed(audio, window, 0, math.ceil(len(audio) / hop), frames)
 
     return HubNetwork(run, sample_rate, sample_rate / hop)
+
+
+def _samples(audio: np.ndarray) -> np.ndarray:
+    """Mono float32 samples, one silent sample where there are none (one window of frames)."""
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    return audio if len(audio) else np.zeros(1, dtype=np.float32)
 
 
 def _ast(network: Any, folder: Path | None) -> HubNetwork:
@@ -234,9 +238,7 @@ def _ast(network: Any, folder: Path | None) -> HubNetwork:
             return encoder(features["input_values"]).pooler_output.numpy()
 
     def run(audio: np.ndarray) -> np.ndarray:
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if not len(audio):
-            audio = np.zeros(1, dtype=np.float32)
+        audio = _samples(audio)
         return windowed(audio, window, 0, math.ceil(len(audio) / window), frames)
 
     return HubNetwork(run, sample_rate, sample_rate / window)
