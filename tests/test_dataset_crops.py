@@ -231,3 +231,7 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                                        "--sequential ignores beats: give one of the two\n")
     assert main(["crops", str(tmp_path / "none"), "--length", "10", "-o", out]) == 2
     assert capsys.readouterr().err == f"error: usage: {tmp_path / 'none'}: no such file or folder\n"
+    typo = ["crops", str(tmp_path), "--length", "10", "-o", out,
+            "--set", "options.conditioning.clasifiers=false"]
+    assert main(typo) == 2 and not Path(out).exists()  # before any track, nothing written
+    assert "did you mean 'conditioning.classifiers'?" in capsys.readouterr().err

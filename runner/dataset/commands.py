@@ -27,6 +27,11 @@ def crops(args: argparse.Namespace) -> int:
                          "give one of the two")
     if not Path(args.folder).exists():
         raise UsageError(f"{args.folder}: no such file or folder")
+    from runner import compile
+    from runner import profile as load
+
+    # a bad profile or --set (a typo) is one line before any track, not a failure per track
+    compile.compile_profile(load.load_profile(args.profile, list(args.overrides)))
     mode = "sequential" if args.sequential else "overlap" if args.overlap else "beats"
     settings = CropSettings(args.length, mode, args.div4)
     out_dir = Path(args.output)
