@@ -81,6 +81,18 @@ def head_graph(input_name: str, width: int, output_name: str, classes: int, seed
     return _freeze(build, [output_name])
 
 
+def openl3_graph(bands: int, width: int, seed: int) -> bytes:
+    """OpenL3's node names and shapes as in Essentia's graphs: ``melspectrogram`` (batch, bands,
+    199, 1) -> ``embeddings`` (batch, width), through each band's mean and spread over time."""
+    def build() -> None:
+        x = tf1.placeholder(tf.float32, [None, bands, 199, 1], name="melspectrogram")
+        patch = tf.transpose(tf.reshape(x, [-1, bands, 199]), [0, 2, 1])  # (batch, time, bands)
+        hidden = tf.nn.tanh(_dense(_summary(patch) / 40.0, 16, seed, "hidden"))
+        tf.identity(_dense(hidden, width, seed + 1, "emb"), name="embeddings")
+
+    return _freeze(build, ["embeddings"])
+
+
 def metadata(algorithm: str, inputs: str, outputs: list[tuple[str, str]], classes: list[str],
              embedding: str | None = None) -> dict:
     meta = {
@@ -132,6 +144,8 @@ def main(out: str) -> None:
         metadata("TensorflowPredict2D", "serving_default_model_Placeholder",
                  [("PartitionedCall:0", "predictions")], ["Rock", "Jazz", "Electronic"],
                  "tiny-effnet"))
+    with open(os.path.join(out, "tiny-openl3.pb"), "wb") as handle:  # no metadata: kind openl3
+        handle.write(openl3_graph(256, 512, 61))
     for model_id, (graph, meta) in models.items():
         with open(os.path.join(out, f"{model_id}.pb"), "wb") as handle:
             handle.write(graph)

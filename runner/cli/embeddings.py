@@ -23,7 +23,7 @@ from runner.batch.embed_job import (
 )
 from runner.cli.common import guard, print_notes
 from runner.errors import UsageError
-from runner.models import hub_audio
+from runner.models import hub_audio, openl3
 from runner.models.crepe import STEP_MS
 from runner.models.stage import prepare
 from runner.models.supply import lock
@@ -38,6 +38,8 @@ NAMES = {
     "hubert": "hubert-large-ll60k",
     "ast": "ast-audioset",
     "encodec": "encodec-24khz",
+    "openl3": "openl3-music-mel256-emb512",  # added with `extractor models add` (not pinned)
+    "vggish": "audioset-vggish-3",
 }
 
 
@@ -54,9 +56,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-base", required=True, metavar="DIR",
                         help="write DIR/<model>/<path mirrored from the input>.npy")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
-                        help="crepe, madmom, clap, ast, encodec, or a model id of the lock "
-                        "file; hubert once added with `extractor models add` (not pinned yet); "
-                        "mert is not supported (docs/embeddings.md)")
+                        help="crepe, madmom, clap, ast, encodec, vggish, or a model id of the "
+                        "lock file; hubert and openl3 once added with `extractor models add` "
+                        "(not pinned yet); mert is not supported (docs/embeddings.md)")
     parser.add_argument("--pool", choices=POOLS, default="none",
                         help="none: every frame (default); mean: one vector per track")
     parser.add_argument("--crepe-model", choices=("tiny", "full"), default="tiny",
@@ -92,7 +94,7 @@ def requests(args: argparse.Namespace) -> list[Request]:
                                       {"step_ms": args.crepe_step}))
                 continue
             model = NAMES.get(name) or lock.get(name).id  # an unknown name: one line
-            why = hub_audio.why_not(model)
+            why = hub_audio.why_not(model) or openl3.why_not(model)
             if why:
                 raise UsageError(f"--models {name}: {why}")
             chosen.append(Request(name, model))

@@ -112,6 +112,10 @@ def _add(args: argparse.Namespace) -> int:
     from runner.training.commands import models_add
 
     folder = Path(args.model_dir)
+    if folder.suffix == ".pb" and folder.name.startswith("openl3-"):  # Essentia's OpenL3 graph
+        from runner.models.openl3 import add_graph
+
+        return add_graph(folder, args.name, args.license)
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return add_hub_model(folder.resolve(), args.name, args.license)
     return models_add(args)
@@ -173,7 +177,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=verify)
     p = inner.add_parser("add", help="register a model trained with `extractor train`, or a "
                          "Hugging Face audio model folder (config.json + model.safetensors: "
-                         "HuBERT, AST, EnCodec), in your lock file ($EXTRACTOR_MODELS_LOCK), "
+                         "HuBERT, AST, EnCodec), or an OpenL3 graph (openl3-*.pb), in your lock file ($EXTRACTOR_MODELS_LOCK), "
                          "pinned by sha256")
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--name", default=None, help="the model id (default: the model's name, or "

@@ -81,6 +81,7 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "crepe": "runner.models.framewise",
     "madmom-beats": "runner.models.framewise",
     "transformers-audio": "runner.models.framewise",
+    "openl3": "runner.models.framewise",
 }
 
 

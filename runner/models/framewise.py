@@ -34,7 +34,7 @@ DEFAULT_STATS = ("mean", "stdev", "median", "min", "max")
 VOICING = 0.5  # CREPE's confidence from which a frame is voiced (``pitch`` statistics)
 # output -> the kinds that write it
 OUTPUTS: dict[str, tuple[str, ...]] = {
-    "embeddings": ("crepe", "madmom-beats", "transformers-audio"),
+    "embeddings": ("crepe", "madmom-beats", "transformers-audio", "openl3"),
     "pitch": ("crepe",),
     "confidence": ("crepe",),
     "activation": ("madmom-beats",),
@@ -122,10 +122,19 @@ def _transformers(model: lock.Model, files: list[tuple[Path, str]], params: dict
     return FrameModel(network, network.sample_rate, network.frame_rate)
 
 
+def _openl3(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, Any]
+            ) -> FrameModel:
+    from runner.models.openl3 import load
+
+    network = load(model, files)
+    return FrameModel(network, network.sample_rate, network.frame_rate)
+
+
 LOADERS: dict[str, Callable[[lock.Model, list[tuple[Path, str]], dict[str, Any]], FrameModel]] = {
     "crepe": _crepe,
     "madmom-beats": _madmom_beats,
     "transformers-audio": _transformers,
+    "openl3": _openl3,
 }
 
 
