@@ -177,8 +177,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=verify)
     p = inner.add_parser("add", help="register a model trained with `extractor train`, or a "
                          "Hugging Face audio model folder (config.json + model.safetensors: "
-                         "HuBERT, AST, EnCodec), or an OpenL3 graph (openl3-*.pb), in your lock file ($EXTRACTOR_MODELS_LOCK), "
-                         "pinned by sha256")
+                         "HuBERT, AST, EnCodec), or an OpenL3 graph (openl3-*.pb), in your lock "
+                         "file ($EXTRACTOR_MODELS_LOCK), pinned by sha256")
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--name", default=None, help="the model id (default: the model's name, or "
                    "the folder's)")
