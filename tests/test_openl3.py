@@ -124,6 +124,12 @@ def test_embeddings_at_10_hz_deterministic(openl3_env):
     assert not np.allclose(frames[5], network.run(noise_clip(1.23, sr=48000))[5], atol=1e-3)
     assert network.run(signal[:100]).shape == (1, 512)
     assert network.run(np.zeros(0, np.float32)).shape == (1, 512)
+    coarse = LOADERS["openl3"](lock.get(OPENL3), cache.resolved_files(lock.get(OPENL3)),
+                               {"hop_s": 0.5})  # a row per 0.5 s: a fifth of the cost
+    assert coarse.frame_rate == 2.0
+    rows = coarse.run(signal)
+    assert rows.shape == (openl3.window_count(len(signal), 24000), 512) == (3, 512)
+    np.testing.assert_allclose(rows[:2], frames[::5], rtol=1e-5, atol=1e-6)  # same windows
 
 
 def test_a_tampered_graph_is_refused(openl3_env):
@@ -153,8 +159,8 @@ def test_music_embeddings_openl3_and_vggish_layout_and_resume(openl3_env, tmp_pa
     assert np.load(out / "tiny-vggish" / "one.npy").shape == (2, 7)
     assert np.load(out / "tiny-vggish" / "album" / "two.npy").shape == (1, 7)
     manifest = json.loads((out / "openl3" / "model.json").read_text())
-    assert (manifest["model"], manifest["license"], manifest["files"]) == (
-        OPENL3, "CC BY 4.0", {f"{OPENL3}-3.pb": lock.get(OPENL3).files[0].sha256})
+    assert (manifest["model"], manifest["params"], manifest["license"], manifest["files"]) == (
+        OPENL3, {"hop_s": 0.1}, "CC BY 4.0", {f"{OPENL3}-3.pb": lock.get(OPENL3).files[0].sha256})
     before = (out / "openl3" / "one.npy").stat().st_mtime_ns
     capsys.readouterr()
     assert music_embeddings(args[:-1] + ["--skip-existing"]) == 0

@@ -66,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
                         "the original model)")
     parser.add_argument("--crepe-step", type=float, default=STEP_MS, metavar="MS",
                         help=f"CREPE's hop in milliseconds (default {STEP_MS:g}: 100 frames/s)")
+    parser.add_argument("--openl3-hop", type=float, default=0.1, metavar="S",
+                        help="seconds between OpenL3's 1 s windows (default 0.1: 10 rows/s; "
+                        "each row costs one run of the network)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="skip tracks whose files exist (the default; kept for scripts)")
     parser.add_argument("--force", action="store_true", help="recompute every file")
@@ -84,6 +87,8 @@ def requests(args: argparse.Namespace) -> list[Request]:
     """One request per --models name, in order (a name given twice counts once)."""
     if args.crepe_step <= 0:
         raise UsageError(f"--crepe-step: {args.crepe_step:g} ms is not a positive step")
+    if args.openl3_hop * 48000 < 1:
+        raise UsageError(f"--openl3-hop: {args.openl3_hop:g} s is not a positive hop")
     chosen: list[Request] = []
     for item in args.models:
         for name in item.replace(",", " ").split():
@@ -97,7 +102,8 @@ def requests(args: argparse.Namespace) -> list[Request]:
             why = hub_audio.why_not(model) or openl3.why_not(model)
             if why:
                 raise UsageError(f"--models {name}: {why}")
-            chosen.append(Request(name, model))
+            hop = {"hop_s": args.openl3_hop} if lock.get(model).kind == "openl3" else {}
+            chosen.append(Request(name, model, hop))
     return chosen
 
 

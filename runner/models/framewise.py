@@ -124,9 +124,9 @@ def _transformers(model: lock.Model, files: list[tuple[Path, str]], params: dict
 
 def _openl3(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, Any]
             ) -> FrameModel:
-    from runner.models.openl3 import load
+    from runner.models.openl3 import HOP_S, load
 
-    network = load(model, files)
+    network = load(model, files, float(params.get("hop_s", HOP_S)))
     return FrameModel(network, network.sample_rate, network.frame_rate)
 
 

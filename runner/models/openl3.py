@@ -38,7 +38,8 @@ from runner.models.supply import cache, lock
 
 SAMPLE_RATE = 48000
 WINDOW = SAMPLE_RATE  # 1 s windows
-HOP = 4800  # 0.1 s between windows: 10 rows per second
+HOP_S = 0.1  # seconds between windows (openl3's default): 10 rows per second
+HOP = int(HOP_S * SAMPLE_RATE)
 N_FFT, STFT_HOP, PAD, FRAMES = 2048, 242, 982, 199
 AMIN, DYNAMIC_RANGE = 1e-10, 80.0
 INPUT, OUTPUT = "melspectrogram", "embeddings"
@@ -50,19 +51,19 @@ LICENSE_SOURCE = "https://github.com/marl/openl3#model-weights-license"
 _NAME = re.compile(r"openl3-(music|env)-mel(128|256)-emb(512|6144)")
 
 
-def window_count(samples: int) -> int:
+def window_count(samples: int, hop: int = HOP) -> int:
     """Rows for ``samples`` samples at 48 kHz (openl3's centred windows, at least one)."""
-    return 1 + math.ceil(max(0, samples - WINDOW // 2) / HOP)
+    return 1 + math.ceil(max(0, samples - WINDOW // 2) / hop)
 
 
-def windows(audio: np.ndarray) -> np.ndarray:
-    """(T, 48000): 1 s windows every 0.1 s, the first centred on the first sample."""
+def windows(audio: np.ndarray, hop: int = HOP) -> np.ndarray:
+    """(T, 48000): 1 s windows every ``hop`` samples, the first centred on the first sample."""
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-    count = window_count(len(audio))
-    padded = np.zeros((count - 1) * HOP + WINDOW, dtype=np.float32)
+    count = window_count(len(audio), hop)
+    padded = np.zeros((count - 1) * hop + WINDOW, dtype=np.float32)
     body = audio[:len(padded) - WINDOW // 2]
     padded[WINDOW // 2:WINDOW // 2 + len(body)] = body
-    return np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP]
+    return np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::hop]
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -134,18 +135,23 @@ def melspectrogram(chunk: np.ndarray, bands: MelBands) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OpenL3:
-    """A loaded OpenL3 graph: ``run`` takes mono float32 at 48 kHz and gives (T, D) at 10 Hz."""
+    """A loaded OpenL3 graph: ``run`` takes mono float32 at 48 kHz and gives (T, D), a row per
+    ``hop`` samples (10 Hz by default)."""
 
     session: Any
     pool_class: Any
     bands: MelBands
     input: str
     output: str
+    hop: int = HOP
     sample_rate: int = SAMPLE_RATE
-    frame_rate: float = SAMPLE_RATE / HOP
+
+    @property
+    def frame_rate(self) -> float:
+        return SAMPLE_RATE / self.hop
 
     def run(self, audio: np.ndarray) -> np.ndarray:
-        cut = windows(audio)
+        cut = windows(audio, self.hop)
         rows = []
         for start in range(0, len(cut), CHUNK):
             patches = melspectrogram(cut[start:start + CHUNK], self.bands)[..., None]
@@ -159,10 +165,14 @@ class OpenL3:
         return self.run(audio)
 
 
-def load(model: lock.Model, files: list[tuple[Path, str]]) -> OpenL3:
-    """The graph of an ``openl3`` entry, from files already checked against their pins."""
+def load(model: lock.Model, files: list[tuple[Path, str]], hop_s: float = HOP_S) -> OpenL3:
+    """The graph of an ``openl3`` entry, from files already checked against their pins; a row
+    every ``hop_s`` seconds (each row costs one run of the network on a 1 s window)."""
     from runner import registry
 
+    hop = int(hop_s * SAMPLE_RATE)
+    if hop < 1:
+        raise ModelError(f"model '{model.id}': hop_s {hop_s:g} is not a positive hop")
     graph = next((path for path, _ in files if path.name == model.graph), None)
     if graph is None:
         raise ModelError(f"model '{model.id}': the lock file names no graph among its files")
@@ -175,7 +185,8 @@ def load(model: lock.Model, files: list[tuple[Path, str]]) -> OpenL3:
             graphFilename=str(graph), inputs=[node_in], outputs=[node_out], squeeze=False)
     except Exception as exc:  # EssentiaException: a graph that lacks a node, a bad file
         raise ModelError(f"{graph}: cannot load the model ({str(exc).strip()})") from None
-    return OpenL3(session, essentia.Pool, MelBands.of(mel_filterbank(n_mels)), node_in, node_out)
+    return OpenL3(session, essentia.Pool, MelBands.of(mel_filterbank(n_mels)), node_in, node_out,
+                  hop)
 
 
 def why_not(model_id: str) -> str | None:
