@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hop", type=float, default=0.1)
+    parser.add_argument("--chunk", type=int, default=None, help="windows per session run")
     parser.add_argument("--build", metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build:
@@ -80,6 +81,7 @@ def main() -> None:
         from runner.models.framewise import LOADERS
         from runner.models.supply import cache, lock
 
+        openl3.CHUNK = args.chunk or openl3.CHUNK
         openl3.add_graph(root / NAME, None, None)
         model = lock.get(openl3.DEFAULT_ID)
         started = time.perf_counter()
@@ -100,7 +102,8 @@ def main() -> None:
             totals.append(time.perf_counter() - started)
             cpus.append(time.process_time() - cpu)
         front, total, cpu = (statistics.median(v) for v in (fronts, totals, cpus))
-        print(f"openl3 mel256-emb512, {args.seconds:g} s on one core: load {load:.2f} s, "
+        print(f"openl3 mel256-emb512, {args.seconds:g} s on one core, {openl3.CHUNK} windows "
+              f"per run: load {load:.2f} s, "
               f"front end {front:.2f} s, whole run {total:.2f} s wall, {cpu:.2f} s CPU "
               f"({args.seconds / cpu:.2f}x realtime per core), frames {frames.shape} at "
               f"{network.frame_rate:g} Hz; load average {os.getloadavg()[0]:.1f}")
