@@ -206,6 +206,8 @@ def test_unpinned_openl3_and_uncached_vggish_say_why(tmp_path, monkeypatch, caps
         f"of Essentia's {OPENL3}-3.pb was found): download it from "
         "https://essentia.upf.edu/models/feature-extractors/openl3/ and add it with "
         f"`extractor models add {OPENL3}-3.pb` (docs/embeddings.md)\n")
+    assert music_embeddings(args + ["openl3", "--openl3-hop", "0"]) == 2
+    assert capsys.readouterr().err == "error: usage: --openl3-hop: 0 s is not a positive hop\n"
     # vggish: MTG's pinned audioset-vggish-3, (T, 128) per 0.96 s, fetched from essentia.upf.edu
     vggish = lock.get(NAMES["vggish"])
     assert (vggish.id, vggish.algorithm, vggish.license) == (
