@@ -382,3 +382,24 @@ def test_a_stopped_batch_leaves_no_spool_and_no_traceback(tmp_path, how):
     if how == "Ctrl-C":
         assert batch.returncode == 130 and stderr.splitlines()[-1] == "error: interrupted"
     assert spool_folders(tmpdir) == []
+
+
+def test_each_workers_torch_gets_its_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LocalWorkers sets TF_NUM_INTRAOP_THREADS to cores // workers for its children; a worker
+    whose models use torch (CREPE, CLAP, hub models) takes that many threads, not all cores."""
+    torch = pytest.importorskip("torch")
+    from runner.batch.work import share_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+        share_torch_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "not a number")
+        share_torch_threads()  # left alone
+        assert torch.get_num_threads() == 1
+        share_torch_threads(3)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from runner.batch.inputs import Job
+from runner.batch.work import share_torch_threads
 from runner.errors import UsageError
 
 PROFILE = "embeddings"
@@ -71,7 +72,7 @@ class EmbeddingsWork:
         self.base = Path(base)
         self.pool = pool
         self.extractor = Extractor(PROFILE, overrides(self.requests), warn=False)
-        _torch_threads(threads)
+        share_torch_threads(threads)
 
     def __call__(self, src: str, dst: str) -> list[str]:
         from runner.output import write_npy_atomic
@@ -82,14 +83,6 @@ class EmbeddingsWork:
             frames = analysis.models.embeddings[request.model]
             write_npy_atomic(self.base / request.name / relative, pooled(frames, self.pool))
         return list(doc["metadata"]["warnings"])
-
-
-def _torch_threads(threads: int) -> None:
-    """Threads of torch's CPU kernels in this worker (workers x threads = the cores)."""
-    import sys
-
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(max(1, threads))
 
 
 def paths(job: Job, base: Path, requests: list[Request]) -> list[Path]:
