@@ -219,8 +219,8 @@ def test_configs_with_what_we_do_not_implement_are_refused(change, what, mert_mo
         [str(lock_file), os.environ["EXTRACTOR_MODELS_LOCK"]]))
     assert cli.main(["models", "add", str(folder), "--name", "mert-x"]) == 1
     assert capsys.readouterr().err == (
-        f"error: {folder / 'config.json'}: {what} is not implemented here; only MERT configs "
-        "without it run (both MERT-v1 releases)\n")
+        f"error: {folder / 'config.json'}: {what} is not implemented here (MERT runs here "
+        "without a CQT branch or DeepNorm; MERT-v1-95M's config has neither)\n")
     assert not lock_file.exists()
 
 

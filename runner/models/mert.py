@@ -10,7 +10,7 @@ else is HuBERT's own blocks: ``HubertFeatureEncoder`` (group-norm first layer wh
 ``feat_extract_norm`` is "group"), the projection (layer norm, linear), and ``HubertEncoder``
 (post-LN) or ``HubertEncoderStableLayerNorm`` (``do_stable_layer_norm``), each with the
 positional convolution. ``attention_relax`` is read only by the deepnorm encoder's layers.
-So where ``feature_extractor_cqt`` and ``deepnorm`` are false, as in both v1 releases, its
+So where ``feature_extractor_cqt`` and ``deepnorm`` are false, as in MERT-v1-95M, its
 forward pass is ``HubertModel``'s operation by operation: we build ``HubertModel`` from the
 config's HuBERT fields and load the checkpoint's tensors under their own names (the
 positional convolution's ``weight_g``/``weight_v``, as the hub's files store it, mapped onto
@@ -67,8 +67,8 @@ def check_config(config: Any, where: str) -> dict[str, Any]:
                          f"not {ARCHITECTURE}")
     what = unsupported(config)
     if what:
-        raise ModelError(f"{where}: {what} is not implemented here; only MERT configs without "
-                         "it run (both MERT-v1 releases)")
+        raise ModelError(f"{where}: {what} is not implemented here (MERT runs here "
+                         "without a CQT branch or DeepNorm; MERT-v1-95M's config has neither)")
     return config
 
 
