@@ -297,3 +297,20 @@ def test_the_packaged_mert_entry():
                                          "pytorch_model.bin")]
     assert hub_audio.why_not("mert-v1-95m") is None
     assert "mert-v1-330m" not in lock.models()
+
+
+def test_mert_v1_95m_shape_holds_as_many_tensors_as_its_checkpoint():
+    """HubertModel built from MERT-v1-95M's shape (MERTConfig's defaults) holds 211 tensors of
+    94,371,712 values in all: what a public loader of the real pytorch_model.bin (pinned to
+    the same sha256) requires of that file, whose only renamed keys are weight_g/weight_v."""
+    from transformers import HubertModel
+
+    values = {"architectures": ["MERTModel"], "feature_extractor_cqt": False,
+              "deepnorm": False, "attention_relax": -1.0, "sample_rate": 24000}
+    with torch.device("meta"):
+        state = HubertModel(mert.hubert_config(mert.check_config(values, "x"))).state_dict()
+    assert (len(state), sum(v.numel() for v in state.values())) == (211, 94_371_712)
+    hub = set(_hub_layout(state))
+    assert set(mert.hub_names(dict.fromkeys(hub), set(state))) == set(state)
+    assert sorted(hub - set(state)) == ["encoder.pos_conv_embed.conv.weight_g",
+                                        "encoder.pos_conv_embed.conv.weight_v"]
