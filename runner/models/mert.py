@@ -119,11 +119,13 @@ def hub_names(tensors: dict[str, Any], wanted: set[str]) -> dict[str, Any]:
 
 def build(config: dict[str, Any], tensors: dict[str, Any], model_id: str) -> Any:
     """HubertModel holding MERT's weights, every tensor in place (or one line naming those
-    that are missing or left over)."""
+    that are missing or left over); built on the meta device, so the file's tensors are the
+    model's (no initialisation, no copy)."""
     import torch
     from transformers import HubertModel
 
-    network = HubertModel(hubert_config(config))
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+        network = HubertModel(hubert_config(config))
     wanted = set(network.state_dict())
     state = hub_names(tensors, wanted)
     missing, extra = sorted(wanted - set(state)), sorted(set(state) - wanted)
@@ -132,7 +134,7 @@ def build(config: dict[str, Any], tensors: dict[str, Any], model_id: str) -> Any
                          f"({len(missing)} tensors missing: {', '.join(missing[:3]) or '-'}; "
                          f"{len(extra)} unexpected: {', '.join(extra[:3]) or '-'})")
     try:
-        network.load_state_dict(state, strict=True)
+        network.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise ModelError(f"model '{model_id}': the weights do not fit {ARCHITECTURE} "
