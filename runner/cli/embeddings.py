@@ -47,16 +47,16 @@ def parser() -> argparse.ArgumentParser:
         description="Compute neural models' frame-wise embeddings and activations for an "
         "audio file, a folder (recursively) or a list of files: DIR/<model>/<mirrored "
         "path>.npy. Shapes and frame rates: docs/embeddings.md. madmom's models are "
-        "CC BY-NC-SA 4.0 (non-commercial).")
+        "CC BY-NC-SA 4.0, MERT's and EnCodec's CC BY-NC 4.0 (non-commercial).")
     parser.add_argument("input", nargs="?", help="audio file or folder")
     parser.add_argument("--list", dest="list_file", metavar="FILE",
                         help="analyse the files listed in FILE (one path per line)")
     parser.add_argument("--output-base", required=True, metavar="DIR",
                         help="write DIR/<model>/<path mirrored from the input>.npy")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
-                        help="crepe, madmom, clap, ast, encodec, or a model id of the lock "
-                        "file; hubert once added with `extractor models add` (not pinned yet); "
-                        "mert is not supported (docs/embeddings.md)")
+                        help="crepe, madmom, clap, ast, encodec, mert (MERT-v1-95M), or a "
+                        "model id of the lock file; hubert and mert-330m once added with "
+                        "`extractor models add` (not pinned yet; docs/embeddings.md)")
     parser.add_argument("--pool", choices=POOLS, default="none",
                         help="none: every frame (default); mean: one vector per track")
     parser.add_argument("--crepe-model", choices=("tiny", "full"), default="tiny",

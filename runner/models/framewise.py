@@ -1,4 +1,5 @@
-"""The frame-wise family (lock-entry kinds ``crepe``, ``madmom-beats``, ``transformers-audio``):
+"""The frame-wise family (lock-entry kinds ``crepe``, ``madmom-beats``, ``transformers-audio``,
+``mert``):
 models that give one row of numbers per frame of a track (docs/embeddings.md).
 
 Each model is loaded once per extractor (a worker) from files verified against their pins,
@@ -34,7 +35,7 @@ DEFAULT_STATS = ("mean", "stdev", "median", "min", "max")
 VOICING = 0.5  # CREPE's confidence from which a frame is voiced (``pitch`` statistics)
 # output -> the kinds that write it
 OUTPUTS: dict[str, tuple[str, ...]] = {
-    "embeddings": ("crepe", "madmom-beats", "transformers-audio"),
+    "embeddings": ("crepe", "madmom-beats", "transformers-audio", "mert"),
     "pitch": ("crepe",),
     "confidence": ("crepe",),
     "activation": ("madmom-beats",),
@@ -122,10 +123,19 @@ def _transformers(model: lock.Model, files: list[tuple[Path, str]], params: dict
     return FrameModel(network, network.sample_rate, network.frame_rate)
 
 
+def _mert(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, Any]
+          ) -> FrameModel:
+    from runner.models.mert import load
+
+    network = load(model, files)
+    return FrameModel(network, network.sample_rate, network.frame_rate)
+
+
 LOADERS: dict[str, Callable[[lock.Model, list[tuple[Path, str]], dict[str, Any]], FrameModel]] = {
     "crepe": _crepe,
     "madmom-beats": _madmom_beats,
     "transformers-audio": _transformers,
+    "mert": _mert,
 }
 
 
