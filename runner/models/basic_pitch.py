@@ -26,8 +26,11 @@ Pitch bends (from the contour activation) are not written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from runner.errors import ModelError
 
 SAMPLE_RATE = 22050
 FFT_HOP = 256
@@ -48,6 +51,14 @@ ONSET_THRESHOLD = 0.5
 FRAME_THRESHOLD = 0.3
 MIN_NOTE_MS = 127.70
 ENERGY_TOLERANCE = 11  # frames below the frame threshold a note may span
+# the settings of note creation (a profile's notes output params, music-embeddings' options)
+NOTE_SETTINGS: dict[str, Any] = {"onset_threshold": ONSET_THRESHOLD,
+                                 "frame_threshold": FRAME_THRESHOLD,
+                                 "min_note_ms": MIN_NOTE_MS, "melodia_trick": True}
+# what a profile's notes output writes (null where there is no note)
+NOTE_STATISTICS = ("count", "per_second", "pitch_mean", "pitch_median", "pitch_min",
+                   "pitch_max", "duration_mean", "velocity_mean")
+INSTALL_HINT = "pip install --no-deps basic-pitch==0.4.0 onnxruntime; docs/embeddings.md"
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,51 @@ class Note:
     @property
     def velocity(self) -> int:
         return int(np.clip(np.round(127 * self.amplitude), 1, 127))
+
+
+def missing() -> str | None:
+    """Why basic-pitch cannot run here (None when it can): onnxruntime runs its network."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return f"onnxruntime is not installed ({INSTALL_HINT})"
+    return None
+
+
+def note_settings(params: dict[str, Any], where: str = "basic-pitch") -> dict[str, Any]:
+    """The note settings, ``params`` over the defaults, each checked (ModelError)."""
+    unknown = sorted(set(params) - set(NOTE_SETTINGS))
+    if unknown:
+        raise ModelError(f"{where}: unknown note setting '{unknown[0]}' (settings: "
+                         f"{', '.join(NOTE_SETTINGS)})")
+    settings = {**NOTE_SETTINGS, **params}
+    for name in ("onset_threshold", "frame_threshold"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ModelError(f"{where}: {name} must be a number from 0 to 1, not {value!r}")
+    value = settings["min_note_ms"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ModelError(f"{where}: min_note_ms must be a number of milliseconds, at least 0, "
+                         f"not {value!r}")
+    if not isinstance(settings["melodia_trick"], bool):
+        raise ModelError(f"{where}: melodia_trick must be true or false, not "
+                         f"{settings['melodia_trick']!r}")
+    return settings
+
+
+def note_statistics(found: list[Note], n_frames: int) -> dict[str, float | None]:
+    """What a profile's notes output writes: how many notes, how dense, their pitches
+    (MIDI numbers), mean duration (s) and mean velocity; null where there is no note."""
+    seconds = n_frames / (SAMPLE_RATE // FFT_HOP)  # basic-pitch trims to 86 frames a second
+    out: dict[str, float | None] = {"count": float(len(found)),
+                                    "per_second": len(found) / seconds if seconds else None}
+    pitch = np.array([n.pitch for n in found], dtype=np.float64)
+    table = {"pitch_mean": lambda: pitch.mean(), "pitch_median": lambda: np.median(pitch),
+             "pitch_min": lambda: pitch.min(), "pitch_max": lambda: pitch.max(),
+             "duration_mean": lambda: np.mean([n.end - n.start for n in found]),
+             "velocity_mean": lambda: np.mean([n.velocity for n in found])}
+    out.update({name: float(value()) if found else None for name, value in table.items()})
+    return out
 
 
 class BasicPitch:
