@@ -84,23 +84,29 @@ def missing() -> str | None:
     return None
 
 
-def note_settings(params: dict[str, Any], where: str = "basic-pitch") -> dict[str, Any]:
-    """The note settings, ``params`` over the defaults, each checked (ModelError)."""
+def note_settings(params: dict[str, Any], where: str = "basic-pitch",
+                  spelling: dict[str, str] | None = None) -> dict[str, Any]:
+    """The note settings, ``params`` over the defaults, each checked (ModelError naming
+    ``where`` and each setting as ``spelling`` spells it: command-line options)."""
+    spell = {name: name for name in NOTE_SETTINGS} | (spelling or {})
     unknown = sorted(set(params) - set(NOTE_SETTINGS))
     if unknown:
         raise ModelError(f"{where}: unknown note setting '{unknown[0]}' (settings: "
                          f"{', '.join(NOTE_SETTINGS)})")
     settings = {**NOTE_SETTINGS, **params}
+
+    def number(name: str) -> bool:
+        return not isinstance(settings[name], bool) and isinstance(settings[name], (int, float))
+
     for name in ("onset_threshold", "frame_threshold"):
-        value = settings[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ModelError(f"{where}: {name} must be a number from 0 to 1, not {value!r}")
-    value = settings["min_note_ms"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ModelError(f"{where}: min_note_ms must be a number of milliseconds, at least 0, "
-                         f"not {value!r}")
+        if not number(name) or not 0 <= settings[name] <= 1:
+            raise ModelError(f"{where}: {spell[name]} must be a number from 0 to 1, not "
+                             f"{settings[name]!r}")
+    if not number("min_note_ms") or settings["min_note_ms"] < 0:
+        raise ModelError(f"{where}: {spell['min_note_ms']} must be a number of milliseconds, "
+                         f"at least 0, not {settings['min_note_ms']!r}")
     if not isinstance(settings["melodia_trick"], bool):
-        raise ModelError(f"{where}: melodia_trick must be true or false, not "
+        raise ModelError(f"{where}: {spell['melodia_trick']} must be true or false, not "
                          f"{settings['melodia_trick']!r}")
     return settings
 

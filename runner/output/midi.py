@@ -12,12 +12,12 @@ tests and for people checking a file without a MIDI library.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterable
 from pathlib import Path
 
 from runner.models.basic_pitch import Note
+from runner.output.files import write_bytes_atomic
 
 TICKS_PER_QUARTER = 480
 TEMPO_US = 500_000  # microseconds per quarter note: 120 BPM
@@ -62,14 +62,8 @@ def midi_bytes(notes: Iterable[Note]) -> bytes:
 
 
 def write_midi_atomic(path: Path, notes: Iterable[Note]) -> None:
-    """Write the file through a temporary one renamed into place: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(midi_bytes(notes))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write the file as every output is: a temporary file renamed into place."""
+    write_bytes_atomic(path, midi_bytes(notes))
 
 
 def read_notes(path: Path) -> list[tuple[float, float, int, int]]:
