@@ -68,7 +68,7 @@ def write_midi_atomic(path: Path, notes: Iterable[Note]) -> None:
 
 def read_notes(path: Path) -> list[tuple[float, float, int, int]]:
     """(start s, end s, pitch, velocity) of every note of a format 0 or 1 file with a
-    constant tempo, ordered by start then pitch."""
+    constant tempo, in order of start (then end, pitch)."""
     data = Path(path).read_bytes()
     if data[:4] != b"MThd":
         raise ValueError(f"{path}: not a standard MIDI file")
