@@ -70,9 +70,11 @@ def test_the_package_own_inference_gives_the_same_frames_and_notes(tmp_path, net
                             timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-2000:]
     theirs = json.loads(result.stdout.strip().splitlines()[-1])
-    frames = network(signal)
-    assert np.array_equal(frames, np.load(tmp_path / "theirs.npy"))
-    ours = [[n.start, n.end, n.pitch, n.amplitude] for n in notes(frames)]
+    their_frames = np.load(tmp_path / "theirs.npy")
+    # the same windows through the same network (here bit for bit; batching may round otherwise)
+    np.testing.assert_allclose(network(signal), their_frames, rtol=0, atol=1e-5)
+    # the same notes from the same frames: start, end, pitch and amplitude exactly
+    ours = [[n.start, n.end, n.pitch, n.amplitude] for n in notes(their_frames)]
     assert len(ours) >= 8 and ours == theirs
 
 
