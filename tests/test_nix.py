@@ -282,3 +282,12 @@ def test_the_nix_tests_check_leaves_out_network_and_tensorflow_tests():
         "register: gpu"]
     readme = (ROOT / "README.md").read_text()
     assert "&& .venv/bin/python -m pytest -q\n" in readme  # the set-up command: every test
+
+
+def test_the_packaged_data_are_links_to_the_top_level_files():
+    """runner/ ships profiles, schemas and the lock file as links to the top-level ones: a copy
+    (e.g. left by `sed -i`, which replaces a link with a file) would drift from what Nix and
+    the docs read."""
+    for name in ("profiles", "schemas", "models.lock.json"):
+        link = ROOT / "runner" / name
+        assert link.is_symlink() and link.resolve() == (ROOT / name).resolve(), link
