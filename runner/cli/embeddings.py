@@ -25,6 +25,7 @@ from runner.cli.common import guard, print_notes
 from runner.errors import UsageError
 from runner.models import hub_audio
 from runner.models.crepe import STEP_MS
+from runner.models.framewise import tag_labels
 from runner.models.stage import prepare
 from runner.models.supply import lock
 
@@ -38,6 +39,12 @@ NAMES = {
     "hubert": "hubert-large-ll60k",
     "ast": "ast-audioset",
     "encodec": "encodec-24khz",
+    "panns": "panns-cnn14",
+}
+# --models names of a tagger's class probabilities (its head on the same rows) -> lock id
+TAGS = {
+    "panns-tags": "panns-cnn14",
+    "ast-tags": "ast-audioset",
 }
 
 
@@ -54,9 +61,10 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-base", required=True, metavar="DIR",
                         help="write DIR/<model>/<path mirrored from the input>.npy")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
-                        help="crepe, madmom, clap, ast, encodec, or a model id of the lock "
-                        "file; hubert once added with `extractor models add` (not pinned yet); "
-                        "mert is not supported (docs/embeddings.md)")
+                        help="crepe, madmom, clap, ast, encodec, panns, or a model id of the "
+                        "lock file; panns-tags and ast-tags: AudioSet's 527 class "
+                        "probabilities; hubert once added with `extractor models add` (not "
+                        "pinned yet); mert is not supported (docs/embeddings.md)")
     parser.add_argument("--pool", choices=POOLS, default="none",
                         help="none: every frame (default); mean: one vector per track")
     parser.add_argument("--crepe-model", choices=("tiny", "full"), default="tiny",
@@ -91,11 +99,11 @@ def requests(args: argparse.Namespace) -> list[Request]:
                 chosen.append(Request(name, f"crepe-{args.crepe_model}",
                                       {"step_ms": args.crepe_step}))
                 continue
-            model = NAMES.get(name) or lock.get(name).id  # an unknown name: one line
+            model = NAMES.get(name) or TAGS.get(name) or lock.get(name).id  # unknown: one line
             why = hub_audio.why_not(model)
             if why:
                 raise UsageError(f"--models {name}: {why}")
-            chosen.append(Request(name, model))
+            chosen.append(Request(name, model, output="tags" if name in TAGS else "embeddings"))
     return chosen
 
 
@@ -111,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     base = Path(args.output_base)
     write.prepare_folder(str(base))
     manifests = {r.name: manifest(r, stage.pins.get(r.model, {}) if stage else {}, args.pool,
-                                  plan.digest, lock.get(r.model).license) for r in wanted}
+                                  plan.digest, lock.get(r.model).license,
+                                  tag_labels(lock.get(r.model)) if r.output == "tags" else ())
+                 for r in wanted}
     check_manifests(base, manifests, args.force)
     jobs, notes = batch.plan_outputs(pairs, base / wanted[0].name, ".npy")
     print_notes(plan.profile.notes + notes, args.quiet)

@@ -4,7 +4,8 @@ A lock-file entry's ``kind`` names its family (``"tensorflow"``: Essentia Tensor
 driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
 ``"onnx-classifier"``: classifiers trained with `extractor train`; ``"madmom"``: madmom's
 downbeat network and the tempo consensus; ``"crepe"``, ``"madmom-beats"``,
-``"transformers-audio"``: frame-wise models and embeddings, runner.models.framewise). The
+``"transformers-audio"``, ``"panns"``: frame-wise models and embeddings,
+runner.models.framewise). The
 model stage (runner.models.stage) knows nothing of any family: for each output of a profile's
 ``models:`` section it asks the family of the output's model to take it on
 (:meth:`ModelRunner.add`), has every family load what it took (:meth:`ModelRunner.load`), and
@@ -81,6 +82,7 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "crepe": "runner.models.framewise",
     "madmom-beats": "runner.models.framewise",
     "transformers-audio": "runner.models.framewise",
+    "panns": "runner.models.framewise",
 }
 
 

@@ -1,4 +1,5 @@
-"""The frame-wise family (lock-entry kinds ``crepe``, ``madmom-beats``, ``transformers-audio``):
+"""The frame-wise family (lock-entry kinds ``crepe``, ``madmom-beats``, ``transformers-audio``,
+``panns``):
 models that give one row of numbers per frame of a track (docs/embeddings.md).
 
 Each model is loaded once per extractor (a worker) from files verified against their pins,
@@ -9,7 +10,10 @@ number per frame, go to ``results.embeddings[model id]`` (what music-embeddings 
 - ``embeddings``: the mean over frames, a vector per track;
 - ``pitch`` (CREPE): statistics of the frequency [Hz] over its voiced frames (confidence at
   least ``params.voicing``, default 0.5), e.g. ``tonal.pitch_crepe.mean``;
-- ``confidence`` (CREPE) and ``activation`` (madmom's beats): statistics over all frames.
+- ``confidence`` (CREPE) and ``activation`` (madmom's beats): statistics over all frames;
+- ``tags`` (PANNs, AST with its AudioSet head): class name -> probability, the mean over
+  frames of the model's head applied to its embedding rows (computed from the same frames,
+  the network runs once); the rows go to ``results.embeddings[<model id>.tags]``.
 
 ``stats`` names the statistics (default mean, stdev, median, min, max); ``params`` are the
 model's settings (CREPE: ``step_ms``, default 10). A statistic that is undefined (no voiced
@@ -34,21 +38,32 @@ DEFAULT_STATS = ("mean", "stdev", "median", "min", "max")
 VOICING = 0.5  # CREPE's confidence from which a frame is voiced (``pitch`` statistics)
 # output -> the kinds that write it
 OUTPUTS: dict[str, tuple[str, ...]] = {
-    "embeddings": ("crepe", "madmom-beats", "transformers-audio"),
+    "embeddings": ("crepe", "madmom-beats", "transformers-audio", "panns"),
     "pitch": ("crepe",),
     "confidence": ("crepe",),
     "activation": ("madmom-beats",),
+    "tags": ("transformers-audio", "panns"),
 }
+TAGGERS = ("ASTForAudioClassification",)  # transformers-audio classes with a tag head
 
 
 @dataclass(frozen=True)
 class FrameModel:
     """A loaded model: ``run`` takes mono float32 at ``sample_rate`` and gives (T, D) or (T,)
-    at ``frame_rate`` frames/s (0: one row per track)."""
+    at ``frame_rate`` frames/s (0: one row per track); a tagger's ``head`` maps those rows to
+    (T, len(labels)) probabilities."""
 
     run: Callable[[np.ndarray], np.ndarray]
     sample_rate: int
     frame_rate: float
+    head: Callable[[np.ndarray], np.ndarray] | None = None
+    labels: tuple[str, ...] = ()
+
+
+def tags_key(model_id: str) -> str:
+    """Where a model's tag probabilities go in ``results.embeddings`` (and --keep-embeddings'
+    file name): beside its embedding rows."""
+    return f"{model_id}.tags"
 
 
 def _numbers(values: np.ndarray, stats: tuple[str, ...]) -> dict[str, float | None]:
@@ -74,9 +89,13 @@ def _numbers(values: np.ndarray, stats: tuple[str, ...]) -> dict[str, float | No
     return out
 
 
-def summarise(frames: np.ndarray, output: ModelOutput) -> Any:
-    """What ``output`` writes from a model's frames (see the module's docstring)."""
+def summarise(frames: np.ndarray, output: ModelOutput, labels: tuple[str, ...] = ()) -> Any:
+    """What ``output`` writes from a model's frames (see the module's docstring); ``tags``:
+    ``frames`` are the head's probabilities, one column per label."""
     stats = output.stats or DEFAULT_STATS
+    if output.output == "tags":
+        means = frames.mean(axis=0) if len(frames) else np.zeros(len(labels))
+        return {label: float(value) for label, value in zip(labels, means, strict=True)}
     if output.output == "embeddings":
         return [float(v) for v in np.atleast_1d(frames.mean(axis=0))] if len(frames) else []
     if output.output == "pitch":
@@ -119,13 +138,37 @@ def _transformers(model: lock.Model, files: list[tuple[Path, str]], params: dict
     from runner.models.hub_audio import load
 
     network = load(model, files)
-    return FrameModel(network, network.sample_rate, network.frame_rate)
+    return FrameModel(network, network.sample_rate, network.frame_rate, network.head,
+                      network.labels)
+
+
+def _panns(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, Any]
+           ) -> FrameModel:
+    from runner.models import panns
+
+    path, sha = files[0]
+    network = panns.Panns(panns.load(cache.verified_bytes(path, sha)))
+    return FrameModel(network.run, network.sample_rate, network.frame_rate, network.head,
+                      panns.labels())
+
+
+def tag_labels(model: lock.Model) -> tuple[str, ...]:
+    """The class names of a tagger's probability columns, read without loading it (what
+    music-embeddings records in a tags folder's manifest)."""
+    if model.kind == "panns":
+        from runner.models import panns
+
+        return panns.labels()
+    from runner.models.hub_audio import tag_labels as hub_labels
+
+    return hub_labels(model, cache.resolved_files(model))
 
 
 LOADERS: dict[str, Callable[[lock.Model, list[tuple[Path, str]], dict[str, Any]], FrameModel]] = {
     "crepe": _crepe,
     "madmom-beats": _madmom_beats,
     "transformers-audio": _transformers,
+    "panns": _panns,
 }
 
 
@@ -155,6 +198,9 @@ class Runner:
         """A vector (``embeddings``) or an object of statistics (numbers or null)."""
         if output.output == "embeddings":
             return {"type": "array", "items": {"type": "number"}}
+        if output.output == "tags":
+            probability = {"type": "number", "minimum": 0, "maximum": 1}
+            return {"type": "object", "additionalProperties": probability}
         stat = {"type": ["number", "null"]}
         return {"type": "object", "properties": {s: stat for s in output.stats or DEFAULT_STATS}}
 
@@ -163,6 +209,11 @@ class Runner:
         if output.output not in writes:
             raise ModelError(f"model '{model.id}' writes {', '.join(writes)}; not "
                              f"'{output.output}' (output '{output.name}')")
+        architecture = model.extra.get("architecture")
+        if output.output == "tags" and model.kind != "panns" and architecture not in TAGGERS:
+            raise ModelError(f"model '{model.id}' ({architecture}) has no tag head: tags come "
+                             f"from {', '.join(TAGGERS)} or a PANNs model (output "
+                             f"'{output.name}')")
         settings = {k: v for k, v in output.params.items() if k != "voicing"}
         if self.params.setdefault(model.id, settings) != settings:
             raise ModelError(f"model '{model.id}': its outputs give it different params "
@@ -185,10 +236,16 @@ class Runner:
     def run(self, audio: AudioAt, results: ModelResults) -> None:
         done: dict[str, np.ndarray] = {}
         for output, model in self.outputs:
+            network = self.loaded[model.id]
             if model.id not in done:
-                network = self.loaded[model.id]
                 done[model.id] = network.run(audio(float(network.sample_rate)))
                 results.embeddings[model.id] = done[model.id]
+            key = tags_key(model.id) if output.output == "tags" else model.id
+            if key not in done:  # the head on the rows already computed: no second run
+                if network.head is None:
+                    raise ModelError(f"model '{model.id}' loaded without a tag head")
+                done[key] = network.head(done[model.id])
+                results.embeddings[key] = done[key]
             results.descriptors[f"{self.config.section}.{output.name}"] = summarise(
-                done[model.id], output)
+                done[key], output, network.labels)
             results.used[model.id] = used_pin(model)
