@@ -50,6 +50,7 @@ CONFIG, WEIGHTS, PREPROCESSOR = "config.json", "model.safetensors", "preprocesso
 HUBERT_WINDOW_S = 30.0
 ENCODEC_WINDOW_S = 60.0
 AST_HOP = 160  # samples per fbank frame at 16 kHz (10 ms)
+AST_FRAME = 400  # samples of one Kaldi fbank frame (25 ms): a shorter last window has none
 ARCHITECTURES = ("HubertModel", "ASTModel", "ASTForAudioClassification", "EncodecModel")
 
 
@@ -237,6 +238,7 @@ def _ast(network: Any, folder: Path | None) -> HubNetwork:
     window = int(config.max_length) * AST_HOP
 
     def frames(piece: np.ndarray) -> np.ndarray:
+        piece = np.pad(piece, (0, max(0, AST_FRAME - len(piece))))  # one fbank frame at least
         features = extractor(piece, sampling_rate=sample_rate, return_tensors="pt")
         with torch.inference_mode():
             return encoder(features["input_values"]).pooler_output.numpy()

@@ -79,7 +79,8 @@ def mel_matrix() -> np.ndarray:
 
 def build(widths: tuple[int, ...] = WIDTHS, classes: int = 527) -> Any:
     """CNN14 with untrained weights; ``widths``: channels of the six blocks (tests build
-    narrow ones; the released model's are the default)."""
+    narrow ones; the released model's are the default). Its mel matrix is zeros until
+    load() sets the checkpoint's (mel_matrix() would cost librosa's import and JIT)."""
     import torch
     from torch import nn
     from torch.nn import functional
@@ -99,7 +100,7 @@ def build(widths: tuple[int, ...] = WIDTHS, classes: int = 527) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("window", torch.from_numpy(hann_window()))
-            self.register_buffer("mel", torch.from_numpy(mel_matrix()))
+            self.register_buffer("mel", torch.zeros(N_FFT // 2 + 1, MEL_BINS))
             self.bn0 = nn.BatchNorm2d(MEL_BINS)
             inputs = (1, *widths[:-1])
             for index, (into, out) in enumerate(zip(inputs, widths, strict=True), start=1):
