@@ -148,8 +148,12 @@ def _panns(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, A
 
     path, sha = files[0]
     network = panns.Panns(panns.load(cache.verified_bytes(path, sha)))
+    labels = panns.labels()
+    if network.network.fc_audioset.out_features != len(labels):
+        raise ModelError(f"model '{model.id}': {network.network.fc_audioset.out_features} "
+                         f"classes, not AudioSet's {len(labels)}")
     return FrameModel(network.run, network.sample_rate, network.frame_rate, network.head,
-                      panns.labels())
+                      labels)
 
 
 def tag_labels(model: lock.Model) -> tuple[str, ...]:
