@@ -1,4 +1,5 @@
-"""Hugging Face audio models' speed (HuBERT-large, AST, EnCodec 24 kHz, MERT): x realtime per core.
+"""Hugging Face audio models' and PANNs CNN14's speed (HuBERT-large, AST, EnCodec 24 kHz, MERT,
+PANNs): x realtime per core.
 
 The released weights cannot be fetched here, so each model is built with random weights in
 its released shape (same layers and operations: speed does not depend on the values), saved
@@ -6,10 +7,12 @@ as config.json + model.safetensors (MERT: in its hub format, config.json with ME
 fields, preprocessor_config.json and pytorch_model.bin), and loaded by
 ``runner.models.hub_audio.load`` (MERT: ``runner.models.mert.load``) as a pinned model
 would be; then its frames are timed on a ``--seconds`` signal (our windowing
-included). Reported per model: load and run seconds (median of ``--rounds``), x realtime, the
-array's shape and frame rate. Usage:
+included). PANNs: CNN14 in the released widths, saved as the authors' checkpoint is laid out
+and read by ``runner.models.panns.load``; the run includes its 527 probabilities. Reported
+per model: load and run seconds (median of ``--rounds``), x realtime, the array's shape and
+frame rate. Usage:
 
-    python bench/bench_hub_audio.py [--models encodec ast hubert-large mert mert-330m]
+    python bench/bench_hub_audio.py [--models encodec ast hubert-large mert mert-330m panns]
                                     [--seconds 30]
                                     [--rounds 3] [--threads 1]
 """
@@ -121,9 +124,42 @@ def measure(name: str, root: Path, seconds: float, rounds: int) -> dict[str, Any
             "frame_rate": network.frame_rate}
 
 
+def measure_panns(seconds: float, rounds: int) -> dict[str, Any]:
+    """CNN14 (random weights, the released shape) through our loader and front end."""
+    import io
+
+    import torch
+
+    from runner.models import panns
+
+    net = panns.build()
+    state = {k: v for k, v in net.state_dict().items() if k not in ("window", "mel")}
+    state[panns.CONV_REAL] = torch.from_numpy(panns.hann_window())[None, None].repeat(513, 1, 1)
+    state[panns.MEL] = torch.from_numpy(panns.mel_matrix())
+    buffer = io.BytesIO()
+    torch.save({"model": state}, buffer)
+    loads, runs = [], []
+    signal = (0.1 * np.random.default_rng(0).standard_normal(
+        int(seconds * panns.SAMPLE_RATE))).astype(np.float32)
+    for _ in range(rounds):
+        start = time.perf_counter()
+        network = panns.Panns(panns.load(buffer.getvalue()))
+        loads.append(time.perf_counter() - start)
+        network.run(signal[:panns.SAMPLE_RATE])  # warm-up
+        start = time.perf_counter()
+        tags = network.head(network.run(signal))
+        runs.append(time.perf_counter() - start)
+    run_s = statistics.median(runs)
+    return {"model": "panns", "params_M": round(sum(p.numel() for p in net.parameters()) / 1e6, 1),
+            "load_s": round(statistics.median(loads), 2), "run_s": round(run_s, 2),
+            "x_realtime": round(seconds / run_s, 1), "shape": [1, 2048], "tags": list(tags.shape),
+            "frame_rate": 0.0}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["encodec", "ast", "hubert-large"])
+    parser.add_argument("--models", nargs="+",
+                        default=["encodec", "ast", "hubert-large", "panns"])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -134,8 +170,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models:
-            print(json.dumps(measure(name, Path(folder), args.seconds, args.rounds)),
-                  flush=True)
+            result = (measure_panns(args.seconds, args.rounds) if name == "panns" else
+                      measure(name, Path(folder), args.seconds, args.rounds))
+            print(json.dumps(result), flush=True)
     return 0
 
 

@@ -34,16 +34,25 @@ MIDI_MODEL = "basic-pitch"  # the lock-file model whose frames make them
 @dataclass(frozen=True)
 class Request:
     """One model of a music-embeddings run: the folder name given on the command line, the
-    lock-file model it runs, and that model's settings."""
+    lock-file model it runs, that model's settings, and what is written: its rows
+    (``embeddings``) or its head's class probabilities (``tags``)."""
 
     name: str
     model: str
     params: dict[str, Any] = field(default_factory=dict)
+    output: str = "embeddings"
 
     def override(self) -> str:
         """The output entry of the embeddings profile (YAML flow)."""
         params = json.dumps(self.params) if self.params else "{}"
-        return f"{{model: {self.model}, output: embeddings, params: {params}}}"
+        return f"{{model: {self.model}, output: {self.output}, params: {params}}}"
+
+    @property
+    def key(self) -> str:
+        """Its array in the model stage's ``embeddings``."""
+        from runner.models.framewise import tags_key
+
+        return self.model if self.output == "embeddings" else tags_key(self.model)
 
 
 def overrides(requests: list[Request]) -> list[str]:
@@ -86,7 +95,7 @@ class EmbeddingsWork:
         doc, analysis = self.extractor.analyse(src)
         relative = Path(dst).relative_to(self.base / self.requests[0].name)
         for request in self.requests:
-            frames = analysis.models.embeddings[request.model]
+            frames = analysis.models.embeddings[request.key]
             write_npy_atomic(self.base / request.name / relative, pooled(frames, self.pool))
         if self.midi is not None:
             from runner.models.basic_pitch import notes
@@ -105,10 +114,14 @@ def paths(job: Job, base: Path, requests: list[Request], midi: bool = False) -> 
 
 
 def manifest(request: Request, pins: dict[str, str], pool: str, digest: str,
-             license_: str) -> dict[str, Any]:
-    """What made the files of one model folder: compared before a batch reuses them."""
-    return {"model": request.model, "params": request.params, "pool": pool,
+             license_: str, labels: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What made the files of one model folder: compared before a batch reuses them; a tags
+    folder also names its columns (``labels``)."""
+    made = {"model": request.model, "params": request.params, "pool": pool,
             "files": pins, "license": license_, "profile_hash": digest}
+    if request.output != "embeddings":
+        made.update(output=request.output, labels=list(labels))
+    return made
 
 
 def check_manifests(base: Path, wanted: dict[str, dict[str, Any]], force: bool) -> None:

@@ -28,6 +28,7 @@ from runner.cli.common import guard, print_notes
 from runner.errors import ModelError, UsageError
 from runner.models import basic_pitch, hub_audio, openl3
 from runner.models.crepe import STEP_MS
+from runner.models.framewise import tag_labels
 from runner.models.stage import prepare
 from runner.models.supply import lock
 
@@ -43,6 +44,12 @@ NAMES = {
     "encodec": "encodec-24khz",
     "openl3": "openl3-music-mel256-emb512",  # added with `extractor models add` (not pinned)
     "vggish": "audioset-vggish-3",
+    "panns": "panns-cnn14",
+}
+# --models names of a tagger's class probabilities (its head on the same rows) -> lock id
+TAGS = {
+    "panns-tags": "panns-cnn14",
+    "ast-tags": "ast-audioset",
 }
 
 
@@ -60,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
                         help="write DIR/<model>/<path mirrored from the input>.npy")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
                         help="crepe, madmom, basic-pitch, clap, ast, encodec, mert "
-                        "(MERT-v1-95M), vggish, or a model id of the lock file; hubert, "
+                        "(MERT-v1-95M), vggish, panns, or a model id of the lock file; "
+                        "panns-tags and ast-tags: AudioSet's 527 class probabilities; hubert, "
                         "mert-330m and openl3 once added with `extractor models add` (not "
                         "pinned yet; docs/embeddings.md)")
     parser.add_argument("--pool", choices=POOLS, default="none",
@@ -116,13 +124,14 @@ def requests(args: argparse.Namespace) -> list[Request]:
                 chosen.append(Request(name, f"crepe-{args.crepe_model}",
                                       {"step_ms": args.crepe_step}))
                 continue
-            model = NAMES.get(name) or lock.get(name).id  # an unknown name: one line
+            model = NAMES.get(name) or TAGS.get(name) or lock.get(name).id  # unknown: one line
             why = hub_audio.why_not(model) or openl3.why_not(model)
             if why:
                 raise UsageError(f"--models {name}: {why}")
             entry = lock.models().get(model)
             hop = {"hop_s": args.openl3_hop} if entry and entry.kind == "openl3" else {}
-            chosen.append(Request(name, model, hop))
+            chosen.append(Request(name, model, hop,
+                                  output="tags" if name in TAGS else "embeddings"))
     return chosen
 
 
@@ -160,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
     base = Path(args.output_base)
     write.prepare_folder(str(base))
     manifests = {r.name: manifest(r, stage.pins.get(r.model, {}) if stage else {}, args.pool,
-                                  plan.digest, lock.get(r.model).license) for r in wanted}
+                                  plan.digest, lock.get(r.model).license,
+                                  tag_labels(lock.get(r.model)) if r.output == "tags" else ())
+                 for r in wanted}
     if midi is not None:
         manifests[MIDI] = manifest(Request(MIDI, MIDI_MODEL, midi),
                                    stage.pins.get(MIDI_MODEL, {}) if stage else {}, "none",

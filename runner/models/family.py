@@ -4,7 +4,8 @@ A lock-file entry's ``kind`` names its family (``"tensorflow"``: Essentia Tensor
 driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
 ``"onnx-classifier"``: classifiers trained with `extractor train`; ``"madmom"``: madmom's
 downbeat network and the tempo consensus; ``"crepe"``, ``"madmom-beats"``,
-``"transformers-audio"``, ``"mert"``, ``"basic-pitch"``: frame-wise models and embeddings,
+``"transformers-audio"``, ``"mert"``, ``"basic-pitch"``, ``"panns"``: frame-wise models and
+embeddings,
 runner.models.framewise). The model stage (runner.models.stage) knows nothing of any family:
 for each output of a profile's ``models:`` section it asks the family of the output's model to
 take it on (:meth:`ModelRunner.add`), has every family load what it took
@@ -85,6 +86,7 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "mert": "runner.models.framewise",
     "basic-pitch": "runner.models.framewise",
     "openl3": "runner.models.framewise",
+    "panns": "runner.models.framewise",
 }
 
 

@@ -1,5 +1,5 @@
 """The frame-wise family (lock-entry kinds ``crepe``, ``madmom-beats``, ``transformers-audio``,
-``mert``, ``basic-pitch``):
+``mert``, ``basic-pitch``, ``panns``):
 models that give one row of numbers per frame of a track (docs/embeddings.md).
 
 Each model is loaded once per extractor (a worker) from files verified against their pins,
@@ -13,7 +13,10 @@ number per frame, go to ``results.embeddings[model id]`` (what music-embeddings 
 - ``confidence`` (CREPE) and ``activation`` (madmom's beats): statistics over all frames;
 - ``notes`` (basic-pitch): statistics of the notes made from its frames (count, notes per
   second, pitch, duration, velocity), with the note settings in ``params``
-  (runner.models.basic_pitch.NOTE_SETTINGS).
+  (runner.models.basic_pitch.NOTE_SETTINGS);
+- ``tags`` (PANNs, AST with its AudioSet head): class name -> probability, the mean over
+  frames of the model's head applied to its embedding rows (computed from the same frames,
+  the network runs once); the rows go to ``results.embeddings[<model id>.tags]``.
 
 ``stats`` names the statistics (default mean, stdev, median, min, max); ``params`` are the
 model's settings (CREPE: ``step_ms``, default 10). A statistic that is undefined (no voiced
@@ -39,12 +42,14 @@ VOICING = 0.5  # CREPE's confidence from which a frame is voiced (``pitch`` stat
 # output -> the kinds that write it
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "embeddings": ("crepe", "madmom-beats", "transformers-audio", "mert", "basic-pitch",
-                   "openl3"),
+                   "openl3", "panns"),
     "pitch": ("crepe",),
     "confidence": ("crepe",),
     "activation": ("madmom-beats",),
     "notes": ("basic-pitch",),
+    "tags": ("transformers-audio", "panns"),
 }
+TAGGERS = ("ASTForAudioClassification",)  # transformers-audio classes with a tag head
 # params of one output, not of the model (which runs once for all its outputs)
 OUTPUT_PARAMS = ("voicing", "onset_threshold", "frame_threshold", "min_note_ms",
                  "melodia_trick")
@@ -53,11 +58,20 @@ OUTPUT_PARAMS = ("voicing", "onset_threshold", "frame_threshold", "min_note_ms",
 @dataclass(frozen=True)
 class FrameModel:
     """A loaded model: ``run`` takes mono float32 at ``sample_rate`` and gives (T, D) or (T,)
-    at ``frame_rate`` frames/s (0: one row per track)."""
+    at ``frame_rate`` frames/s (0: one row per track); a tagger's ``head`` maps those rows to
+    (T, len(labels)) probabilities."""
 
     run: Callable[[np.ndarray], np.ndarray]
     sample_rate: int
     frame_rate: float
+    head: Callable[[np.ndarray], np.ndarray] | None = None
+    labels: tuple[str, ...] = ()
+
+
+def tags_key(model_id: str) -> str:
+    """Where a model's tag probabilities go in ``results.embeddings`` (and --keep-embeddings'
+    file name): beside its embedding rows."""
+    return f"{model_id}.tags"
 
 
 def _numbers(values: np.ndarray, stats: tuple[str, ...]) -> dict[str, float | None]:
@@ -83,9 +97,13 @@ def _numbers(values: np.ndarray, stats: tuple[str, ...]) -> dict[str, float | No
     return out
 
 
-def summarise(frames: np.ndarray, output: ModelOutput) -> Any:
-    """What ``output`` writes from a model's frames (see the module's docstring)."""
+def summarise(frames: np.ndarray, output: ModelOutput, labels: tuple[str, ...] = ()) -> Any:
+    """What ``output`` writes from a model's frames (see the module's docstring); ``tags``:
+    ``frames`` are the head's probabilities, one column per label."""
     stats = output.stats or DEFAULT_STATS
+    if output.output == "tags":
+        means = frames.mean(axis=0) if len(frames) else np.zeros(len(labels))
+        return {label: float(value) for label, value in zip(labels, means, strict=True)}
     if output.output == "embeddings":
         return [float(v) for v in np.atleast_1d(frames.mean(axis=0))] if len(frames) else []
     if output.output == "pitch":
@@ -132,7 +150,34 @@ def _transformers(model: lock.Model, files: list[tuple[Path, str]], params: dict
     from runner.models.hub_audio import load
 
     network = load(model, files)
-    return FrameModel(network, network.sample_rate, network.frame_rate)
+    return FrameModel(network, network.sample_rate, network.frame_rate, network.head,
+                      network.labels)
+
+
+def _panns(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, Any]
+           ) -> FrameModel:
+    from runner.models import panns
+
+    path, sha = files[0]
+    network = panns.Panns(panns.load(cache.verified_bytes(path, sha)))
+    labels = panns.labels()
+    if network.network.fc_audioset.out_features != len(labels):
+        raise ModelError(f"model '{model.id}': {network.network.fc_audioset.out_features} "
+                         f"classes, not AudioSet's {len(labels)}")
+    return FrameModel(network.run, network.sample_rate, network.frame_rate, network.head,
+                      labels)
+
+
+def tag_labels(model: lock.Model) -> tuple[str, ...]:
+    """The class names of a tagger's probability columns, read without loading it (what
+    music-embeddings records in a tags folder's manifest)."""
+    if model.kind == "panns":
+        from runner.models import panns
+
+        return panns.labels()
+    from runner.models.hub_audio import tag_labels as hub_labels
+
+    return hub_labels(model, cache.resolved_files(model))
 
 
 def _mert(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, Any]
@@ -167,6 +212,7 @@ LOADERS: dict[str, Callable[[lock.Model, list[tuple[Path, str]], dict[str, Any]]
     "mert": _mert,
     "basic-pitch": _basic_pitch,
     "openl3": _openl3,
+    "panns": _panns,
 }
 
 
@@ -200,6 +246,9 @@ class Runner:
         """A vector (``embeddings``) or an object of statistics (numbers or null)."""
         if output.output == "embeddings":
             return {"type": "array", "items": {"type": "number"}}
+        if output.output == "tags":
+            probability = {"type": "number", "minimum": 0, "maximum": 1}
+            return {"type": "object", "additionalProperties": probability}
         stat = {"type": ["number", "null"]}
         if output.output == "notes":
             from runner.models.basic_pitch import NOTE_STATISTICS
@@ -212,6 +261,11 @@ class Runner:
         if output.output not in writes:
             raise ModelError(f"model '{model.id}' writes {', '.join(writes)}; not "
                              f"'{output.output}' (output '{output.name}')")
+        architecture = model.extra.get("architecture")
+        if output.output == "tags" and model.kind != "panns" and architecture not in TAGGERS:
+            raise ModelError(f"model '{model.id}' ({architecture}) has no tag head: tags come "
+                             f"from {', '.join(TAGGERS)} or a PANNs model (output "
+                             f"'{output.name}')")
         if output.output == "notes":
             from runner.models.basic_pitch import note_settings
 
@@ -238,10 +292,16 @@ class Runner:
     def run(self, audio: AudioAt, results: ModelResults) -> None:
         done: dict[str, np.ndarray] = {}
         for output, model in self.outputs:
+            network = self.loaded[model.id]
             if model.id not in done:
-                network = self.loaded[model.id]
                 done[model.id] = network.run(audio(float(network.sample_rate)))
                 results.embeddings[model.id] = done[model.id]
+            key = tags_key(model.id) if output.output == "tags" else model.id
+            if key not in done:  # the head on the rows already computed: no second run
+                if network.head is None:
+                    raise ModelError(f"model '{model.id}' loaded without a tag head")
+                done[key] = network.head(done[model.id])
+                results.embeddings[key] = done[key]
             results.descriptors[f"{self.config.section}.{output.name}"] = summarise(
-                done[model.id], output)
+                done[key], output, network.labels)
             results.used[model.id] = used_pin(model)

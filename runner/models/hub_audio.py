@@ -22,7 +22,9 @@ the hub offline), into the class the entry names (``architecture``, else the con
 - ``ASTModel`` / ``ASTForAudioClassification`` (16 kHz): the pooled output (the mean of the
   CLS and distillation tokens) of each window of ``max_length`` fbank frames of 10 ms (1024:
   10.24 s, the last window zero-padded), T = ceil(n / window), D = hidden size (768);
-  frame rate 100 / max_length (about 0.098 Hz).
+  frame rate 100 / max_length (about 0.098 Hz). ``ASTForAudioClassification``'s own head
+  (``head``: sigmoid of its classifier on those pooled rows) gives each window's AudioSet
+  probabilities, named by the config's ``id2label`` (``labels``), without a second run.
 - ``EncodecModel`` (24 kHz): the encoder's continuous latent before quantisation, 75 Hz,
   T = ceil(n / 320), D = 128; run in 60 s windows (the encoder's LSTM restarts at each).
 
@@ -49,6 +51,7 @@ CONFIG, WEIGHTS, PREPROCESSOR = "config.json", "model.safetensors", "preprocesso
 HUBERT_WINDOW_S = 30.0
 ENCODEC_WINDOW_S = 60.0
 AST_HOP = 160  # samples per fbank frame at 16 kHz (10 ms)
+AST_FRAME = 400  # samples of one Kaldi fbank frame (25 ms): a shorter last window has none
 ARCHITECTURES = ("HubertModel", "ASTModel", "ASTForAudioClassification", "EncodecModel")
 
 
@@ -59,6 +62,8 @@ class HubNetwork:
     run: Callable[[np.ndarray], np.ndarray]
     sample_rate: int
     frame_rate: float
+    head: Callable[[np.ndarray], np.ndarray] | None = None  # rows -> class probabilities
+    labels: tuple[str, ...] = ()  # the head's class names
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         return self.run(audio)
@@ -242,6 +247,7 @@ def _ast(network: Any, folder: Path | None) -> HubNetwork:
     window = int(config.max_length) * AST_HOP
 
     def frames(piece: np.ndarray) -> np.ndarray:
+        piece = np.pad(piece, (0, max(0, AST_FRAME - len(piece))))  # one fbank frame at least
         features = extractor(piece, sampling_rate=sample_rate, return_tensors="pt")
         with torch.inference_mode():
             return encoder(features["input_values"]).pooler_output.numpy()
@@ -250,7 +256,24 @@ def _ast(network: Any, folder: Path | None) -> HubNetwork:
         audio = _samples(audio)
         return windowed(audio, window, 0, math.ceil(len(audio) / window), frames)
 
-    return HubNetwork(run, sample_rate, sample_rate / window)
+    classifier = getattr(network, "classifier", None)
+    if classifier is None:
+        return HubNetwork(run, sample_rate, sample_rate / window)
+
+    def head(rows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            logits = classifier(torch.from_numpy(np.ascontiguousarray(rows, np.float32)))
+            return torch.sigmoid(logits).numpy()
+
+    names = tuple(str(config.id2label[i]) for i in range(int(config.num_labels)))
+    return HubNetwork(run, sample_rate, sample_rate / window, head, names)
+
+
+def tag_labels(model: lock.Model, files: list[tuple[Path, str]]) -> tuple[str, ...]:
+    """The class names of an AST's head (its config's ``id2label``), without loading it."""
+    _, config, _ = _config(model, files)
+    names = config.get("id2label") or {}
+    return tuple(str(names[key]) for key in sorted(names, key=int))
 
 
 # -- hub models that music-embeddings names but the packaged lock file does not pin ---------------
