@@ -70,6 +70,12 @@ class ModelError(ExtractorError):
         super().__init__(message)
 
 
+class ModelOutputError(ModelError):
+    """An output of a profile's models section that its model's family cannot give (a kind of
+    output the model does not write, settings that contradict another output of the same
+    model): a profile problem, reported at the output's line of the profile."""
+
+
 class TrainingError(ExtractorError):
     """A groundtruth, filelist or feature set that a classifier cannot be trained on."""
 

@@ -123,6 +123,39 @@ def test_pitch_crepe_is_a_profile_stage_with_statistics(tmp_path, write_profile)
     assert doc["metadata"]["models"]["used"]["crepe-tiny"].startswith("d4993eea")
 
 
+def test_validate_refuses_outputs_that_give_one_model_two_settings(write_profile, capsys):
+    """The model runs once per track, so one of two step sizes would be silently dropped:
+    `extractor validate` refuses it at the second output's line, as a run does; a model that is
+    merely not fetched is a note, and the profile is fine."""
+    from runner.cli import main
+
+    profile = write_profile("""
+        name: steps
+        audio: {sample_rate: 44100}
+        models:
+          outputs:
+            fine: {model: crepe-tiny, output: pitch, params: {step_ms: 10}}
+            coarse: {model: crepe-tiny, output: pitch, params: {step_ms: 20, voicing: 0.6}}
+        """)
+    expected = (f"error: {profile}:6: models.outputs.coarse: model 'crepe-tiny': its outputs "
+                "give it different params ({'step_ms': 10} and {'step_ms': 20}): it runs once "
+                "per track, so give them the same\n")
+    assert main(["validate", str(profile)]) == 2
+    assert capsys.readouterr().err == expected
+    assert main(["run", str(profile), "in.wav", "out.json"]) == 2  # before reading any audio
+    assert capsys.readouterr().err == expected
+    fine = write_profile("""
+        name: fetch-later
+        models:
+          outputs:
+            clap: clap-630k-audioset
+        """)
+    assert main(["validate", str(fine)]) == 0
+    out, err = capsys.readouterr()
+    assert out.endswith("ok\n") and err.startswith(
+        "note: a run needs models that are not in the cache: model 'clap-630k-audioset'")
+
+
 def test_pool_mean_is_a_vector_per_track():
     assert pooled(np.ones((5, 3)), "mean").shape == (3,)
     assert pooled(np.arange(4.0), "mean").tolist() == [1.5]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from runner.cli.embeddings import music_embeddings
-from runner.errors import ModelError
+from runner.errors import ModelError, ProfileError
 from runner.models import hub_audio, panns
 from runner.models.framewise import LOADERS
 from runner.models.supply import cache, lock
@@ -282,10 +282,11 @@ def test_a_head_is_asked_of_a_model_without_one(tagger_models, write_profile):
           outputs:
             tags: {model: hubert-named, output: tags}
         """)
-    with pytest.raises(ModelError) as err:
+    with pytest.raises(ProfileError) as err:  # a profile problem, at the output's line
         Extractor(str(profile))
-    assert str(err.value) == ("model 'hubert-named' (HubertModel) has no tag head: tags come "
-                              "from ASTForAudioClassification or a PANNs model (output 'tags')")
+    assert str(err.value) == (f"{profile}:5: models.outputs.tags: model 'hubert-named' "
+                              "(HubertModel) has no tag head: tags come from "
+                              "ASTForAudioClassification or a PANNs model (output 'tags')")
 
 
 def test_music_embeddings_layout_manifests_and_resume(tagger_models, tmp_path):

@@ -36,7 +36,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     profile = load.load_profile(args.profile, args.overrides)
     plan = compile.compile_profile(profile)  # Essentia's configure checks included
-    print_notes(profile.notes)
+    notes = list(profile.notes)
+    if plan.models is not None:  # each output through its model's family, as a run does
+        from runner.models.stage import prepare
+        from runner.models.supply.cache import MissingModel
+
+        try:
+            prepare(plan, warn=False, load=False)
+        except MissingModel as exc:  # not fetched yet: the profile is fine, a run says so
+            notes.append(f"a run needs models that are not in the cache: {exc}")
+    print_notes(notes)
     for line in compile.describe(plan):
         print(line)
     print("ok")

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from runner.compile.models import ModelOutput, ModelsConfig
-from runner.errors import ModelError
+from runner.errors import ModelError, ModelOutputError
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.supply import cache, lock
 
@@ -259,21 +259,25 @@ class Runner:
     def add(self, output: ModelOutput, model: lock.Model) -> dict[str, dict[str, str]]:
         writes = [name for name, kinds in OUTPUTS.items() if model.kind in kinds]
         if output.output not in writes:
-            raise ModelError(f"model '{model.id}' writes {', '.join(writes)}; not "
-                             f"'{output.output}' (output '{output.name}')")
+            raise ModelOutputError(f"model '{model.id}' writes {', '.join(writes)}; not "
+                                   f"'{output.output}' (output '{output.name}')")
         architecture = model.extra.get("architecture")
         if output.output == "tags" and model.kind != "panns" and architecture not in TAGGERS:
-            raise ModelError(f"model '{model.id}' ({architecture}) has no tag head: tags come "
-                             f"from {', '.join(TAGGERS)} or a PANNs model (output "
-                             f"'{output.name}')")
+            raise ModelOutputError(f"model '{model.id}' ({architecture}) has no tag head: tags "
+                                   f"come from {', '.join(TAGGERS)} or a PANNs model (output "
+                                   f"'{output.name}')")
         if output.output == "notes":
             from runner.models.basic_pitch import note_settings
 
-            note_settings(output.params, f"model '{model.id}': output '{output.name}'")
+            try:
+                note_settings(output.params, f"model '{model.id}': output '{output.name}'")
+            except ModelError as exc:
+                raise ModelOutputError(str(exc)) from None
         settings = {k: v for k, v in output.params.items() if k not in OUTPUT_PARAMS}
         if self.params.setdefault(model.id, settings) != settings:
-            raise ModelError(f"model '{model.id}': its outputs give it different params "
-                             f"({self.params[model.id]} and {settings})")
+            raise ModelOutputError(f"model '{model.id}': its outputs give it different params "
+                                   f"({self.params[model.id]} and {settings}): it runs once "
+                                   "per track, so give them the same")
         if model.id not in self.files:
             self.files[model.id] = cache.resolved_files(model, "see docs/embeddings.md",
                                                         _unavailable(model))

@@ -18,6 +18,7 @@ import numpy as np
 from runner import registry
 from runner.compile import Plan, result_digest
 from runner.compile.models import ModelOutput, ModelsConfig
+from runner.errors import ModelOutputError
 from runner.models import family
 from runner.models.family import ModelResults, ModelRunner
 from runner.models.supply import cache, lock
@@ -34,7 +35,8 @@ def prepare(plan: Plan, warn: bool = True, load: bool = True) -> ModelStage | No
     and every worker call this, so both compare and write the same hash."""
     if plan.models is None or not plan.models.outputs:
         return None
-    stage = ModelStage(plan.models, warn=warn, load=load, alone=not plan.descriptors)
+    stage = ModelStage(plan.models, warn=warn, load=load, alone=not plan.descriptors,
+                       profile=plan.profile)
     plan.digest = result_digest(plan.profile, stage.fingerprint())
     return stage
 
@@ -43,11 +45,12 @@ class ModelStage:
     """A profile's models in one extractor: each output handed to the runner of its family."""
 
     def __init__(self, config: ModelsConfig, warn: bool = True, load: bool = True,
-                 alone: bool = False) -> None:
+                 alone: bool = False, profile: Any = None) -> None:
         """Resolve and verify every model; ``load=False`` stops there (no graph is loaded:
         the batch parent only wants to know what is missing). ``alone``: the profile computes
         nothing but these models, so with every one of them missing there is nothing to
-        write and ``missing: skip`` refuses too."""
+        write and ``missing: skip`` refuses too. ``profile``: an output its family refuses
+        (ModelOutputError) is reported at that output's line of the profile."""
         self.config = config
         self.runners: dict[Any, ModelRunner] = {}  # family table entry -> its runner
         self.missing: list[str] = []  # model ids not in the cache (missing: skip)
@@ -62,6 +65,10 @@ class ModelStage:
                 if model.embedding and getattr(runner, "reads_embeddings", False):
                     self._feed(model.embedding)
                 self.pins.update(runner.add(out, model))
+            except ModelOutputError as exc:
+                if profile is None:
+                    raise
+                raise profile.error(out.path, str(exc)) from None
             except cache.MissingModel as exc:  # a file that does not match its pin: raised
                 if exc.model_id is None:
                     raise
