@@ -4,8 +4,9 @@ A lock-file entry's ``kind`` names its family (``"tensorflow"``: Essentia Tensor
 driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
 ``"onnx-classifier"``: classifiers trained with `extractor train`; ``"madmom"``: madmom's
 downbeat network and the tempo consensus; ``"crepe"``, ``"madmom-beats"``,
-``"transformers-audio"``: frame-wise models and embeddings, runner.models.framewise). The
-model stage (runner.models.stage) knows nothing of any family: for each output of a profile's
+``"transformers-audio"``: frame-wise models and embeddings, runner.models.framewise;
+``"madmom-key"``, ``"madmom-chords"``: madmom's key and chords, runner.models.madmom_harmony).
+The model stage (runner.models.stage) knows nothing of any family: for each output of a profile's
 ``models:`` section it asks the family of the output's model to take it on
 (:meth:`ModelRunner.add`), has every family load what it took (:meth:`ModelRunner.load`), and
 per track lets each family write its descriptors (:meth:`ModelRunner.run`). A new family of
@@ -38,6 +39,8 @@ class ModelResults:
     used: dict[str, str]  # model id -> sha256 of its graph (or "converted")
     # the track's own descriptors (flat, aggregated): what a classifier of descriptors reads
     track: dict[str, Any] = field(default_factory=dict)
+    # lines for metadata.warnings, e.g. why an output is null for this track
+    warnings: list[str] = field(default_factory=list)
 
 
 class ModelRunner(Protocol):
@@ -81,6 +84,8 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "crepe": "runner.models.framewise",
     "madmom-beats": "runner.models.framewise",
     "transformers-audio": "runner.models.framewise",
+    "madmom-key": "runner.models.madmom_harmony",
+    "madmom-chords": "runner.models.madmom_harmony",
 }
 
 
