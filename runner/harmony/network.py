@@ -1,5 +1,5 @@
 """One ONNX network of madmom's, run with onnxruntime from bytes already checked against their
-pin (runner.models.madmom_harmony): the bytes checked are the bytes loaded."""
+pin (runner.models.madmom_harmony_family): the bytes checked are the bytes loaded."""
 
 from __future__ import annotations
 

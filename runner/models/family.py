@@ -5,7 +5,8 @@ driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
 ``"onnx-classifier"``: classifiers trained with `extractor train`; ``"madmom"``: madmom's
 downbeat network and the tempo consensus; ``"crepe"``, ``"madmom-beats"``,
 ``"transformers-audio"``: frame-wise models and embeddings, runner.models.framewise;
-``"madmom-key"``, ``"madmom-chords"``: madmom's key and chords, runner.models.madmom_harmony).
+``"madmom-key"``, ``"madmom-chords"``: madmom's key and chords, runner.models.
+madmom_harmony_family).
 The model stage (runner.models.stage) knows nothing of any family: for each output of a profile's
 ``models:`` section it asks the family of the output's model to take it on
 (:meth:`ModelRunner.add`), has every family load what it took (:meth:`ModelRunner.load`), and
@@ -84,8 +85,8 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "crepe": "runner.models.framewise",
     "madmom-beats": "runner.models.framewise",
     "transformers-audio": "runner.models.framewise",
-    "madmom-key": "runner.models.madmom_harmony",
-    "madmom-chords": "runner.models.madmom_harmony",
+    "madmom-key": "runner.models.madmom_harmony_family",
+    "madmom-chords": "runner.models.madmom_harmony_family",
 }
 
 
