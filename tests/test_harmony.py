@@ -1,4 +1,4 @@
-"""runner/harmony/ and the tonal_madmom profile: madmom's CNN key and CNN + CRF chords on
+"""runner/harmony/ and the harmony profile: madmom's CNN key and CNN + CRF chords on
 chord progressions synthesised here, the front end against madmom's own processors, nulls
 with reasons, and pins."""
 
@@ -155,12 +155,12 @@ def test_silence_and_a_few_samples_have_no_key_or_chords(key_network, chord_netw
 
 
 @needs_models
-def test_the_tonal_madmom_profile(tmp_path):
+def test_the_harmony_profile(tmp_path):
     """Essentia's key and madmom's agree on a cadence; silence and a few samples get nulls and
     the reason in metadata.warnings, not a failed track."""
     from runner.extract import Extractor
 
-    extractor = Extractor("tonal_madmom")
+    extractor = Extractor("harmony")
     cadence = write_audio(tmp_path / "c.wav", progression([C, F, G7, C] * 2, 1.0))
     doc, _ = extractor.analyse(str(cadence))
     tonal = doc["tonal"]
@@ -205,7 +205,7 @@ def test_a_tampered_copy_of_the_chord_crf_is_refused(tmp_path, monkeypatch):
     from runner.extract import Extractor
 
     with pytest.raises(ModelError) as refused:
-        Extractor("tonal_madmom", warn=False)
+        Extractor("harmony", warn=False)
     assert str(refused.value) == expected
 
 

@@ -36,6 +36,7 @@ freesound_music = PROFILE_COMMANDS["streaming-extractor-freesound-music"]
 essentia_freesound_music = PROFILE_COMMANDS["streaming_extractor_freesound_music"]
 music_highlevel = PROFILE_COMMANDS["music-highlevel"]
 music_tempo = PROFILE_COMMANDS["music-tempo"]
+music_harmony = PROFILE_COMMANDS["music-harmony"]
 
 
 def music_conditioning(argv: list[str] | None = None) -> int:
@@ -52,4 +53,5 @@ __all__ = [
     "music_clap", "music_highlevel", "music_tempo", "rhythm", "tonal",
     "music_embeddings",
     "music_conditioning",
+    "music_harmony",
 ]
