@@ -228,3 +228,17 @@ def test_chord_segments_and_histogram():
     assert chords == [[0.0, 0.1, "N"], [0.1, 0.4, "C:maj"], [0.4, 0.6, "G:maj"],
                       [0.6, 1.0, "C:min"]]
     assert hc.histogram(chords) == {"C:min": 40.0, "C:maj": 30.0, "G:maj": 20.0, "N": 10.0}
+
+
+@needs_models
+def test_an_output_name_the_model_does_not_write_is_refused(write_profile):
+    from runner.extract import Extractor
+
+    profile = write_profile("""
+        name: p
+        extends: tonal
+        models: {section: tonal, outputs: {key: madmom-key}}
+        """)
+    with pytest.raises(ModelError) as refused:
+        Extractor(str(profile), warn=False)
+    assert str(refused.value) == "model 'madmom-key' writes key_madmom; not 'key'"
