@@ -21,6 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from runner.errors import ModelError
+
 MODEL_SR = 44100  # madmom's networks were trained on 44.1 kHz mono
 A4 = 440.0
 # filterbank products of at least this many frames: numpy's BLAS gives other last bits for
@@ -35,8 +37,8 @@ def as_mono_44k(signal: np.ndarray, sample_rate: float) -> np.ndarray:
     if audio.ndim == 2:
         audio = audio.mean(axis=1, dtype=np.float32)
     if audio.ndim != 1:
-        raise ValueError(f"expected a mono or (samples, channels) signal, got shape "
-                         f"{audio.shape}")
+        raise ModelError(f"madmom's networks: expected a mono or (samples, channels) signal, "
+                         f"got shape {audio.shape}")
     rate = int(round(sample_rate))
     if rate != MODEL_SR and len(audio):
         from math import gcd
