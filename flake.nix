@@ -91,6 +91,8 @@
 
       # Apps that need laion-clap (the `full` package).
       clapApps = [ "music-clap" ];
+      # Apps that fit classifiers (`extractor train`: scikit-learn and skl2onnx, the `train` package).
+      trainApps = [ "extractor" ];
 
       # The built-in profile each app runs, for its validation check.
       profileApp =
@@ -119,7 +121,14 @@
             inherit pkgs lib converterSrc;
             lock = modelLock;
           };
-          packageFor = app: if lib.elem app clapApps then py.runnerFull else py.runner;
+          packageFor =
+            app:
+            if lib.elem app clapApps then
+              py.runnerFull
+            else if lib.elem app trainApps then
+              py.runnerTrain
+            else
+              py.runner;
 
           wrapper =
             name:
@@ -142,6 +151,7 @@
           testPython = py.python.withPackages (
             ps:
             py.runnerDeps
+            ++ py.trainDeps # tests/test_training.py (the `train` extra)
             ++ [
               ps.pytest
               ps.pyarrow
@@ -182,6 +192,7 @@
           packages = {
             default = py.runner;
             full = py.runnerFull;
+            train = py.runnerTrain;
             inherit (py) essentia-tensorflow laion-clap;
           } // models.packages;
 
@@ -229,7 +240,8 @@
 
           devShells = {
             default = devShell [ ];
-            full = devShell [ py.laion-clap ];
+            full = devShell ([ py.laion-clap ] ++ py.trainDeps);
+            train = devShell py.trainDeps;
           };
 
           formatter = pkgs.nixfmt-rfc-style;

@@ -95,6 +95,16 @@ let
     ps.jsonschema
     ps.rich
     ps.soundfile
+    # The onnx-classifier model family (classifiers made by `extractor train`) runs in every
+    # command that runs models: onnxruntime is in every package (pyproject's `train` extra).
+    ps.onnxruntime
+  ];
+
+  # What `extractor train` adds to fit and export classifiers (pyproject's `train` extra;
+  # tests/nix/consistency.py checks the two lists agree).
+  trainDeps = [
+    ps.scikit-learn
+    ps.skl2onnx
   ];
 
   mkRunner =
@@ -128,12 +138,19 @@ in
     essentia-tensorflow
     laion-clap
     runnerDeps
+    trainDeps
     ;
   # The runner without CLAP: every command but music-clap. No torch in its closure.
   runner = mkRunner { pname = "extractor-profiles"; };
-  # The runner with laion-clap (torch, transformers): what music-clap needs.
+  # The runner with scikit-learn and skl2onnx: `extractor train` (the `extractor` app).
+  runnerTrain = mkRunner {
+    pname = "extractor-profiles-train";
+    extra = trainDeps;
+  };
+  # The runner with laion-clap (torch, transformers) and the training tools: music-clap, and
+  # classifiers trained on CLAP vectors.
   runnerFull = mkRunner {
     pname = "extractor-profiles-full";
-    extra = [ laion-clap ];
+    extra = [ laion-clap ] ++ trainDeps;
   };
 }

@@ -192,3 +192,30 @@ def block_stand_in(variance: Any, blockSize: int) -> dict[str, Any]:
     signal = np.zeros(2 * stdev.size, dtype=np.float32)
     signal[1::2] = (stdev.astype(np.float64) * np.sqrt(2.0)).astype(np.float32)
     return {"signal": signal}
+
+
+@function(inputs=("pitch",), outputs=("pitch", "voiced_fraction", "mean_pitch_hz", "median_midi"),
+          types={"pitch": "real", "voiced_fraction": "real", "mean_pitch_hz": "real",
+                 "median_midi": "real"},
+          input_types={"pitch": "vector_real"})
+def melody_contour(pitch: Any) -> dict[str, Any]:
+    """PredominantPitchMelodia's contour and what summarises it (the melody profile).
+
+    Melodia gives the whole contour once, at the end of the stream (Hz per frame, 0 where
+    no melody sounds); ``pitch`` gives its values back one per frame, so a descriptor
+    computes statistics over the frames. ``voiced_fraction``: the share of frames with a
+    melody (0 without frames); ``mean_pitch_hz`` and ``median_midi`` (a MIDI note number,
+    69 = A4 = 440 Hz) over those frames, null when there is none.
+    """
+    contour = np.asarray(pitch, dtype=np.float64).reshape(-1)
+    voiced = contour[contour > 0]
+    values: dict[str, Any] = {
+        "pitch": contour.astype(np.float32),
+        "voiced_fraction": float(voiced.size / contour.size) if contour.size else 0.0,
+        "mean_pitch_hz": float(voiced.mean()) if voiced.size else float("nan"),
+        "median_midi": float(69 + 12 * np.log2(np.median(voiced) / 440.0))
+        if voiced.size else float("nan"),
+    }
+    if not voiced.size:
+        values["warning"] = "melody: no frame with a melody: its mean and median pitch are null"
+    return values

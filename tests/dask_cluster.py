@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -45,7 +46,7 @@ class Cluster:
             line = ["unshare", "-m", "sh", "-c", f"{mounts} && exec {shlex.join(line)}"]
         self.processes[name] = subprocess.Popen(
             line, stdout=log, stderr=subprocess.STDOUT, env=dict(self.base_env, **env),
-            cwd=self.root)
+            cwd=self.root, start_new_session=True)  # its own group: close() ends its children
 
     def add_worker(self, name: str, models: Path, hide: tuple[Path, ...] = ()) -> str:
         """Start a worker whose model cache is ``models``; its address once it has joined.
@@ -79,14 +80,27 @@ class Cluster:
         raise AssertionError(f"worker {name} did not join: "
                              f"{(self.root / f'{name}.log').read_text()[-2000:]}")
 
-    def close(self) -> None:
+    def close(self, grace: float = 5.0) -> None:
+        """SIGTERM to every process group, then SIGKILL to what is left after ``grace``
+        seconds in all (a nanny whose scheduler is gone can take 20 s to give up politely;
+        nothing here needs a polite exit)."""
         for process in reversed(list(self.processes.values())):
-            process.terminate()
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
         for process in self.processes.values():
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
+                pass
+            _signal_group(process, signal.SIGKILL)  # the nanny's worker too, if it outlived it
+            process.wait()
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def can_hide_folders() -> bool:

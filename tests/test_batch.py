@@ -208,7 +208,7 @@ def counted_run(log: Path, seconds: float, workers: int, lib: Path, out: Path,
     return subprocess.Popen(
         [sys.executable, "-m", "tests.work", str(log), str(seconds), str(workers), str(lib),
          str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), **popen)
+        **{"env": dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), **popen})
 
 
 def wait_for(condition, seconds: float = 120.0) -> None:
@@ -229,10 +229,14 @@ def test_two_runs_at_once_analyse_each_file_once(tmp_path):
     """Two batches on the same folder share the work: each file is analysed by one of them
     (the other reports it claimed or, once written, up to date); both exit 0."""
     lib = empty_inputs(tmp_path / "lib", 12)
-    log, out = tmp_path / "analyses.log", tmp_path / "out"
-    first = counted_run(log, 0.4, 2, lib, out)
+    log, out, gate = tmp_path / "analyses.log", tmp_path / "out", tmp_path / "go"
+    env = dict(os.environ, COUNTED_GATE=str(gate))  # analyses end once both runs are working
+    first = counted_run(log, 0.1, 2, lib, out, env=env)
     wait_for(lambda: log.exists() and log.read_text())  # the first run is under way
-    second = counted_run(log, 0.4, 2, lib, out)
+    second = counted_run(log, 0.1, 2, lib, out, env=env)
+    # however loaded the machine: the second run's workers have started analyses of their own
+    wait_for(lambda: len({line.split()[0] for line in log.read_text().splitlines()}) >= 3)
+    gate.touch()
     results = [p.communicate(timeout=300) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], results
     analysed = [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
@@ -382,3 +386,24 @@ def test_a_stopped_batch_leaves_no_spool_and_no_traceback(tmp_path, how):
     if how == "Ctrl-C":
         assert batch.returncode == 130 and stderr.splitlines()[-1] == "error: interrupted"
     assert spool_folders(tmpdir) == []
+
+
+def test_each_workers_torch_gets_its_share_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LocalWorkers sets TF_NUM_INTRAOP_THREADS to cores // workers for its children; a worker
+    whose models use torch (CREPE, CLAP, hub models) takes that many threads, not all cores."""
+    torch = pytest.importorskip("torch")
+    from runner.batch.work import share_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+        share_torch_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "not a number")
+        share_torch_threads()  # left alone
+        assert torch.get_num_threads() == 1
+        share_torch_threads(3)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

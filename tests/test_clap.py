@@ -608,3 +608,77 @@ def test_music_clap_searches_a_catalog_of_clap_outputs(clap_models: Path, librar
     assert code == 0 and again == out
     code, _, err = _music_clap(capsys, str(library), "--db", url, "--text", "x")
     assert code == 2 and err.endswith("--db searches a catalog: give no INPUT (or no --db)\n")
+
+
+# -- a classifier trained on CLAP vectors, run as a head of the CLAP stage -------------------
+CLAP_HEAD_PROFILE = """name: clap-head
+audio:
+  sample_rate: 48000
+  resample_quality: 2
+models:
+  section: highlevel
+  missing: error
+  outputs:
+    tone_or_noise: tone_or_noise
+"""
+
+
+def test_a_head_trained_on_music_clap_vectors_runs_in_a_profile(
+        clap_models: Path, tiny: clap.ClapBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """music-clap --dump -> extractor train --embeddings -> models add -> a profile whose only
+    output is the head: the stage runs CLAP once per track and the head reads that vector,
+    giving what the exported ONNX gives on the vector music-clap dumped for the same file."""
+    import onnxruntime
+
+    from runner.extract import Extractor
+
+    rng = np.random.default_rng(3)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    labels = {}
+    for index in range(3):  # tones and noise bursts, 1 s each
+        write_audio(audio / f"tone{index}.wav", tone(1.0, 220.0 * (index + 1), SR), SR)
+        write_audio(audio / f"noise{index}.wav",
+                    (0.3 * rng.standard_normal(SR)).astype(np.float32), SR)
+        labels[f"tone{index}"], labels[f"noise{index}"] = "tone", "noise"
+    dump = tmp_path / "vectors"  # what music-clap --dump writes (the test above pins that)
+    dump.mkdir()
+    for name in labels:
+        np.save(dump / f"{name}.npy", tiny.embed_audio(clap_search.decode(str(audio / f"{name}.wav"))))
+    (tmp_path / "labels.csv").write_text(
+        "".join(f"{dump / name}.npy,{label}\n" for name, label in sorted(labels.items())))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", f"{tmp_path / 'my.lock.json'}{os.pathsep}"
+                                                f"{os.environ['EXTRACTOR_MODELS_LOCK']}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    head = tmp_path / "head"
+    assert cli.main(["train", str(tmp_path / "labels.csv"), "-o", str(head), "--embeddings",
+                     "clap-tiny", "--folds", "2", "--test-fraction", "0", "--name",
+                     "tone_or_noise", "--quiet"]) == 0
+    assert cli.main(["models", "add", str(head)]) == 0
+    capsys.readouterr()
+
+    calls = []
+    embed = clap.ClapBackend.embed_audio
+    monkeypatch.setattr(clap.ClapBackend, "embed_audio",
+                        lambda self, signal: calls.append(1) or embed(self, signal))
+    profile = tmp_path / "clap-head.yaml"
+    profile.write_text(CLAP_HEAD_PROFILE)
+    extractor = Extractor(str(profile), warn=False)
+    session = onnxruntime.InferenceSession(str(head / "tone_or_noise.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    for name in ("tone2", "noise1"):
+        doc, _ = extractor.analyse(str(audio / f"{name}.wav"))
+        got = doc["highlevel"]["tone_or_noise"]
+        vector = np.load(dump / f"{name}.npy").astype(np.float32)[None, :]
+        outputs = dict(zip([o.name for o in session.get_outputs()],
+                           session.run(None, {session.get_inputs()[0].name: vector}),
+                           strict=True))
+        probabilities = next(v for v in outputs.values() if v.dtype == np.float32)[0]
+        classes = sorted(got["all"])
+        assert sorted(got["all"]) == ["noise", "tone"]
+        for index, label in enumerate(classes):
+            assert got["all"][label] == pytest.approx(float(probabilities[index]), abs=1e-4)
+        assert got["value"] == max(got["all"], key=got["all"].get)
+        assert sorted(doc["metadata"]["models"]["used"]) == ["clap-tiny", "tone_or_noise"]
+    assert len(calls) == 2  # one CLAP run per track, for the head

@@ -192,9 +192,6 @@ def test_only_safetensors_are_loaded(hub_models, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("mert", "--models mert: MERT (m-a-p/MERT-v1-95M) is its authors' own model class "
-             "(MERTModel, loaded with trust_remote_code), not one of transformers'; remote code "
-             "is never run here, so MERT is not supported (docs/embeddings.md)"),
     ("hubert", "--models hubert: model 'hubert-large-ll60k' is not pinned "
                "yet: add it with `extractor models add FOLDER --name hubert-large-ll60k` "
                "(FOLDER: config.json and model.safetensors of facebook/hubert-large-ll60k; "

@@ -169,6 +169,19 @@ def show_derivation(pins: list[dict]) -> dict:
     return drvs
 
 
+def test_the_nix_packages_hold_the_train_extra(repo):
+    """`extractor train` in the `train`/`full` packages, its models' runtime in every package."""
+    assert consistency.check_train_deps(ROOT) == []
+    (repo / "nix").mkdir(exist_ok=True)
+    text = (ROOT / "nix" / "python.nix").read_text()
+    (repo / "nix" / "python.nix").write_text(text.replace("    ps.skl2onnx\n", "", 1)
+                                             .replace("    ps.onnxruntime\n", "", 1))
+    assert consistency.check_train_deps(repo) == [
+        "nix/python.nix: trainDeps lacks ps.skl2onnx (pyproject.toml's `train` extra needs it)",
+        "nix/python.nix: runnerDeps lacks ps.onnxruntime (pyproject.toml's `train` extra needs it)",
+    ]
+
+
 def test_model_derivations_must_fetch_their_pins():
     lock = json.loads((ROOT / "models.lock.json").read_text())
     pins = consistency.lock_pins(lock)
@@ -269,3 +282,12 @@ def test_the_nix_tests_check_leaves_out_network_and_tensorflow_tests():
         "register: gpu"]
     readme = (ROOT / "README.md").read_text()
     assert "&& .venv/bin/python -m pytest -q\n" in readme  # the set-up command: every test
+
+
+def test_the_packaged_data_are_links_to_the_top_level_files():
+    """runner/ ships profiles, schemas and the lock file as links to the top-level ones: a copy
+    (e.g. left by `sed -i`, which replaces a link with a file) would drift from what Nix and
+    the docs read."""
+    for name in ("profiles", "schemas", "models.lock.json"):
+        link = ROOT / "runner" / name
+        assert link.is_symlink() and link.resolve() == (ROOT / name).resolve(), link

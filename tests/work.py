@@ -52,6 +52,10 @@ class Counted:
         with open(self.log, "a", encoding="utf-8") as handle:  # O_APPEND: lines never mix
             handle.write(f"{os.getpid()} {src}\n")
         time.sleep(self.seconds)
+        gate = os.environ.get("COUNTED_GATE")  # a test holds every analysis until it says go
+        deadline = time.monotonic() + 120
+        while gate and not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
         Path(dst).write_text('{"metadata": {"profile": {"hash": "counted"}}}')
 

@@ -1,6 +1,7 @@
 """music-embeddings' per-file job: the embeddings profile (runner/profiles/embeddings.yaml)
 with one model output per requested model, its frames written as ``BASE/<model>/<mirrored
-path>.npy``; and the manifest (``BASE/<model>/model.json``) that says what made them.
+path>.npy``; and the manifest (``BASE/<model>/model.json``) that says what made them. With
+``--midi``, basic-pitch's notes also go to ``BASE/midi/<mirrored path>.mid``.
 
 Each worker builds one Extractor, so every model loads once per worker (never per file) and
 the track is decoded once for all of them. A job's output path is the first model's file;
@@ -20,11 +21,14 @@ from typing import Any
 import numpy as np
 
 from runner.batch.inputs import Job
+from runner.batch.work import share_torch_threads
 from runner.errors import UsageError
 
 PROFILE = "embeddings"
 MANIFEST = "model.json"
 POOLS = ("none", "mean")
+MIDI = "midi"  # the folder of --midi's files
+MIDI_MODEL = "basic-pitch"  # the lock-file model whose frames make them
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,17 @@ class EmbeddingsWork:
     """The embeddings profile compiled once per worker, its models loaded once; per file, one
     .npy per model."""
 
-    def __init__(self, requests: list[Request], base: str, pool: str, threads: int) -> None:
+    def __init__(self, requests: list[Request], base: str, pool: str, threads: int,
+                 midi: dict[str, Any] | None = None) -> None:
+        """``midi``: basic-pitch's note settings, to write each track's notes as MIDI."""
         from runner.extract import Extractor
 
         self.requests = list(requests)
         self.base = Path(base)
         self.pool = pool
+        self.midi = midi
         self.extractor = Extractor(PROFILE, overrides(self.requests), warn=False)
-        _torch_threads(threads)
+        share_torch_threads(threads)
 
     def __call__(self, src: str, dst: str) -> list[str]:
         from runner.output import write_npy_atomic
@@ -81,21 +88,20 @@ class EmbeddingsWork:
         for request in self.requests:
             frames = analysis.models.embeddings[request.model]
             write_npy_atomic(self.base / request.name / relative, pooled(frames, self.pool))
+        if self.midi is not None:
+            from runner.models.basic_pitch import notes
+            from runner.output.midi import write_midi_atomic
+
+            write_midi_atomic(self.base / MIDI / relative.with_suffix(".mid"),
+                              notes(analysis.models.embeddings[MIDI_MODEL], **self.midi))
         return list(doc["metadata"]["warnings"])
 
 
-def _torch_threads(threads: int) -> None:
-    """Threads of torch's CPU kernels in this worker (workers x threads = the cores)."""
-    import sys
-
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(max(1, threads))
-
-
-def paths(job: Job, base: Path, requests: list[Request]) -> list[Path]:
-    """Every .npy a job writes (the first is ``job.output``)."""
+def paths(job: Job, base: Path, requests: list[Request], midi: bool = False) -> list[Path]:
+    """Every file a job writes: its .npy files (the first is ``job.output``), and its .mid."""
     relative = job.output.relative_to(base.resolve() / requests[0].name)
-    return [base.resolve() / r.name / relative for r in requests]
+    return [base.resolve() / r.name / relative for r in requests] + (
+        [base.resolve() / MIDI / relative.with_suffix(".mid")] if midi else [])
 
 
 def manifest(request: Request, pins: dict[str, str], pool: str, digest: str,

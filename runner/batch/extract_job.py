@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.batch.sending import SentProfile, local_profile
+from runner.batch.work import share_torch_threads
 
 
 class ExtractorWork:
@@ -19,6 +20,7 @@ class ExtractorWork:
 
         self.extractor = Extractor(local_profile(profile), list(overrides), essentia_base,
                                    warn=False)
+        share_torch_threads()  # the models' torch (CREPE, CLAP, hub models): this worker's share
         if long_tracks_alone:  # bench/bench_memory.py mixed compares both
             self.alone = self.extractor.wants_own_process
 

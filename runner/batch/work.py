@@ -3,6 +3,8 @@ built once per worker (``Maker``), its ``Outcome`` per file, the ``BatchResult``
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -110,3 +112,16 @@ def wants_alone(analyse: FileWork, src: str) -> bool:
         return bool(alone(src)) if alone is not None else False
     except Exception:  # noqa: BLE001 - an unreadable file is reported by analyse itself
         return False
+
+
+def share_torch_threads(threads: int | None = None) -> None:
+    """Threads of torch's CPU kernels in this worker, once its models are loaded: ``threads``,
+    or the engine's share of the cores (``TF_NUM_INTRAOP_THREADS``, cores // workers), so that
+    workers x threads = the cores rather than workers x cores. Nothing when torch is not loaded."""
+    if threads is None:
+        share = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+        if not share.isdigit():
+            return
+        threads = int(share)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(max(1, threads))

@@ -36,6 +36,7 @@ freesound_music = PROFILE_COMMANDS["streaming-extractor-freesound-music"]
 essentia_freesound_music = PROFILE_COMMANDS["streaming_extractor_freesound_music"]
 music_highlevel = PROFILE_COMMANDS["music-highlevel"]
 music_tempo = PROFILE_COMMANDS["music-tempo"]
+music_melody = PROFILE_COMMANDS["music-melody"]
 music_harmony = PROFILE_COMMANDS["music-harmony"]
 
 
@@ -53,5 +54,6 @@ __all__ = [
     "music_clap", "music_highlevel", "music_tempo", "rhythm", "tonal",
     "music_embeddings",
     "music_conditioning",
+    "music_melody",
     "music_harmony",
 ]

@@ -7,11 +7,14 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from runner import batch, compile
 from runner import output as write
 from runner import profile as load
 from runner.batch.embed_job import (
+    MIDI,
+    MIDI_MODEL,
     POOLS,
     PROFILE,
     EmbeddingsWork,
@@ -22,8 +25,8 @@ from runner.batch.embed_job import (
     paths,
 )
 from runner.cli.common import guard, print_notes
-from runner.errors import UsageError
-from runner.models import hub_audio
+from runner.errors import ModelError, UsageError
+from runner.models import basic_pitch, hub_audio
 from runner.models.crepe import STEP_MS
 from runner.models.stage import prepare
 from runner.models.supply import lock
@@ -47,16 +50,17 @@ def parser() -> argparse.ArgumentParser:
         description="Compute neural models' frame-wise embeddings and activations for an "
         "audio file, a folder (recursively) or a list of files: DIR/<model>/<mirrored "
         "path>.npy. Shapes and frame rates: docs/embeddings.md. madmom's models are "
-        "CC BY-NC-SA 4.0 (non-commercial).")
+        "CC BY-NC-SA 4.0, MERT's and EnCodec's CC BY-NC 4.0 (non-commercial).")
     parser.add_argument("input", nargs="?", help="audio file or folder")
     parser.add_argument("--list", dest="list_file", metavar="FILE",
                         help="analyse the files listed in FILE (one path per line)")
     parser.add_argument("--output-base", required=True, metavar="DIR",
                         help="write DIR/<model>/<path mirrored from the input>.npy")
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME",
-                        help="crepe, madmom, clap, ast, encodec, or a model id of the lock "
-                        "file; hubert once added with `extractor models add` (not pinned yet); "
-                        "mert is not supported (docs/embeddings.md)")
+                        help="crepe, madmom, basic-pitch, clap, ast, encodec, mert "
+                        "(MERT-v1-95M), or a model id of the lock file; hubert and mert-330m "
+                        "once added with `extractor models add` (not pinned yet; "
+                        "docs/embeddings.md)")
     parser.add_argument("--pool", choices=POOLS, default="none",
                         help="none: every frame (default); mean: one vector per track")
     parser.add_argument("--crepe-model", choices=("tiny", "full"), default="tiny",
@@ -64,6 +68,20 @@ def parser() -> argparse.ArgumentParser:
                         "the original model)")
     parser.add_argument("--crepe-step", type=float, default=STEP_MS, metavar="MS",
                         help=f"CREPE's hop in milliseconds (default {STEP_MS:g}: 100 frames/s)")
+    parser.add_argument("--midi", action="store_true",
+                        help="also write basic-pitch's notes as DIR/midi/<mirrored path>.mid "
+                        "(adds basic-pitch to --models)")
+    parser.add_argument("--onset-threshold", type=float, default=None, metavar="X",
+                        help="--midi: onset activation a note starts from (default "
+                        f"{basic_pitch.ONSET_THRESHOLD:g})")
+    parser.add_argument("--frame-threshold", type=float, default=None, metavar="X",
+                        help="--midi: note activation a note lasts while (default "
+                        f"{basic_pitch.FRAME_THRESHOLD:g})")
+    parser.add_argument("--min-note-ms", type=float, default=None, metavar="MS",
+                        help=f"--midi: shortest note (default {basic_pitch.MIN_NOTE_MS:g} ms)")
+    parser.add_argument("--no-melodia-trick", action="store_true",
+                        help="--midi: notes from onsets only (no notes grown from the strongest "
+                        "activation left)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="skip tracks whose files exist (the default; kept for scripts)")
     parser.add_argument("--force", action="store_true", help="recompute every file")
@@ -99,10 +117,32 @@ def requests(args: argparse.Namespace) -> list[Request]:
     return chosen
 
 
+def note_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """basic-pitch's note settings for --midi (None without it)."""
+    options = (("--onset-threshold", "onset_threshold", args.onset_threshold),
+               ("--frame-threshold", "frame_threshold", args.frame_threshold),
+               ("--min-note-ms", "min_note_ms", args.min_note_ms),
+               ("--no-melodia-trick", "melodia_trick", False if args.no_melodia_trick else None))
+    given = {name: value for _, name, value in options if value is not None}
+    if not args.midi:
+        if given:
+            option = next(option for option, name, _ in options if name in given)
+            raise UsageError(f"{option} sets how --midi makes notes: add --midi")
+        return None
+    try:
+        return basic_pitch.note_settings(given, "--midi", {name: option for option, name, _
+                                                           in options})
+    except ModelError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.input and not args.list_file:
         raise UsageError("give a file, a folder or --list FILE")
+    midi = note_settings(args)
     wanted = requests(args)
+    if midi is not None and not any(r.model == MIDI_MODEL for r in wanted):
+        wanted.append(Request(MIDI_MODEL, MIDI_MODEL))
     plan = compile.compile_profile(load.load_profile(PROFILE, overrides(wanted)))
     stage = prepare(plan, warn=False, load=False)  # missing or damaged models stop here
     pairs = batch.collect([args.input] if args.input else [], args.list_file)
@@ -112,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
     write.prepare_folder(str(base))
     manifests = {r.name: manifest(r, stage.pins.get(r.model, {}) if stage else {}, args.pool,
                                   plan.digest, lock.get(r.model).license) for r in wanted}
+    if midi is not None:
+        manifests[MIDI] = manifest(Request(MIDI, MIDI_MODEL, midi),
+                                   stage.pins.get(MIDI_MODEL, {}) if stage else {}, "none",
+                                   plan.digest, lock.get(MIDI_MODEL).license)
     check_manifests(base, manifests, args.force)
     jobs, notes = batch.plan_outputs(pairs, base / wanted[0].name, ".npy")
     print_notes(plan.profile.notes + notes, args.quiet)
@@ -121,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
                   else args.files_per_worker)
     workers = batch.LocalWorkers(
         (EmbeddingsWork, (wanted, str(base.resolve()), args.pool,
-                          max(1, cores // workers_count))),
-        lambda job: all(p.is_file() for p in paths(job, base, wanted)),
+                          max(1, cores // workers_count), midi)),
+        lambda job: all(p.is_file() for p in paths(job, base, wanted, midi is not None)),
         jobs=args.jobs, force=args.force, files_per_worker=per_worker)
     failures = Path(args.failures) if args.failures else base / "failures.jsonl"
     result = batch.process_batch(workers, jobs, base, failures,

@@ -57,7 +57,8 @@ class ModelOutput:
     threshold: float = 0.0  # write: map keeps the classes at or above it
     class_name: str | None = None  # write: probability writes this class's probability
     # statistics of a frame-wise model's pitch/confidence/activation output (runner.models.
-    # framewise; empty: its defaults), and the model's settings (CREPE's step_ms)
+    # framewise; empty: its defaults), and the model's settings (CREPE's step_ms; basic-pitch's
+    # note settings for a notes output)
     stats: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
 

@@ -112,19 +112,19 @@ def _add(args: argparse.Namespace) -> int:
     from runner.training.commands import models_add
 
     folder = Path(args.model_dir)
-    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+    weights = ("model.safetensors", "pytorch_model.bin")
+    if (folder / "config.json").is_file() and any((folder / n).is_file() for n in weights):
         return add_hub_model(folder.resolve(), args.name, args.license)
     return models_add(args)
 
 
-def add_hub_model(folder: Path, name: str | None, license_: str | None) -> int:
-    """Register a Hugging Face audio model folder (config.json, model.safetensors, and an
-    AST's preprocessor_config.json) in the user's lock file as a ``transformers-audio`` model,
-    pinned by the sha256 of these files, and copy them into the model cache. Compare the
-    printed sha256 with the oid on the hub's file page before trusting the files."""
+def _hub_entry(folder: Path) -> tuple[str, str, list[Path]]:
+    """(architecture, lock-entry kind, the files to pin) of a hub model folder, checked:
+    transformers' classes from safetensors only; MERT (runner.models.mert) also from
+    pytorch_model.bin, its config checked against what runner.models.mert implements."""
     import json
-    import shutil
 
+    from runner.models import mert
     from runner.models.hub_audio import ARCHITECTURES, CONFIG, PREPROCESSOR, WEIGHTS
 
     try:
@@ -132,16 +132,41 @@ def add_hub_model(folder: Path, name: str | None, license_: str | None) -> int:
         architecture = str((config.get("architectures") or [""])[0])
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise ModelError(f"{folder / CONFIG}: not a transformers config ({exc})") from None
+    if architecture == mert.ARCHITECTURE:
+        mert.check_config(config, str(folder / CONFIG))
+        weights = next(n for n in mert.WEIGHT_FILES if (folder / n).is_file())
+        return architecture, "mert", [folder / n for n in (CONFIG, PREPROCESSOR, weights)
+                                      if (folder / n).is_file()]
     if architecture not in ARCHITECTURES:
         raise ModelError(f"{folder / CONFIG}: architecture '{architecture}' is not one of "
-                         f"{', '.join(ARCHITECTURES)}")
+                         f"{', '.join((*ARCHITECTURES, mert.ARCHITECTURE))}")
+    if not (folder / WEIGHTS).is_file():
+        raise ModelError(f"{folder}: {architecture} weights are read from {WEIGHTS} only "
+                         "(never from a pickle)")
+    return architecture, "transformers-audio", [
+        folder / n for n in (CONFIG, PREPROCESSOR, WEIGHTS) if (folder / n).is_file()]
+
+
+def add_hub_model(folder: Path, name: str | None, license_: str | None) -> int:
+    """Register a Hugging Face audio model folder (config.json and model.safetensors, an
+    AST's preprocessor_config.json; MERT: config.json, preprocessor_config.json and
+    model.safetensors or pytorch_model.bin) in the user's lock file as a
+    ``transformers-audio`` (or ``mert``) model, pinned by the sha256 of these files, and copy
+    them into the model cache. Compare the printed sha256 with the oid on the hub's file page
+    before trusting the files."""
+    import shutil
+
+    from runner.models.hub_audio import UNPINNED
+
+    architecture, kind, paths = _hub_entry(folder)
     model_id = name or folder.name
-    paths = [folder / n for n in (CONFIG, PREPROCESSOR, WEIGHTS) if (folder / n).is_file()]
     files = [{"name": p.name, "url": p.as_uri(), "sha256": cache.sha256_of(p),
               "size": p.stat().st_size} for p in paths]
+    known = UNPINNED.get(model_id)
     entry = {"description": f"{architecture} from {folder} (extractor models add)",
-             "license": license_ or "unknown: see the model's page", "kind":
-             "transformers-audio", "groups": ["embeddings"], "files": files,
+             "license": license_ or (known.license if known else
+                                     "unknown: see the model's page"),
+             "kind": kind, "groups": ["embeddings"], "files": files,
              "architecture": architecture}
     lock_path = lock.add_user_model(model_id, entry)
     target = cache.writable_root() / model_id
@@ -149,7 +174,7 @@ def add_hub_model(folder: Path, name: str | None, license_: str | None) -> int:
     for path in paths:
         shutil.copyfile(path, target / path.name)
     state = cache.require(lock.get(model_id))
-    print(f"{model_id}: {architecture} registered in {lock_path} (model.safetensors sha256 "
+    print(f"{model_id}: {architecture} registered in {lock_path} ({paths[-1].name} sha256 "
           f"{files[-1]['sha256']}: compare it with the hub's file page), cached in "
           f"{state.folder}; use it with: music-embeddings IN --output-base DIR --models "
           f"{model_id}")
@@ -173,8 +198,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=verify)
     p = inner.add_parser("add", help="register a model trained with `extractor train`, or a "
                          "Hugging Face audio model folder (config.json + model.safetensors: "
-                         "HuBERT, AST, EnCodec), in your lock file ($EXTRACTOR_MODELS_LOCK), "
-                         "pinned by sha256")
+                         "HuBERT, AST, EnCodec; MERT also from pytorch_model.bin), in your lock "
+                         "file ($EXTRACTOR_MODELS_LOCK), pinned by sha256")
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--name", default=None, help="the model id (default: the model's name, or "
                    "the folder's)")

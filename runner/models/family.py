@@ -4,15 +4,15 @@ A lock-file entry's ``kind`` names its family (``"tensorflow"``: Essentia Tensor
 driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
 ``"onnx-classifier"``: classifiers trained with `extractor train`; ``"madmom"``: madmom's
 downbeat network and the tempo consensus; ``"crepe"``, ``"madmom-beats"``,
-``"transformers-audio"``: frame-wise models and embeddings, runner.models.framewise;
-``"madmom-key"``, ``"madmom-chords"``: madmom's key and chords, runner.models.
-madmom_harmony_family).
-The model stage (runner.models.stage) knows nothing of any family: for each output of a profile's
-``models:`` section it asks the family of the output's model to take it on
-(:meth:`ModelRunner.add`), has every family load what it took (:meth:`ModelRunner.load`), and
-per track lets each family write its descriptors (:meth:`ModelRunner.run`). A new family of
-models is one module with a runner class, and one line in :data:`FAMILIES` (or
-:func:`register`) naming the lock-entry kind it runs; the stage's control flow does not change.
+``"transformers-audio"``, ``"mert"``, ``"basic-pitch"``: frame-wise models and embeddings,
+runner.models.framewise; ``"madmom-key"``, ``"madmom-chords"``: madmom's key and chords,
+runner.models.madmom_harmony_family). The model stage (runner.models.stage) knows nothing of
+any family: for each output of a profile's ``models:`` section it asks the family of the
+output's model to take it on (:meth:`ModelRunner.add`), has every family load what it took
+(:meth:`ModelRunner.load`), and per track lets each family write its descriptors
+(:meth:`ModelRunner.run`). A new family of models is one module with a runner class, and one
+line in :data:`FAMILIES` (or :func:`register`) naming the lock-entry kind it runs; the
+stage's control flow does not change.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "crepe": "runner.models.framewise",
     "madmom-beats": "runner.models.framewise",
     "transformers-audio": "runner.models.framewise",
+    "mert": "runner.models.framewise",
+    "basic-pitch": "runner.models.framewise",
     "madmom-key": "runner.models.madmom_harmony_family",
     "madmom-chords": "runner.models.madmom_harmony_family",
 }
@@ -135,9 +137,10 @@ def order(family: str | RunnerFactory) -> int:
 
 def used_pin(model: Model) -> str:
     """What a result records of a model that ran (metadata.models.used): the sha256 of its
-    graph or weights (a hub model's model.safetensors; else its first file), or the pinned
-    source it was converted from."""
+    graph or weights (a hub model's model.safetensors or pytorch_model.bin; else its first
+    file), or the pinned source it was converted from."""
     if model.source:
         return f"converted from {model.source.name} ({model.source.sha256})"
-    graph = next((p for p in model.files if p.name in (model.graph, "model.safetensors")), None)
+    weights = (model.graph, "model.safetensors", "pytorch_model.bin")
+    graph = next((p for p in model.files if p.name in weights), None)
     return graph.sha256 if graph else (model.files[0].sha256 if model.files else "")

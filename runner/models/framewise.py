@@ -1,4 +1,5 @@
-"""The frame-wise family (lock-entry kinds ``crepe``, ``madmom-beats``, ``transformers-audio``):
+"""The frame-wise family (lock-entry kinds ``crepe``, ``madmom-beats``, ``transformers-audio``,
+``mert``, ``basic-pitch``):
 models that give one row of numbers per frame of a track (docs/embeddings.md).
 
 Each model is loaded once per extractor (a worker) from files verified against their pins,
@@ -9,7 +10,10 @@ number per frame, go to ``results.embeddings[model id]`` (what music-embeddings 
 - ``embeddings``: the mean over frames, a vector per track;
 - ``pitch`` (CREPE): statistics of the frequency [Hz] over its voiced frames (confidence at
   least ``params.voicing``, default 0.5), e.g. ``tonal.pitch_crepe.mean``;
-- ``confidence`` (CREPE) and ``activation`` (madmom's beats): statistics over all frames.
+- ``confidence`` (CREPE) and ``activation`` (madmom's beats): statistics over all frames;
+- ``notes`` (basic-pitch): statistics of the notes made from its frames (count, notes per
+  second, pitch, duration, velocity), with the note settings in ``params``
+  (runner.models.basic_pitch.NOTE_SETTINGS).
 
 ``stats`` names the statistics (default mean, stdev, median, min, max); ``params`` are the
 model's settings (CREPE: ``step_ms``, default 10). A statistic that is undefined (no voiced
@@ -34,11 +38,15 @@ DEFAULT_STATS = ("mean", "stdev", "median", "min", "max")
 VOICING = 0.5  # CREPE's confidence from which a frame is voiced (``pitch`` statistics)
 # output -> the kinds that write it
 OUTPUTS: dict[str, tuple[str, ...]] = {
-    "embeddings": ("crepe", "madmom-beats", "transformers-audio"),
+    "embeddings": ("crepe", "madmom-beats", "transformers-audio", "mert", "basic-pitch"),
     "pitch": ("crepe",),
     "confidence": ("crepe",),
     "activation": ("madmom-beats",),
+    "notes": ("basic-pitch",),
 }
+# params of one output, not of the model (which runs once for all its outputs)
+OUTPUT_PARAMS = ("voicing", "onset_threshold", "frame_threshold", "min_note_ms",
+                 "melodia_trick")
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,10 @@ def summarise(frames: np.ndarray, output: ModelOutput) -> Any:
         return _numbers(frames[frames[:, 1] >= voicing, 0], stats)
     if output.output == "confidence":
         return _numbers(frames[:, 1], stats)
+    if output.output == "notes":
+        from runner.models.basic_pitch import note_settings, note_statistics, notes
+
+        return note_statistics(notes(frames, **note_settings(output.params)), len(frames))
     return _numbers(frames.reshape(-1), stats)  # activation
 
 
@@ -122,10 +134,29 @@ def _transformers(model: lock.Model, files: list[tuple[Path, str]], params: dict
     return FrameModel(network, network.sample_rate, network.frame_rate)
 
 
+def _mert(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, Any]
+          ) -> FrameModel:
+    from runner.models.mert import load
+
+    network = load(model, files)
+    return FrameModel(network, network.sample_rate, network.frame_rate)
+
+
+def _basic_pitch(model: lock.Model, files: list[tuple[Path, str]], params: dict[str, Any]
+                 ) -> FrameModel:
+    from runner.models.basic_pitch import BasicPitch
+
+    path, sha = files[0]
+    network = BasicPitch(cache.verified_bytes(path, sha))
+    return FrameModel(network, network.sample_rate, network.frame_rate)
+
+
 LOADERS: dict[str, Callable[[lock.Model, list[tuple[Path, str]], dict[str, Any]], FrameModel]] = {
     "crepe": _crepe,
     "madmom-beats": _madmom_beats,
     "transformers-audio": _transformers,
+    "mert": _mert,
+    "basic-pitch": _basic_pitch,
 }
 
 
@@ -135,6 +166,10 @@ def _unavailable(model: lock.Model) -> str | None:
         from runner.tempo import missing
 
         return missing()
+    if model.kind == "basic-pitch":
+        from runner.models.basic_pitch import missing as basic_pitch_missing
+
+        return basic_pitch_missing()
     return None
 
 
@@ -156,6 +191,10 @@ class Runner:
         if output.output == "embeddings":
             return {"type": "array", "items": {"type": "number"}}
         stat = {"type": ["number", "null"]}
+        if output.output == "notes":
+            from runner.models.basic_pitch import NOTE_STATISTICS
+
+            return {"type": "object", "properties": {s: stat for s in NOTE_STATISTICS}}
         return {"type": "object", "properties": {s: stat for s in output.stats or DEFAULT_STATS}}
 
     def add(self, output: ModelOutput, model: lock.Model) -> dict[str, dict[str, str]]:
@@ -163,7 +202,11 @@ class Runner:
         if output.output not in writes:
             raise ModelError(f"model '{model.id}' writes {', '.join(writes)}; not "
                              f"'{output.output}' (output '{output.name}')")
-        settings = {k: v for k, v in output.params.items() if k != "voicing"}
+        if output.output == "notes":
+            from runner.models.basic_pitch import note_settings
+
+            note_settings(output.params, f"model '{model.id}': output '{output.name}'")
+        settings = {k: v for k, v in output.params.items() if k not in OUTPUT_PARAMS}
         if self.params.setdefault(model.id, settings) != settings:
             raise ModelError(f"model '{model.id}': its outputs give it different params "
                              f"({self.params[model.id]} and {settings})")

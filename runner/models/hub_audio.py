@@ -1,5 +1,6 @@
 """Hugging Face audio models (lock-entry kind ``transformers-audio``) as frame-wise models:
-HuBERT, AST and EnCodec in transformers' own classes, no remote code (docs/embeddings.md).
+HuBERT, AST and EnCodec in transformers' own classes, no remote code (docs/embeddings.md);
+MERT, whose hub class is remote code, is runner.models.mert (on HuBERT's frame grid here).
 
 A model is a folder of ``config.json`` and ``model.safetensors`` (and, for AST, its
 ``preprocessor_config.json``), each pinned by sha256 in the lock file and checked by
@@ -162,16 +163,24 @@ def load(model: lock.Model, files: list[tuple[Path, str]]) -> HubNetwork:
 
 
 def _hubert(network: Any, model: lock.Model) -> HubNetwork:
+    config = network.config
+    normalise = bool(model.extra.get("normalize", config.feat_extract_norm == "layer"))
+    return hubert_frames(network, int(model.extra.get("sample_rate", 16000)), normalise)
+
+
+def hubert_frames(network: Any, sample_rate: int, normalise: bool) -> HubNetwork:
+    """A HubertModel's last hidden state for a whole track (HuBERT's, and MERT's through
+    runner.models.mert): one frame per hop (the product of the strides) from the first
+    full receptive field on, in HUBERT_WINDOW_S windows on that grid (each seeing the rest of
+    its last frame's field), the track normalised first where ``normalise``."""
     import torch
 
     config = network.config
-    sample_rate = int(model.extra.get("sample_rate", 16000))
     hop = int(np.prod(config.conv_stride))
     receptive = 1
     for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride,
                                             strict=True))):
         receptive = (receptive - 1) * stride + kernel
-    normalise = bool(model.extra.get("normalize", config.feat_extract_norm == "layer"))
     window = int(HUBERT_WINDOW_S * sample_rate) // hop * hop
 
     def frames(piece: np.ndarray) -> np.ndarray:
@@ -245,26 +254,29 @@ def _ast(network: Any, folder: Path | None) -> HubNetwork:
 
 
 # -- hub models that music-embeddings names but the packaged lock file does not pin ---------------
-# lock id -> the Hugging Face repository: no public sha256 of its model.safetensors was
-# found, so nothing is pinned (a user may add them: docs/embeddings.md)
+@dataclass(frozen=True)
+class Unpinned:
+    """A hub model no public sha256 of whose weights was found: nothing is pinned, a user may
+    add it (docs/embeddings.md)."""
+
+    repository: str
+    files: str  # what to download, in words
+    license: str  # as the model's page states it (recorded when the user adds it)
+
+
 UNPINNED = {
-    "hubert-large-ll60k": "facebook/hubert-large-ll60k",
-}
-# lock id -> the repository of a model that needs its authors' code (trust_remote_code)
-REMOTE_CODE = {
-    "mert-v1-95m": "m-a-p/MERT-v1-95M",
-    "mert-v1-330m": "m-a-p/MERT-v1-330M",
+    "hubert-large-ll60k": Unpinned("facebook/hubert-large-ll60k",
+                                   "config.json and model.safetensors", "Apache-2.0"),
+    "mert-v1-330m": Unpinned("m-a-p/MERT-v1-330M", "config.json, preprocessor_config.json "
+                             "and pytorch_model.bin", "CC BY-NC 4.0"),
 }
 
 
 def why_not(model_id: str) -> str | None:
     """Why a hub model cannot run here (None: it can, as far as the lock file goes)."""
-    if model_id in REMOTE_CODE:
-        return (f"MERT ({REMOTE_CODE[model_id]}) is its authors' own model class (MERTModel, "
-                "loaded with trust_remote_code), not one of transformers'; remote code is never "
-                "run here, so MERT is not supported (docs/embeddings.md)")
     if model_id in UNPINNED and model_id not in lock.models():
+        hub = UNPINNED[model_id]
         return (f"model '{model_id}' is not pinned yet: add it with `extractor models add "
-                f"FOLDER --name {model_id}` (FOLDER: config.json and model.safetensors of "
-                f"{UNPINNED[model_id]}; docs/embeddings.md)")
+                f"FOLDER --name {model_id}` (FOLDER: {hub.files} of {hub.repository}; "
+                "docs/embeddings.md)")
     return None

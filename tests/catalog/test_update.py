@@ -151,10 +151,11 @@ def test_kill_9_during_an_update_leaves_the_old_catalog(music_outputs, db_url, t
     assert {r["path"] for r in find_json(db_url)} == {
         "rock/fast.wav", "rock/mid.wav", "jazz/slow.wav", "jazz/slower.wav", "tones/tone.wav",
         "tones/o'neil; drop.wav"}
-    again = update(big, db_url, "--replace")
+    # nothing left behind blocks the next update (no lock, no half-built table); the small
+    # library, since writing the 3,000 copies adds 20 s and proves no more
+    again = update(music_outputs, db_url)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.splitlines()[-1] == (f"catalog: {total} added, 0 updated, 6 removed, "
-                                            "0 unchanged")
+    assert again.stderr.splitlines()[-1] == "catalog: 0 added, 0 updated, 0 removed, 6 unchanged"
 
 
 def test_an_older_schema_is_migrated_a_newer_refused(music_outputs, db_url):

@@ -14,6 +14,8 @@ other and with profiles/, and, given what Nix evaluated, that the flake agrees w
 - every model's derivation closure fetches exactly its pins (fixed-output hashes);
 - no app's closure holds a model outside the ``default`` group (one wrong pin among MTG's
   downloads must not break an app), and ``music-highlevel`` holds the whole group;
+- the Nix packages hold pyproject's ``train`` extra (``trainDeps`` of nix/python.nix) and
+  onnxruntime (every package runs the classifiers ``extractor train`` makes);
 - ``checks.tests`` deselects every marker pyproject.toml registers for what the sandbox
   cannot run (all but ``slow``), and names no marker pyproject lacks.
 
@@ -216,6 +218,30 @@ def check_wheels(root: Path = ROOT) -> list[str]:
     return errors
 
 
+def _nix_list(text: str, name: str) -> list[str]:
+    """The ``ps.<attr>`` items of the let binding ``name = [ ... ];`` of a Nix file."""
+    match = re.search(rf"^\s*{name} = \[(.*?)\];", text, re.S | re.M)
+    return re.findall(r"\bps\.([A-Za-z0-9_-]+)", match.group(1)) if match else []
+
+
+def check_train_deps(root: Path = ROOT) -> list[str]:
+    """pyproject's `train` extra against nix/python.nix: scikit-learn and skl2onnx in
+    trainDeps (the `train` and `full` packages), onnxruntime in runnerDeps (every package)."""
+    with open(root / "pyproject.toml", "rb") as handle:
+        extra = tomllib.load(handle)["project"]["optional-dependencies"]["train"]
+    text = (root / "nix" / "python.nix").read_text(encoding="utf-8")
+    nix = {"runnerDeps": set(_nix_list(text, "runnerDeps")),
+           "trainDeps": set(_nix_list(text, "trainDeps"))}
+    errors = []
+    for requirement in extra:
+        name = re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        where = "runnerDeps" if name == "onnxruntime" else "trainDeps"
+        if name not in nix[where]:
+            errors.append(f"nix/python.nix: {where} lacks ps.{name} (pyproject.toml's `train` "
+                          f"extra needs it)")
+    return errors
+
+
 def check_model_derivations(derivations: dict[str, Any], root: Path = ROOT) -> list[str]:
     """Each model's fixed-output downloads (``nix show-derivation -r``) against its pins."""
     lock = json.loads((root / "models.lock.json").read_text(encoding="utf-8"))
@@ -310,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a file holding checks.<system>.tests' build command")
     args = parser.parse_args(argv)
 
-    errors = check_lock(args.root) + check_wheels(args.root)
+    errors = check_lock(args.root) + check_wheels(args.root) + check_train_deps(args.root)
     notes: list[str] = []
     apps = set(expected_apps(args.root))
     if args.apps:
