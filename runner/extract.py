@@ -106,6 +106,7 @@ class Extractor:
             except ModelError as exc:
                 raise AudioError(path, f"model stage: {exc}") from None
             flat.update(models.descriptors)
+            analysis.warnings.extend(models.warnings)
         doc = document(self.plan, analysis, flat, path)
         if self.models is not None and models is not None:
             doc["metadata"]["models"] = {"used": models.used, "missing": self.models.missing,

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("profile", ("runner.profile",)),
     ("model supply", ("runner.models.supply",)),
     ("compile", ("runner.compile",)),
-    ("analysis", ("runner.analysis", "runner.models", "runner.tempo")),
+    ("analysis", ("runner.analysis", "runner.models", "runner.tempo", "runner.harmony")),
     ("aggregate", ("runner.aggregate",)),
     ("output", ("runner.output",)),
     ("one file", ("runner.extract",)),

@@ -15,7 +15,7 @@ from tests.test_cli import run
 DEMO = Path(__file__).with_name("data") / "demo.mp3"
 SCHEMAS = Path(__file__).parent.parent / "schemas"
 BUILTINS = ["music", "lowlevel", "tonal", "rhythm", "beats", "freesound_general", "freesound_music",
-            "highlevel", "clap", "tempo", "conditioning", "melody"]
+            "highlevel", "clap", "tempo", "conditioning", "melody", "harmony"]
 
 
 @pytest.fixture(scope="module")

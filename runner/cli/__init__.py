@@ -37,6 +37,7 @@ essentia_freesound_music = PROFILE_COMMANDS["streaming_extractor_freesound_music
 music_highlevel = PROFILE_COMMANDS["music-highlevel"]
 music_tempo = PROFILE_COMMANDS["music-tempo"]
 music_melody = PROFILE_COMMANDS["music-melody"]
+music_harmony = PROFILE_COMMANDS["music-harmony"]
 
 
 def music_conditioning(argv: list[str] | None = None) -> int:
@@ -54,4 +55,5 @@ __all__ = [
     "music_embeddings",
     "music_conditioning",
     "music_melody",
+    "music_harmony",
 ]

@@ -169,6 +169,11 @@ PROFILE_COMMANDS: dict[str, ProfileCommand] = {command.prog: command for command
                    description="Run the built-in 'melody' profile (Essentia's "
                    "PredominantPitchMelodia: tonal.melody.*) on an audio file, a folder "
                    "(recursively) or a list of files."),
+    ProfileCommand("music-harmony", "harmony", profile_argument=False,
+                   description="Run the built-in 'harmony' profile (the tonal profile plus "
+                   "madmom's CNN key and CNN + CRF chords, tonal.key_madmom and "
+                   "tonal.chords_madmom; madmom's models are CC BY-NC-SA 4.0) on an audio file, "
+                   "a folder (recursively) or a list of files."),
 )}
 
 

@@ -4,12 +4,12 @@ A lock-file entry's ``kind`` names its family (``"tensorflow"``: Essentia Tensor
 driven by MTG's metadata; ``"laion-clap"`` and ``"transformers-clap"``: CLAP;
 ``"onnx-classifier"``: classifiers trained with `extractor train`; ``"madmom"``: madmom's
 downbeat network and the tempo consensus; ``"crepe"``, ``"madmom-beats"``,
-``"transformers-audio"``, ``"mert"``, ``"basic-pitch"``, ``"panns"``: frame-wise models and
-embeddings,
-runner.models.framewise). The model stage (runner.models.stage) knows nothing of any family:
-for each output of a profile's ``models:`` section it asks the family of the output's model to
-take it on (:meth:`ModelRunner.add`), has every family load what it took
-(:meth:`ModelRunner.load`), and per track lets each family write its descriptors
+``"transformers-audio"``, ``"mert"``, ``"basic-pitch"``, ``"openl3"``, ``"panns"``: frame-wise
+models and embeddings, runner.models.framewise; ``"madmom-key"``, ``"madmom-chords"``: madmom's
+key and chords, runner.models.madmom_harmony_family). The model stage (runner.models.stage)
+knows nothing of any family: for each output of a profile's ``models:`` section it asks the
+family of the output's model to take it on (:meth:`ModelRunner.add`), has every family load
+what it took (:meth:`ModelRunner.load`), and per track lets each family write its descriptors
 (:meth:`ModelRunner.run`). A new family of models is one module with a runner class, and one
 line in :data:`FAMILIES` (or :func:`register`) naming the lock-entry kind it runs; the
 stage's control flow does not change.
@@ -40,6 +40,8 @@ class ModelResults:
     used: dict[str, str]  # model id -> sha256 of its graph (or "converted")
     # the track's own descriptors (flat, aggregated): what a classifier of descriptors reads
     track: dict[str, Any] = field(default_factory=dict)
+    # lines for metadata.warnings, e.g. why an output is null for this track
+    warnings: list[str] = field(default_factory=list)
 
 
 class ModelRunner(Protocol):
@@ -87,6 +89,8 @@ FAMILIES: dict[str, str | RunnerFactory] = {
     "basic-pitch": "runner.models.framewise",
     "openl3": "runner.models.framewise",
     "panns": "runner.models.framewise",
+    "madmom-key": "runner.models.madmom_harmony_family",
+    "madmom-chords": "runner.models.madmom_harmony_family",
 }
 
 
