@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from runner.errors import ModelError
+from runner.errors import ModelError, ProfileError
 from runner.harmony import ChordNetwork, KeyNetwork, missing
 from runner.harmony import chords as hc
 from runner.harmony import spectrogram as hs
@@ -239,6 +239,7 @@ def test_an_output_name_the_model_does_not_write_is_refused(write_profile):
         extends: tonal
         models: {section: tonal, outputs: {key: madmom-key}}
         """)
-    with pytest.raises(ModelError) as refused:
+    with pytest.raises(ProfileError) as refused:  # a profile problem, at the output's line
         Extractor(str(profile), warn=False)
-    assert str(refused.value) == "model 'madmom-key' writes key_madmom; not 'key'"
+    assert str(refused.value) == (f"{profile}:3: models.outputs.key: model 'madmom-key' writes "
+                                  "key_madmom; not 'key'")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runner.errors import ModelError
+from runner.errors import ProfileError
 from runner.extract import Extractor
 from runner.registry import quiet_essentia
 from runner.tempo.bars import FPS, downbeats_on_beats
@@ -66,8 +66,9 @@ def test_bars_is_the_one_setting(write_profile):
     path = write_profile("name: p\nextends: conditioning\nmodels:\n  outputs:\n"
                          "    downbeats: {model: madmom-downbeats, section: rhythm, "
                          "params: {bars: bar_tracker}}\n")
-    with pytest.raises(ModelError) as caught:
+    with pytest.raises(ProfileError) as caught:  # a profile problem, at the output's line
         Extractor(str(path))
     assert str(caught.value) == (
+        f"{path}:5: models.outputs.downbeats: "
         "model 'madmom-downbeats': downbeats: the one setting is 'bars: beats', for downbeats "
         "and beats_per_bar (bars placed on rhythm.beats_position); not {'bars': 'bar_tracker'}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.compile.models import ModelOutput, ModelsConfig
-from runner.errors import ModelError
+from runner.errors import ModelError, ModelOutputError
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.supply import cache, lock
 from runner.models.supply.cache import verified_bytes
@@ -68,13 +68,13 @@ class Runner:
 
     def add(self, output: ModelOutput, model: lock.Model) -> dict[str, dict[str, str]]:
         if output.name not in OUTPUTS:
-            raise ModelError(f"model '{model.id}' writes {', '.join(OUTPUTS)}; not "
-                             f"'{output.name}'")
+            raise ModelOutputError(f"model '{model.id}' writes {', '.join(OUTPUTS)}; not "
+                                   f"'{output.name}'")
         if set(output.params) - {"bars"} or output.params.get("bars", "beats") != "beats" or (
                 output.params and output.name not in ON_BEATS):
-            raise ModelError(f"model '{model.id}': {output.name}: the one setting is "
-                             f"'bars: beats', for {' and '.join(ON_BEATS)} (bars placed on "
-                             f"{ESSENTIA_BEATS}); not {output.params}")
+            raise ModelOutputError(f"model '{model.id}': {output.name}: the one setting is "
+                                   f"'bars: beats', for {' and '.join(ON_BEATS)} (bars placed on "
+                                   f"{ESSENTIA_BEATS}); not {output.params}")
         if model.id not in self.files:
             self.files[model.id] = model_files(model)
         self.outputs.append((output, model))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.compile.models import ModelOutput, ModelsConfig
-from runner.errors import ModelError
+from runner.errors import ModelOutputError
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.supply import cache, lock
 from runner.models.supply.cache import verified_bytes
@@ -70,11 +70,11 @@ class Runner:
     def add(self, output: ModelOutput, model: lock.Model) -> dict[str, dict[str, str]]:
         names = OUTPUTS[model.kind]
         if output.name not in names:
-            raise ModelError(f"model '{model.id}' writes {', '.join(names)}; not "
-                             f"'{output.name}'")
+            raise ModelOutputError(f"model '{model.id}' writes {', '.join(names)}; not "
+                                   f"'{output.name}'")
         if output.params or output.stats:
-            raise ModelError(f"model '{model.id}': {output.name} has no settings or "
-                             "statistics")
+            raise ModelOutputError(f"model '{model.id}': {output.name} has no settings or "
+                                   "statistics")
         if model.id not in self.files:
             self.files[model.id] = model_files(model)
         self.outputs.append((output, model))

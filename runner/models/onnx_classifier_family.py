@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from runner.compile.models import ModelOutput, ModelsConfig
-from runner.errors import ModelError
+from runner.errors import ModelError, ModelOutputError
 from runner.models.classes import class_names, summarise, written
 from runner.models.family import AudioAt, ModelResults, used_pin
 from runner.models.supply import cache, lock
@@ -101,8 +101,8 @@ class Runner:
 
     def add(self, output: ModelOutput, model: lock.Model) -> dict[str, dict[str, str]]:
         if output.output != "predictions":
-            raise ModelError(f"model '{model.id}' gives class probabilities ('predictions'), "
-                             f"not '{output.output}'")
+            raise ModelOutputError(f"model '{model.id}' gives class probabilities ('predictions'), "
+                                   f"not '{output.output}'")
         if not model.graph or not model.metadata:
             raise ModelError(f"model '{model.id}': its lock entry names no graph and metadata")
         state = cache.require(model)  # every file checked against its sha256 pin
