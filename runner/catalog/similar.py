@@ -5,7 +5,8 @@ On an embedding the outputs hold (``--by clap``: a vector whose name has "clap",
 numeric descriptors standardised across the tracks of its profile (``--by descriptors``).
 
 Ranking: in SQLite through the sqlite-vec extension (``vec_distance_cosine``) where this
-Python can load extensions and sqlite-vec is installed; otherwise numpy ranks the vectors,
+Python can load extensions and sqlite-vec is installed; in PostgreSQL through pgvector where
+the server has it (runner/catalog/pgvector.py); otherwise numpy ranks the vectors,
 read once into a normalised matrix cached beside the catalog (``catalog.sqlite-vectors/``,
 renewed when an update changes the catalog). One note says which, once.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.catalog import schema
+from runner.catalog import pgvector, schema
 from runner.catalog.backend import Backend, CatalogError, SqliteBackend
 from runner.catalog.query import SHOWN, Found, describe
 
@@ -26,10 +27,10 @@ FAMILIES = ("clap", "musicnn")
 
 
 def load_sqlite_vec(db: Backend) -> str | None:
-    """Load sqlite-vec into ``db``; None when it is loaded, else why not (for the note)."""
+    """Load sqlite-vec into ``db``; None when it is loaded (or a PostgreSQL catalog's server
+    ranks with pgvector), else why not (for the note)."""
     if not isinstance(db, SqliteBackend):
-        return ("a PostgreSQL catalog: ranking in the client with numpy (pgvector is not used "
-                "yet)")
+        return pgvector.why_not(db)
     if getattr(db, "vec_loaded", False):
         return None
     if not hasattr(db.conn, "enable_load_extension"):
@@ -142,6 +143,8 @@ def _by_vector(db: Backend, track_id: int, name: str, k: int,
                            "profile); use --by descriptors")
     query = np.frombuffer(bytes(rows[0][0]), dtype=np.float32)
     why = load_sqlite_vec(db)
+    if why is None and db.kind == "postgresql":
+        return pgvector.nearest(db, name, query, k, track_id)
     if why is None:
         found = db.execute("SELECT track_id, vec_distance_cosine(data, ?) AS d FROM vectors "
                            "WHERE name = ? AND track_id <> ? ORDER BY d, track_id LIMIT ?",

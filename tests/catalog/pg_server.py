@@ -1,11 +1,14 @@
 """A real PostgreSQL server for the catalog tests: initdb and pg_ctl in a temporary folder,
 on a free port, stopped at the end of the session. Debian's postgresql-15 package (or any
 version) provides the binaries under /usr/lib/postgresql/*/bin; without them the PostgreSQL
-half of the catalog tests is skipped, saying so."""
+half of the catalog tests is skipped, saying so. Debian's server has no pgvector; the PyPI
+package pgserver bundles a PostgreSQL 16 with pgvector, whose binaries the vector tests start
+the same way (its Python code, which would want fasteners and psutil, is never imported)."""
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import socket
@@ -24,6 +27,16 @@ def binaries() -> Path | None:
     return next((Path(f) for f in folders if (Path(f) / "initdb").exists()), None)
 
 
+def pgvector_binaries() -> Path | None:
+    """The bin folder of the PostgreSQL that the pgserver package bundles (with pgvector)."""
+    spec = importlib.util.find_spec("pgserver")  # finds the package without importing it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = Path(folder) / "pginstall" / "bin"
+        if (found / "initdb").exists():
+            return found
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -31,9 +44,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def server() -> Iterator[str]:
+def server(bin_dir: Path | None = None) -> Iterator[str]:
     """Yields the URL of the server's ``postgres`` database (superuser ``postgres``)."""
-    bin_dir = binaries()
+    bin_dir = bin_dir or binaries()
     assert bin_dir is not None
     folder = Path(tempfile.mkdtemp(prefix="catalog-pg-", dir="/tmp"))
     data = folder / "data"
