@@ -61,9 +61,9 @@ def enable(db: Backend) -> str | None:
                 db.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except CatalogError as exc:
             why = str(exc).split(": ", 1)[-1]
-            return (f"pgvector is on the server but not created in this database ({why}); "
-                    f"`extractor similar` is {CLIENT} until a superuser runs CREATE "
-                    "EXTENSION vector there (then run catalog update again)")
+            return (f"pgvector is on the server but this user cannot create it ({why}): "
+                    "similar searches rank in the client with numpy until a superuser runs "
+                    "CREATE EXTENSION vector in this database (then catalog update again)")
     if not _has_column(db):
         db.execute(f"ALTER TABLE vectors ADD COLUMN {COLUMN} vector")
         rows = db.execute("SELECT track_id, name, data FROM vectors")
@@ -109,6 +109,11 @@ def _search_size(db: Backend, k: int) -> None:
         db.execute("SELECT set_config('hnsw.ef_search', ?, false)", (str(min(k + 1, 1000)),))
 
 
+# Ties by track id, as the client ranks: sorted here, since an index serves only ORDER BY d
+# (WITH TIES: tracks as near as the k-th come too, so the cut is the client's).
+ORDER = "ORDER BY d FETCH FIRST (?) ROWS WITH TIES"
+
+
 def distance_sql(name: str, dim: int, column: str = COLUMN) -> str:
     """The cosine distance to a ``?`` query, in the form an index on one name can serve."""
     return f"({column}::vector({int(dim)}) <=> ?::vector({int(dim)}))"
@@ -122,8 +127,8 @@ def nearest(db: Backend, name: str, query: np.ndarray, k: int,
     rows = db.execute(
         f"SELECT track_id, {distance_sql(name, len(query))} AS d FROM vectors "
         f"WHERE name = {schema.literal(name)} AND dim = ? AND track_id <> ? "
-        "ORDER BY d, track_id LIMIT ?", (text(query), len(query), leave_out, k))
-    return [(int(t), float(d)) for t, d in rows]
+        f"{ORDER}", (text(query), len(query), leave_out, k))
+    return [(int(t), float(d)) for t, d in sorted(rows, key=lambda r: (r[1], r[0]))[:k]]
 
 
 def nearest_of_model(db: Backend, name: str, used: str, pin: str, queries: Sequence[np.ndarray],
@@ -135,10 +140,11 @@ def nearest_of_model(db: Backend, name: str, used: str, pin: str, queries: Seque
     for query in queries:
         distance = distance_sql(name, len(query), "v." + COLUMN)
         rows = db.execute(
-            f"SELECT COALESCE(t.path, t.output), {distance} AS d FROM vectors v "
+            f"SELECT COALESCE(t.path, t.output), {distance} AS d, v.track_id FROM vectors v "
             "JOIN tracks t ON t.id = v.track_id "
             "JOIN scalars s ON s.track_id = v.track_id AND s.name = ? "
             f"WHERE v.name = {schema.literal(name)} AND v.dim = ? AND s.text = ? "
-            "ORDER BY d, v.track_id LIMIT ?", (text(query), used, len(query), pin, k))
-        found.append([(path, 1.0 - float(d)) for path, d in rows])
+            f"{ORDER}", (text(query), used, len(query), pin, k))
+        best = sorted(rows, key=lambda r: (r[1], r[2]))[:k]
+        found.append([(path, 1.0 - float(d)) for path, d, _ in best])
     return found
