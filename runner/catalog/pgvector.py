@@ -83,8 +83,12 @@ def store_sql(db: Backend) -> str:
 
 
 def store_row(db: Backend, track_id: int, name: str, vector: np.ndarray) -> tuple:
+    """A vector's row; pgvector refuses NaN, so a vector with one has no pgvector value (the
+    client leaves such a vector out of a ranking too)."""
     row = (track_id, name, len(vector), vector.tobytes())
-    return (*row, text(vector)) if getattr(db, "pgvector", False) else row
+    if not getattr(db, "pgvector", False):
+        return row
+    return (*row, text(vector) if np.isfinite(vector).all() else None)
 
 
 def why_not(db: Backend) -> str | None:
@@ -101,6 +105,12 @@ def why_not(db: Backend) -> str | None:
         return (f"pgvector is on the server but not created in this database: {CLIENT} (a "
                 "superuser runs CREATE EXTENSION vector there, then catalog update)")
     return f"the catalog's vectors are not in pgvector yet: {CLIENT} (run catalog update)"
+
+
+def _finite(distance: float | None) -> bool:
+    """A vector of zeros has no direction: pgvector's distance to it is NaN, and it sorts
+    last; the client leaves it out, and so does this."""
+    return distance is not None and np.isfinite(distance)
 
 
 def _search_size(db: Backend, k: int) -> None:
@@ -128,7 +138,8 @@ def nearest(db: Backend, name: str, query: np.ndarray, k: int,
         f"SELECT track_id, {distance_sql(name, len(query))} AS d FROM vectors "
         f"WHERE name = {schema.literal(name)} AND dim = ? AND track_id <> ? "
         f"{ORDER}", (text(query), len(query), leave_out, k))
-    return [(int(t), float(d)) for t, d in sorted(rows, key=lambda r: (r[1], r[0]))[:k]]
+    rows = [(int(t), float(d)) for t, d in rows if _finite(d)]
+    return sorted(rows, key=lambda r: (r[1], r[0]))[:k]
 
 
 def nearest_of_model(db: Backend, name: str, used: str, pin: str, queries: Sequence[np.ndarray],
@@ -145,6 +156,6 @@ def nearest_of_model(db: Backend, name: str, used: str, pin: str, queries: Seque
             "JOIN scalars s ON s.track_id = v.track_id AND s.name = ? "
             f"WHERE v.name = {schema.literal(name)} AND v.dim = ? AND s.text = ? "
             f"{ORDER}", (text(query), used, len(query), pin, k))
-        best = sorted(rows, key=lambda r: (r[1], r[2]))[:k]
+        best = sorted((r for r in rows if _finite(r[1])), key=lambda r: (r[1], r[2]))[:k]
         found.append([(path, 1.0 - float(d)) for path, d, _ in best])
     return found

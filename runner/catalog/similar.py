@@ -107,7 +107,7 @@ def _matrix_from_db(db: Backend, name: str) -> tuple[np.ndarray, np.ndarray]:
     matrix = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32)
     matrix = matrix.reshape(len(rows), -1).copy()
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    matrix /= np.where(norms == 0, 1, norms)
+    matrix /= np.where(norms == 0, np.nan, norms)  # zeros have no direction: never a neighbour
     return ids, matrix
 
 
@@ -142,6 +142,9 @@ def _by_vector(db: Backend, track_id: int, name: str, k: int,
         raise CatalogError(f"this track has no {name} vector (it was analysed with another "
                            "profile); use --by descriptors")
     query = np.frombuffer(bytes(rows[0][0]), dtype=np.float32)
+    if not np.isfinite(query).all() or not query.any():
+        raise CatalogError(f"this track's {name} vector is all zeros or not finite: it has no "
+                           "direction to compare by; use --by descriptors")
     why = load_sqlite_vec(db)
     if why is None and db.kind == "postgresql":
         return pgvector.nearest(db, name, query, k, track_id)
@@ -152,7 +155,7 @@ def _by_vector(db: Backend, track_id: int, name: str, k: int,
         return [(int(i), float(d)) for i, d in found]
     note(why)
     ids, matrix = _matrix(db, name)
-    unit = query / (np.linalg.norm(query) or 1.0)
+    unit = query / np.linalg.norm(query)
     distances = 1.0 - np.asarray(matrix @ unit, dtype=np.float64)
     distances[ids == track_id] = np.inf
     take = min(k, max(0, len(ids) - 1))

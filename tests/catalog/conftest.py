@@ -105,7 +105,8 @@ def pgvector_admin() -> str:
 _numbers = itertools.count()
 
 
-def _database(kind: str, request, tmp_path: Path) -> str:
+def database_of(kind: str, request, tmp_path: Path) -> str:
+    """An empty catalog location of one kind (a fresh database on a server)."""
     if kind == "sqlite":
         return str(tmp_path / "cat.sqlite")
     admin = "pgvector_admin" if kind == PGVECTOR else "pg_admin"
@@ -115,13 +116,13 @@ def _database(kind: str, request, tmp_path: Path) -> str:
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path) -> str:
     """An empty catalog location: an SQLite file, or a fresh PostgreSQL database."""
-    return _database(request.param, request, tmp_path)
+    return database_of(request.param, request, tmp_path)
 
 
 @pytest.fixture(params=[*BACKENDS, PGVECTOR])
 def vector_db_url(request, tmp_path) -> str:
     """db_url's kinds and a database on the PostgreSQL server with pgvector."""
-    return _database(request.param, request, tmp_path)
+    return database_of(request.param, request, tmp_path)
 
 
 def update(folder: Path, db: str, *more: str) -> subprocess.CompletedProcess:

@@ -5,6 +5,7 @@ note says why, until a superuser creates it and an update copies the vectors in.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from runner.catalog import similar
 from runner.catalog.backend import PostgresBackend
-from tests.catalog.conftest import update
+from tests.catalog.conftest import PGVECTOR, database_of, update
 from tests.catalog.pg_server import new_database
 from tests.catalog.test_query import expected_neighbours, paths, with_models
 from tests.test_cli import run
@@ -118,7 +119,7 @@ def test_a_user_who_cannot_create_pgvector_gets_the_clients_ranking(music_output
     def ranked() -> tuple[list[str], str]:
         result = run("extractor", "similar", "--db", url, "rock/fast.wav", "--json")
         assert result.returncode == 0, result.stderr
-        return paths(__import__("json").loads(result.stdout)), result.stderr
+        return paths(json.loads(result.stdout)), result.stderr
 
     assert ranked() == (expected, (
         "note: pgvector is on the server but not created in this database: ranking in the "
@@ -131,3 +132,28 @@ def test_a_user_who_cannot_create_pgvector_gets_the_clients_ranking(music_output
     again = update(music_outputs, url, "--quiet")  # no output changed: the vectors copied in
     assert (again.returncode, again.stderr) == (0, "")
     assert ranked() == (expected, "")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", PGVECTOR])
+def test_vectors_without_a_direction_are_never_neighbours(kind: str, music_outputs: Path,
+                                                          request, tmp_path: Path):
+    """A vector of zeros (pgvector: a NaN distance) or with a NaN (pgvector refuses it) is left
+    out by the server as by the client; asking from one is an error of one line."""
+    with_models(music_outputs)
+    expected = [p for p, _ in expected_neighbours(music_outputs, "clap.embedding",
+                                                  "rock/fast.wav")
+                if p not in ("jazz/slow.wav", "tones/tone.wav")]
+    for track, value in (("jazz/slow.wav", 0.0), ("tones/tone.wav", None)):
+        output = music_outputs / track.replace(".wav", ".json")
+        doc = json.loads(output.read_text())
+        doc["clap"]["embedding"] = [0.0] * 511 + [value]
+        output.write_text(json.dumps(doc))
+    url = database_of(kind, request, tmp_path)
+    assert update(music_outputs, url, "--quiet").returncode == 0
+    result = run("extractor", "similar", "--db", url, "rock/fast.wav", "--json")
+    assert result.returncode == 0, result.stderr
+    assert paths(json.loads(result.stdout)) == expected
+    zeros = run("extractor", "similar", "--db", url, "jazz/slow.wav")
+    assert (zeros.returncode, zeros.stderr) == (1, (
+        "error: this track's clap.embedding vector is all zeros or not finite: it has no "
+        "direction to compare by; use --by descriptors\n"))
