@@ -43,6 +43,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _reachable_copy(bin_dir: Path, folder: Path) -> Path:
+    """Binaries that nobody cannot reach (pgserver's, in a venv under /root), copied into the
+    server's folder with what they find by relative paths: lib/ and share/ beside bin/, and
+    (pgserver's wheel) the libraries in ``../../../pgserver.libs``."""
+    install = bin_dir.parent
+    copy = folder / "pg" / install.parent.name / install.name
+    shutil.copytree(install, copy, ignore=shutil.ignore_patterns("include"))
+    libs = install.parent.parent / "pgserver.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, copy.parent.parent / "pgserver.libs")
+    return copy / "bin"
+
+
 @contextmanager
 def server(bin_dir: Path | None = None) -> Iterator[str]:
     """Yields the URL of the server's ``postgres`` database (superuser ``postgres``)."""
@@ -54,6 +67,8 @@ def server(bin_dir: Path | None = None) -> Iterator[str]:
     if os.geteuid() == 0:  # postgres refuses to run as root: run it as nobody
         shutil.chown(folder, "nobody")
         prefix = ["runuser", "-u", "nobody", "--"]
+        if subprocess.run([*prefix, "test", "-x", str(bin_dir / "initdb")]).returncode:
+            bin_dir = _reachable_copy(bin_dir, folder)
     port = free_port()
     subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
                     "--auth=trust", "--no-sync", "-E", "UTF8"], check=True,
