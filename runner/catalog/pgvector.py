@@ -68,7 +68,7 @@ def enable(db: Backend) -> str | None:
         db.execute(f"ALTER TABLE vectors ADD COLUMN {COLUMN} vector")
         rows = db.execute("SELECT track_id, name, data FROM vectors")
         db.executemany(f"UPDATE vectors SET {COLUMN} = ?::vector WHERE track_id = ? AND name = ?",
-                       [(text(np.frombuffer(bytes(data), np.float32)), track_id, name)
+                       [(_value(np.frombuffer(bytes(data), np.float32)), track_id, name)
                         for track_id, name, data in rows])
     db.pgvector = True
     return None
@@ -86,9 +86,11 @@ def store_row(db: Backend, track_id: int, name: str, vector: np.ndarray) -> tupl
     """A vector's row; pgvector refuses NaN, so a vector with one has no pgvector value (the
     client leaves such a vector out of a ranking too)."""
     row = (track_id, name, len(vector), vector.tobytes())
-    if not getattr(db, "pgvector", False):
-        return row
-    return (*row, text(vector) if np.isfinite(vector).all() else None)
+    return (*row, _value(vector)) if getattr(db, "pgvector", False) else row
+
+
+def _value(vector: np.ndarray) -> str | None:
+    return text(vector) if np.isfinite(vector).all() else None
 
 
 def why_not(db: Backend) -> str | None:
