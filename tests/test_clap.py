@@ -561,30 +561,44 @@ def test_the_batch_commands_end_alike_on_a_clean_rerun(clap_models: Path, tmp_pa
             assert failures.exists() == chosen, name
 
 
-def test_music_clap_searches_a_catalog_of_clap_outputs(clap_models: Path, library: Path,
-                                                        tmp_path: Path, tiny: clap.ClapBackend,
-                                                        capsys: pytest.CaptureFixture[str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """`music-clap --db`: the catalog's clap.embedding vectors, only those of the pinned
-    weights; the ranking is the cosine to the text embedded with the same model."""
-    from runner.catalog import connect
-    from runner.catalog.update import update
+@pytest.fixture(scope="module")
+def clap_outputs(clap_models: Path, library: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Path:
+    """Outputs of the clap profile (clap-tiny) for three files, one of them recording other
+    weights than the pinned ones."""
     from runner.extract import Extractor
 
     extractor = Extractor("clap", ["models.outputs.embedding=clap-tiny"])
-    outputs = tmp_path / "outputs"
+    outputs = tmp_path_factory.mktemp("clap-outputs")
     for name in ("a/tone.wav", "a/noise.flac", "long.wav"):
         (outputs / name).parent.mkdir(parents=True, exist_ok=True)
         extractor.extract(str(library / name), str(outputs / f"{name}.json"))
     stale = json.loads((outputs / "long.wav.json").read_text())
     stale["metadata"]["models"]["used"]["clap-tiny"] = "0" * 64  # other weights
     (outputs / "long.wav.json").write_text(json.dumps(stale))
-    url = str(tmp_path / "catalog.sqlite")
+    return outputs
+
+
+def _catalog_of(outputs: Path, url: str) -> str:
+    from runner.catalog import connect
+    from runner.catalog.update import update
+
     db = connect(url)
     try:
         update(db, outputs)
     finally:
         db.close()
+    return url
+
+
+def test_music_clap_searches_a_catalog_of_clap_outputs(clap_outputs: Path, library: Path,
+                                                        tmp_path: Path, tiny: clap.ClapBackend,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`music-clap --db`: the catalog's clap.embedding vectors, only those of the pinned
+    weights; the ranking is the cosine to the text embedded with the same model."""
+    outputs = clap_outputs
+    url = _catalog_of(outputs, str(tmp_path / "catalog.sqlite"))
 
     code, out, err = _music_clap(capsys, "--db", url, "--model", "clap-tiny", "--text",
                                  "rock piano", "--json", "--limit", "5")
@@ -608,6 +622,40 @@ def test_music_clap_searches_a_catalog_of_clap_outputs(clap_models: Path, librar
     assert code == 0 and again == out
     code, _, err = _music_clap(capsys, str(library), "--db", url, "--text", "x")
     assert code == 2 and err.endswith("--db searches a catalog: give no INPUT (or no --db)\n")
+
+
+def test_music_clap_ranks_in_a_postgresql_server_with_pgvector(
+        clap_outputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same search on a PostgreSQL catalog whose server has pgvector (pgserver's bundled
+    PostgreSQL 16): ranked there, equal to numpy's ranking of the SQLite catalog."""
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed")
+    from tests.catalog.pg_server import new_database, pgvector_binaries, server
+
+    if pgvector_binaries() is None:
+        missing = "pgserver is not installed (its PostgreSQL 16 has pgvector)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    search = ("--model", "clap-tiny", "--text", "rock piano", "--text", "noise", "--json")
+    sqlite = _catalog_of(clap_outputs, str(tmp_path / "catalog.sqlite"))
+    code, client, _ = _music_clap(capsys, "--db", sqlite, *search)
+    assert code == 0
+    with server(pgvector_binaries()) as admin:
+        url = _catalog_of(clap_outputs, new_database(admin, "clap"))
+        import psycopg
+
+        with psycopg.connect(url) as conn:  # what the client would read: blanked
+            conn.execute("UPDATE vectors SET data = ''::bytea")
+        code, ranked, err = _music_clap(capsys, "--db", url, *search)
+    assert code == 0, err
+    assert err.endswith("(left out; analyse them again with the clap profile)\n")  # no other note
+    assert err.count("note:") == 1
+    a, b = json.loads(client), json.loads(ranked)
+    assert a["tracks"] == b["tracks"] == 2
+    for mine, theirs in zip(a["queries"], b["queries"], strict=True):
+        assert [m["path"] for m in mine["matches"]] == [m["path"] for m in theirs["matches"]]
+        assert [m["similarity"] for m in mine["matches"]] == pytest.approx(
+            [m["similarity"] for m in theirs["matches"]], abs=1e-5)
 
 
 # -- a classifier trained on CLAP vectors, run as a head of the CLAP stage -------------------

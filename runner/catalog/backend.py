@@ -31,6 +31,7 @@ class Backend:
     kind = ""
     types: dict[str, str] = {}
     location = ""
+    pgvector = False  # a PostgreSQL catalog's vectors are in a pgvector column (catalog.pgvector)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError

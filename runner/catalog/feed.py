@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.catalog import schema
 from runner.catalog.backend import DEFAULT_NAME, Backend, CatalogError, connect
 from runner.catalog.update import (
     Changed,
@@ -24,6 +23,7 @@ from runner.catalog.update import (
     check_folder,
     finish,
     load,
+    prepare,
     print_report,
     update,
 )
@@ -63,7 +63,7 @@ class CatalogFeed:
             return
         paths, self.pending = self.pending, []
         with self.db.transaction():
-            schema.ensure(self.db)
+            prepare(self.db, self.report)
             kinds = _Kinds(self.db)
             changed: list[Changed] = []
             for path in paths:

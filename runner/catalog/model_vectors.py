@@ -4,7 +4,9 @@
 A vector is only comparable with a query embedded by the same weights. Every output records the
 weights of the models it used by sha256 (``metadata.models.used.<model>``, a scalar in the
 catalog), so a track counts only where its output was computed with exactly the weights the
-lock file pins now; the others are counted, never silently mixed in.
+lock file pins now; the others are counted, never silently mixed in. Where a PostgreSQL
+server has pgvector, the search ranks there (runner/catalog/pgvector.py) and only the counts
+are read here.
 """
 
 from __future__ import annotations
@@ -42,3 +44,15 @@ def model_vectors(db: Backend, vector: str, model_id: str, pin: str) -> ModelVec
     matrix = (np.frombuffer(b"".join(data), dtype=np.float32).reshape(len(data), -1).copy()
               if data else np.zeros((0, 0), np.float32))
     return ModelVectors(paths, matrix, len(rows) - len(paths))
+
+
+def model_counts(db: Backend, vector: str, model_id: str, pin: str) -> tuple[int, int]:
+    """How many vectors called ``vector`` have ``model_id``'s pinned weights, and how many
+    others (what model_vectors would return and leave out, without reading the vectors)."""
+    schema.check_readable(db)
+    rows = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN s.text = ? THEN 1 ELSE 0 END), 0) FROM "
+        "vectors v LEFT JOIN scalars s ON s.track_id = v.track_id AND s.name = ? "
+        "WHERE v.name = ?", (pin, f"{USED}{model_id}", vector))
+    total, kept = (int(n) for n in rows[0])
+    return kept, total - kept

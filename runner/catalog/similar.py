@@ -5,7 +5,8 @@ On an embedding the outputs hold (``--by clap``: a vector whose name has "clap",
 numeric descriptors standardised across the tracks of its profile (``--by descriptors``).
 
 Ranking: in SQLite through the sqlite-vec extension (``vec_distance_cosine``) where this
-Python can load extensions and sqlite-vec is installed; otherwise numpy ranks the vectors,
+Python can load extensions and sqlite-vec is installed; in PostgreSQL through pgvector where
+the server has it (runner/catalog/pgvector.py); otherwise numpy ranks the vectors,
 read once into a normalised matrix cached beside the catalog (``catalog.sqlite-vectors/``,
 renewed when an update changes the catalog). One note says which, once.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.catalog import schema
+from runner.catalog import pgvector, schema
 from runner.catalog.backend import Backend, CatalogError, SqliteBackend
 from runner.catalog.query import SHOWN, Found, describe
 
@@ -26,10 +27,10 @@ FAMILIES = ("clap", "musicnn")
 
 
 def load_sqlite_vec(db: Backend) -> str | None:
-    """Load sqlite-vec into ``db``; None when it is loaded, else why not (for the note)."""
+    """Load sqlite-vec into ``db``; None when it is loaded (or a PostgreSQL catalog's server
+    ranks with pgvector), else why not (for the note)."""
     if not isinstance(db, SqliteBackend):
-        return ("a PostgreSQL catalog: ranking in the client with numpy (pgvector is not used "
-                "yet)")
+        return pgvector.why_not(db)
     if getattr(db, "vec_loaded", False):
         return None
     if not hasattr(db.conn, "enable_load_extension"):
@@ -106,7 +107,7 @@ def _matrix_from_db(db: Backend, name: str) -> tuple[np.ndarray, np.ndarray]:
     matrix = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32)
     matrix = matrix.reshape(len(rows), -1).copy()
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    matrix /= np.where(norms == 0, 1, norms)
+    matrix /= np.where(norms == 0, np.nan, norms)  # zeros have no direction: never a neighbour
     return ids, matrix
 
 
@@ -141,7 +142,12 @@ def _by_vector(db: Backend, track_id: int, name: str, k: int,
         raise CatalogError(f"this track has no {name} vector (it was analysed with another "
                            "profile); use --by descriptors")
     query = np.frombuffer(bytes(rows[0][0]), dtype=np.float32)
+    if not np.isfinite(query).all() or not query.any():
+        raise CatalogError(f"this track's {name} vector is all zeros or not finite: it has no "
+                           "direction to compare by; use --by descriptors")
     why = load_sqlite_vec(db)
+    if why is None and db.kind == "postgresql":
+        return pgvector.nearest(db, name, query, k, track_id)
     if why is None:
         found = db.execute("SELECT track_id, vec_distance_cosine(data, ?) AS d FROM vectors "
                            "WHERE name = ? AND track_id <> ? ORDER BY d, track_id LIMIT ?",
@@ -149,7 +155,7 @@ def _by_vector(db: Backend, track_id: int, name: str, k: int,
         return [(int(i), float(d)) for i, d in found]
     note(why)
     ids, matrix = _matrix(db, name)
-    unit = query / (np.linalg.norm(query) or 1.0)
+    unit = query / np.linalg.norm(query)
     distances = 1.0 - np.asarray(matrix @ unit, dtype=np.float64)
     distances[ids == track_id] = np.inf
     take = min(k, max(0, len(ids) - 1))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.catalog import schema
+from runner.catalog import pgvector, schema
 from runner.catalog.backend import Backend, CatalogError
 from runner.catalog.loading import Record, Unreadable, read_output
 
@@ -73,8 +73,8 @@ def _store(db: Backend, record: Record, track_id: int | None) -> int:
         db.executemany("INSERT INTO tags (track_id, taxonomy, tag, probability) "
                        "VALUES (?, ?, ?, ?)", [(track_id, *t) for t in record.tags])
     if record.vectors:
-        db.executemany("INSERT INTO vectors (track_id, name, dim, data) VALUES (?, ?, ?, ?)",
-                       [(track_id, n, len(v), v.tobytes()) for n, v in record.vectors.items()])
+        db.executemany(pgvector.store_sql(db), [pgvector.store_row(db, track_id, n, v)
+                                                for n, v in record.vectors.items()])
     return track_id
 
 
@@ -178,6 +178,13 @@ def finish(db: Backend, report: UpdateReport, kinds: _Kinds) -> None:
         schema.set_meta(db, "generation", str(generation))
 
 
+def prepare(db: Backend, report: UpdateReport) -> None:
+    """The tables, created or migrated, and pgvector's column where the server has it."""
+    for note in (schema.ensure(db), pgvector.enable(db)):
+        if note and note not in report.notes:
+            report.notes.append(note)
+
+
 def check_folder(db: Backend, folder: Path, replace: bool = False) -> None:
     """A catalog mirrors one folder of outputs (every subfolder included): an update from
     another folder would remove every track it holds. Refused in one line unless ``replace``
@@ -204,9 +211,7 @@ def update(db: Backend, folder: Path, progress: Callable[[str], None] | None = N
     if progress:
         progress(f"catalog: {len(files)} outputs in {folder}")
     with db.transaction():
-        note = schema.ensure(db)
-        if note:
-            report.notes.append(note)
+        prepare(db, report)
         check_folder(db, folder, replace)
         # where the outputs are: the report's links to each track's JSON
         schema.set_meta(db, "output_root", str(folder.resolve()))

@@ -193,9 +193,10 @@ def search_library(args: argparse.Namespace) -> int:
 
 def search_catalog(args: argparse.Namespace) -> int:
     """Answer each prompt from a catalog's CLAP vectors: only those computed with exactly the
-    weights the lock file pins for ``--model`` (the query is embedded with them)."""
-    from runner.catalog import connect
-    from runner.catalog.model_vectors import model_vectors
+    weights the lock file pins for ``--model`` (the query is embedded with them). A PostgreSQL
+    server with pgvector ranks them; otherwise numpy does, here."""
+    from runner.catalog import connect, pgvector
+    from runner.catalog.model_vectors import USED, model_counts, model_vectors
 
     if args.inputs or args.list_file:
         raise UsageError("--db searches a catalog: give no INPUT (or no --db)")
@@ -205,26 +206,41 @@ def search_catalog(args: argparse.Namespace) -> int:
     require_files(model)  # the query is embedded with these weights: verified first
     db = connect(args.db, read_only=True)
     try:
-        found = model_vectors(db, CATALOG_VECTOR, model.id, used_pin(model))
-        where = db.location
+        where, pin = db.location, used_pin(model)
+        why = pgvector.why_not(db) if db.kind == "postgresql" else "SQLite"
+        if why is None:
+            tracks, other = model_counts(db, CATALOG_VECTOR, model.id, pin)
+        else:
+            found = model_vectors(db, CATALOG_VECTOR, model.id, pin)
+            tracks, other = len(found.paths), found.other_model
+        if other and not args.quiet:
+            print(f"note: {where}: {other} tracks with {CATALOG_VECTOR} from other weights "
+                  f"than {model.id}'s pinned files (left out; analyse them again with the clap "
+                  "profile)", file=sys.stderr)
+        if db.kind == "postgresql" and why is not None and not args.quiet:
+            print(f"note: {why}", file=sys.stderr)
+        if not tracks:
+            raise UsageError(f"{where}: no {CATALOG_VECTOR} vectors of {model.id} (analyse the "
+                             "library with the clap profile, then `extractor catalog update`)")
+        started = time.perf_counter()
+        backend = clap.backend(model, threads=args.torch_threads,
+                               inter_op_threads=args.torch_inter_op_threads)
+        queries = backend.embed_text(args.text)
+        loaded = time.perf_counter()
+        if why is None:
+            best = pgvector.nearest_of_model(db, CATALOG_VECTOR, USED + model.id, pin,
+                                             list(queries), args.limit)
+            paths = sorted({path for matches in best for path, _ in matches})
+            index = {path: i for i, path in enumerate(paths)}
+            results = [[(index[path], score) for path, score in matches] for matches in best]
+        else:
+            norms = np.linalg.norm(found.matrix, axis=1, keepdims=True)
+            paths = found.paths
+            results = rank(found.matrix / np.where(norms == 0, 1, norms), queries, args.limit)
     finally:
         db.close()
-    if found.other_model and not args.quiet:
-        print(f"note: {where}: {found.other_model} tracks with {CATALOG_VECTOR} from other "
-              f"weights than {model.id}'s pinned files (left out; analyse them again with the "
-              "clap profile)", file=sys.stderr)
-    if not found.paths:
-        raise UsageError(f"{where}: no {CATALOG_VECTOR} vectors of {model.id} (analyse the "
-                         "library with the clap profile, then `extractor catalog update`)")
-    started = time.perf_counter()
-    backend = clap.backend(model, threads=args.torch_threads,
-                           inter_op_threads=args.torch_inter_op_threads)
-    queries = backend.embed_text(args.text)
-    loaded = time.perf_counter()
-    norms = np.linalg.norm(found.matrix, axis=1, keepdims=True)
-    results = rank(found.matrix / np.where(norms == 0, 1, norms), queries, args.limit)
-    _print(args, model.id, found.paths, results, 0,
-           {"model_s": loaded - started, "search_s": time.perf_counter() - loaded})
+    _print(args, model.id, paths, results, 0,
+           {"model_s": loaded - started, "search_s": time.perf_counter() - loaded}, tracks)
     return 0
 
 
@@ -246,12 +262,15 @@ def plan_store(args: argparse.Namespace, model: lock.Model) -> tuple[Path, list[
 
 
 def _print(args: argparse.Namespace, model_id: str, kept: list[str],
-           results: list[list[tuple[int, float]]], failed: int, timing: dict[str, float]
-           ) -> None:
+           results: list[list[tuple[int, float]]], failed: int, timing: dict[str, float],
+           tracks: int | None = None) -> None:
+    """``kept``: the paths ``results`` point into; ``tracks``: how many were searched (all of
+    ``kept`` unless said)."""
+    tracks = len(kept) if tracks is None else tracks
     if args.json:
         doc = {
             "model": model_id,
-            "tracks": len(kept),
+            "tracks": tracks,
             "failed": failed,
             "queries": [
                 {"text": text,
@@ -272,5 +291,5 @@ def _print(args: argparse.Namespace, model_id: str, kept: list[str],
             table.add_row(str(number), f"{score:.3f}", kept[i])
         console.print(table)
     if not args.quiet:
-        print(f"{len(kept)} tracks searched in {timing['search_s'] * 1000:.1f} ms "
+        print(f"{tracks} tracks searched in {timing['search_s'] * 1000:.1f} ms "
               f"(model load and text embedding {timing['model_s']:.1f} s)", file=sys.stderr)

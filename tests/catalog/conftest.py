@@ -1,5 +1,6 @@
 """Fixtures shared by the catalog tests: a small library analysed once per session by the real
-commands, and a database of each kind (SQLite file, PostgreSQL server) per test."""
+commands, and a database of each kind (SQLite file, PostgreSQL server) per test; the vector
+tests add a third kind, a PostgreSQL server with pgvector (pgserver's bundled PostgreSQL 16)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.catalog.pg_server import binaries, new_database, server
+from tests.catalog.pg_server import binaries, new_database, pgvector_binaries, server
 from tests.conftest import SR, click_track, tone, write_audio
 from tests.test_cli import run
 
 TIMBRE = Path(__file__).parent.parent / "data" / "timbre.yaml"
 BACKENDS = ["sqlite", "postgresql"]
+PGVECTOR = "postgresql+pgvector"  # only the vector tests run on it too
 
 
 def minor_clicks(seconds: float, bpm: float, seed: int) -> np.ndarray:
@@ -83,15 +85,44 @@ def pg_admin() -> str:
         yield url
 
 
+@pytest.fixture(scope="session")
+def pgvector_admin() -> str:
+    """A second server, whose PostgreSQL (16, from the pgserver wheel) has pgvector; Debian's
+    has not, so the other server shows the client's ranking."""
+    bin_dir = pgvector_binaries()
+    if bin_dir is None:
+        missing = ("pgserver is not installed (its wheel bundles a PostgreSQL 16 with "
+                   "pgvector): pip install 'extractor-profiles[test]'")
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed "
+                        "(pip install 'extractor-profiles[catalog]')")
+    with server(bin_dir) as url:
+        yield url
+
+
 _numbers = itertools.count()
+
+
+def database_of(kind: str, request, tmp_path: Path) -> str:
+    """An empty catalog location of one kind (a fresh database on a server)."""
+    if kind == "sqlite":
+        return str(tmp_path / "cat.sqlite")
+    admin = "pgvector_admin" if kind == PGVECTOR else "pg_admin"
+    return new_database(request.getfixturevalue(admin), f"t{next(_numbers)}")
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path) -> str:
     """An empty catalog location: an SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return str(tmp_path / "cat.sqlite")
-    return new_database(request.getfixturevalue("pg_admin"), f"t{next(_numbers)}")
+    return database_of(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=[*BACKENDS, PGVECTOR])
+def vector_db_url(request, tmp_path) -> str:
+    """db_url's kinds and a database on the PostgreSQL server with pgvector."""
+    return database_of(request.param, request, tmp_path)
 
 
 def update(folder: Path, db: str, *more: str) -> subprocess.CompletedProcess:
@@ -106,3 +137,14 @@ def find_json(db: str, *args: str) -> list[dict]:
     result = find(db, "--json", *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def has_pgvector(url: str) -> bool:
+    """Whether the server of a catalog URL offers pgvector (asked, not inferred)."""
+    if not url.startswith("postgresql"):
+        return False
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return bool(conn.execute("SELECT 1 FROM pg_available_extensions "
+                                 "WHERE name = 'vector'").fetchall())
