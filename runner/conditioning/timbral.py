@@ -157,21 +157,22 @@ def _plomp_roughness(freqs: np.ndarray, levels: np.ndarray) -> float:
 def roughness(audio: np.ndarray, fs: float) -> float:
     """Mean roughness of the spectral peaks of 50 ms Hamming frames (50 % overlap, 4096-point
     FFT, peaks above 1 % of the normalised spectrogram), log-linear model."""
-    audio = np.pad(audio, (512, 0))
+    lead = 512  # the package pads 512 zeros in front; read through it, not copied
+    length = len(audio) + lead
     step = int(fs * 0.05)
-    count = int(len(audio) / (step - step / 2))
+    count = int(length / (step - step / 2))
     filled = 0
-    while int(filled * step / 2.0) + step <= len(audio):
+    while int(filled * step / 2.0) + step <= length:
         filled += 1
-    if len(audio) <= step:
+    if length <= step:
         filled = 1
     chosen = evenly(filled, MAX_ROUGHNESS_FRAMES)
     window = np.hamming(step + 2)[1:-1]
-    if len(audio) > step:
-        starts = (chosen * (step / 2.0)).astype(int)
-        frames = audio[starts[:, None] + np.arange(step)] * window
+    if length > step:
+        index = (chosen * (step / 2.0)).astype(int)[:, None] + np.arange(step) - lead
+        frames = np.where(index >= 0, audio[np.maximum(index, 0)], 0) * window
     else:
-        frames = audio[None, :]
+        frames = np.pad(audio, (lead, 0))[None, :]
     size = 2 ** int(np.log(step) / np.log(2) + 1)
     spec = np.abs(np.fft.fft(frames, size, axis=1))[:, :size // 2 + 1]
     freq = fs / 2 * np.linspace(0, 1, size // 2 + 1)

@@ -8,6 +8,8 @@ filtered energies differ from scipy's double-precision lfilter by less than 0.01
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from runner.registry import quiet_essentia
@@ -15,13 +17,19 @@ from runner.registry import quiet_essentia
 # pyloudnorm's meter: 400 ms blocks, 75 % overlap, absolute gate -70 LUFS, relative -10 LU.
 LOUDNESS_BLOCK_S = 0.4
 TARGET_LUFS = -24.0
+FILTER_CHUNK = 1 << 16  # samples filtered at a time (whole-track filters: integrated loudness)
+
+
+def iir_filter(b: np.ndarray, a: np.ndarray) -> Any:
+    """Essentia's IIR (float32) with these coefficients, from a zero state; it keeps its
+    state from one call to the next, so a signal may be filtered a chunk at a time."""
+    return quiet_essentia().standard.IIR(numerator=np.asarray(b, dtype=np.float32),
+                                         denominator=np.asarray(a, dtype=np.float32))
 
 
 def iir(b: np.ndarray, a: np.ndarray, signal: np.ndarray) -> np.ndarray:
     """scipy.signal.lfilter(b, a, signal) from a zero state, in Essentia's IIR (float32)."""
-    algorithm = quiet_essentia().standard.IIR(numerator=np.asarray(b, dtype=np.float32),
-                       denominator=np.asarray(a, dtype=np.float32))
-    return algorithm(np.ascontiguousarray(signal, dtype=np.float32))
+    return iir_filter(b, a)(np.ascontiguousarray(signal, dtype=np.float32))
 
 
 def _bilinear(zeros: np.ndarray, poles: np.ndarray, gain: float,
@@ -105,17 +113,29 @@ def _rbj(kind: str, gain_db: float, q: float, fc: float, fs: float) -> Coefficie
     return b / a[0], a / a[0]
 
 
+def _k_weighted_squares(signal: np.ndarray, fs: float) -> np.ndarray:
+    """The squares of pyloudnorm's K-weighted signal, and a zero after them (a block's end may
+    be the signal's): filtered a chunk at a time, so no whole-track copy but this one."""
+    shelf = iir_filter(*_rbj("high_shelf", 4.0, 1 / np.sqrt(2), 1500.0, fs))
+    high_pass = iir_filter(*_rbj("high_pass", 0.0, 0.5, 38.0, fs))
+    squares = np.empty(len(signal) + 1, dtype=np.float32)
+    for start in range(0, len(signal), FILTER_CHUNK):
+        part = high_pass(shelf(np.ascontiguousarray(signal[start:start + FILTER_CHUNK],
+                                                    dtype=np.float32)))
+        np.multiply(part, part, out=squares[start:start + len(part)])
+    squares[-1] = 0.0
+    return squares
+
+
 def integrated_loudness(signal: np.ndarray, fs: float) -> float:
     """pyloudnorm.Meter(fs).integrated_loudness(signal) of a mono signal (BS.1770-4 gating)."""
-    weighted = iir(*_rbj("high_shelf", 4.0, 1 / np.sqrt(2), 1500.0, fs), signal)
-    weighted = iir(*_rbj("high_pass", 0.0, 0.5, 38.0, fs), weighted)
+    squares = _k_weighted_squares(signal, fs)
     block = LOUDNESS_BLOCK_S
     count = int(np.round((len(signal) / fs - block) / (block * 0.25))) + 1
     index = np.arange(count)
     lower = (block * (index * 0.25) * fs).astype(int)  # pyloudnorm's own rounding
     upper = np.minimum((block * (index * 0.25 + 1) * fs).astype(int), len(signal))
     bounds = np.stack([lower, upper], axis=1).reshape(-1)
-    squares = np.append(weighted * weighted, np.float32(0.0))  # a last bound may be the end
     energy = np.add.reduceat(squares, bounds, dtype=np.float64)[::2] / (block * fs)
     with np.errstate(divide="ignore"):
         levels = -0.691 + 10.0 * np.log10(energy)
@@ -132,7 +152,7 @@ def loudness_gain(signal: np.ndarray, fs: float) -> float:
     if len(signal) < fs * LOUDNESS_BLOCK_S:
         padded = np.pad(signal, (0, int(fs * LOUDNESS_BLOCK_S) - len(signal)))
     gain = 10.0 ** ((TARGET_LUFS - integrated_loudness(padded, fs)) / 20.0)
-    peak = float(np.max(np.abs(signal))) * gain
+    peak = max(float(np.max(signal)), -float(np.min(signal))) * gain  # no |signal| copy
     return gain / max(peak, 1.0)
 
 

@@ -6,7 +6,7 @@ Nyquist frequency: the original samples pass unchanged (phase 0 is the identity,
 peak is never below the sample peak) and each of the three in-between phases is a 12-tap FIR,
 normalised to unit gain at DC. On sines up to 18 kHz it reads the crest within 0.005 dB, as
 Essentia's Resample (libsamplerate, quality 1) does, which cost 12 s per channel-pair of a
-4-minute track; this costs about 0.2 s.
+4-minute track; this costs about 0.1 s.
 
 Why it is cheap: an interpolated value is a weighted sum of 12 neighbouring samples, so it is
 at most ``GAIN`` (the largest sum of absolute tap weights, 1.76) times their largest magnitude.
@@ -48,6 +48,34 @@ TAPS = phase_taps()
 GAIN = float(np.abs(TAPS).sum(axis=0).max())
 
 
+def _block_magnitudes(x: np.ndarray, count: int) -> np.ndarray:
+    """The largest magnitude of each BLOCK of ``x`` delayed by HALF_TAPS - 1 samples (zeros
+    before and after it), ``count + 1`` blocks: read in place, without a padded copy."""
+    delay = HALF_TAPS - 1
+    padded_length = (count + 1) * BLOCK
+    magnitudes = np.zeros(count + 1, dtype=np.float32)
+    whole = (min(x.size + delay, padded_length) - BLOCK) // BLOCK  # blocks 1.. inside x
+    if whole > 0:
+        body = x[BLOCK - delay:BLOCK - delay + whole * BLOCK].reshape(whole, BLOCK)
+        magnitudes[1:1 + whole] = np.maximum(body.max(axis=1), -body.min(axis=1))
+    for block in {0, *range(1 + max(whole, 0), count + 1)}:  # the ends: part signal, part zeros
+        part = x[max(0, block * BLOCK - delay):max(0, (block + 1) * BLOCK - delay)]
+        magnitudes[block] = float(np.abs(part).max()) if part.size else 0.0
+    return magnitudes
+
+
+def _segments(x: np.ndarray, blocks: np.ndarray, length: int) -> np.ndarray:
+    """For each block b, the ``length`` samples of ``x`` delayed by HALF_TAPS - 1 from sample
+    b * BLOCK on (zeros outside ``x``), in double precision."""
+    delay = HALF_TAPS - 1
+    segments = np.zeros((len(blocks), length))
+    for row, block in enumerate(blocks):
+        first = int(block) * BLOCK - delay
+        part = x[max(0, first):max(0, first + length)]
+        segments[row, max(0, -first):max(0, -first) + part.size] = part
+    return segments
+
+
 def interpolated_peak(signal: np.ndarray) -> float:
     """The largest absolute value of every sample and every interpolated point, the first and
     last samples having silence (zeros) beyond them."""
@@ -56,19 +84,17 @@ def interpolated_peak(signal: np.ndarray) -> float:
         return 0.0
     span = 2 * HALF_TAPS  # samples read per interpolated point
     count = -(-x.size // BLOCK)
-    padded = np.zeros((count + 1) * BLOCK, dtype=np.float32)
-    padded[HALF_TAPS - 1:HALF_TAPS - 1 + x.size] = x
-    # Block b's points read padded[b*BLOCK : (b+1)*BLOCK + span - 1]: blocks b and b+1.
-    magnitudes = np.abs(padded).reshape(count + 1, BLOCK).max(axis=1)
+    # Block b's points read the delayed signal's samples b*BLOCK .. (b+1)*BLOCK + span - 2:
+    # blocks b and b+1.
+    magnitudes = _block_magnitudes(x, count)
     bound = np.maximum(magnitudes[:-1], magnitudes[1:]) * GAIN
     peak = float(magnitudes.max())  # the samples themselves (phase 0)
     order = np.argsort(-bound, kind="stable")
-    reach = np.arange(BLOCK + span - 1)
     for first in range(0, count, BATCH):
         chosen = order[first:first + BATCH]
         if bound[chosen[0]] <= peak:
             break
-        segments = padded[chosen[:, None] * BLOCK + reach].astype(np.float64)
+        segments = _segments(x, chosen, BLOCK + span - 1)
         points = sliding_window_view(segments, span, axis=1) @ TAPS
         peak = max(peak, float(np.abs(points).max()))
     return peak

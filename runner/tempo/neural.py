@@ -216,6 +216,7 @@ def _network(networks: list[bytes], bands: tuple[int, int, int], threads: int,
 
 
 SPECTRA_BATCH = 256  # frames at a time (at least 256: see _log_filtered_processor)
+FFT_BATCH = 32  # frames per FFT call: 1 MB of windowed 4096-sample frames, in cache
 
 
 def _log_filtered_processor(bands: int) -> Any:
@@ -223,7 +224,9 @@ def _log_filtered_processor(bands: int) -> Any:
     octave, 30-17000 Hz, normalised filters) and LogarithmicSpectrogramProcessor(mul=1, add=1)
     in one step, a batch of frames at a time: the whole complex STFT and magnitude spectrogram
     (900 MB for a 4-minute track) are never held, which halves the time (1.1 s instead of
-    2.1 s per 4-minute track). A real FFT replaces scipy.fftpack's complex one. The result is
+    2.1 s per 4-minute track); the frames are read in place (_inner_frames) and windowed and
+    transformed FFT_BATCH at a time into reused buffers (0.75 s). A real FFT replaces
+    scipy.fftpack's complex one. The result is
     madmom's to the bit (tests/test_tempo.py compares them): the filterbank product of every
     batch has at least SPECTRA_BATCH rows (the last batch overlaps the one before), as numpy's
     OpenBLAS gives other last bits for small products."""
@@ -247,12 +250,22 @@ def _log_filtered_processor(bands: int) -> Any:
                                          fmax=17000, fref=A4, norm_filters=True,
                                          unique_filters=True)
             values = np.empty((count, bank.num_bands), np.float32)
+            inner, offset = _inner_frames(data)
+            scratch = np.empty((FFT_BATCH, size))  # windowed frames (float64, as madmom's)
+            spectra = np.empty((SPECTRA_BATCH, bins), np.float32)  # their magnitudes
             for start in range(0, count, SPECTRA_BATCH):
                 first = max(0, min(start, count - SPECTRA_BATCH))
                 stop = min(count, first + SPECTRA_BATCH)
-                frames = np.stack([data[i] for i in range(first, stop)])
-                spectra = rfft(frames * window, axis=1)[:, :bins].astype(np.complex64)
-                filtered = np.dot(np.abs(spectra), bank)
+                if offset <= first and stop <= offset + len(inner):
+                    frames = inner[first - offset:stop - offset]
+                else:  # frames zero-padded by madmom at either end
+                    frames = np.stack([data[i] for i in range(first, stop)])
+                for part in range(0, len(frames), FFT_BATCH):  # cache-sized FFT batches
+                    chunk = frames[part:part + FFT_BATCH]
+                    windowed = np.multiply(chunk, window, out=scratch[:len(chunk)])
+                    np.abs(rfft(windowed, axis=1)[:, :bins].astype(np.complex64),
+                           out=spectra[part:part + len(chunk)])
+                filtered = np.dot(spectra[:len(frames)], bank)
                 np.log10(filtered + np.float32(1), out=filtered)
                 values[first:first + len(frames)] = filtered
             filtered = np.zeros((0, bank.num_bands), np.float32).view(FilteredSpectrogram)
@@ -262,6 +275,23 @@ def _log_filtered_processor(bands: int) -> Any:
             return log
 
     return LogFilteredSpectrogramProcessor()
+
+
+def _inner_frames(framed: Any) -> tuple[np.ndarray, int]:
+    """(view, first): the frames of madmom's FramedSignal ``framed`` that lie wholly inside its
+    signal, ``first`` the index of the first, as one strided view of the signal: the samples
+    madmom's signal_frame copies one frame at a time (72,000 Python calls per 4-minute track).
+    No frames (an empty view) where the hop is not a whole number of samples or the signal not
+    mono; madmom's own indexing gives those, and the zero-padded frames at either end."""
+    signal, size, hop = np.asarray(framed.signal), int(framed.frame_size), framed.hop_size
+    if signal.ndim != 1 or hop != int(hop) or len(signal) < size:
+        return np.zeros((0, size), np.float32), 0
+    hop = int(hop)
+    start = -(size // 2) - int(framed.origin)  # where frame 0 starts (signal_frame)
+    first = max(0, -(start // hop))  # the first frame starting at or after sample 0
+    last = min(len(framed) - 1, (len(signal) - size - start) // hop)  # the last ending inside
+    windows = np.lib.stride_tricks.sliding_window_view(signal, size)
+    return windows[start + first * hop::hop][:max(0, last - first + 1)], first
 
 
 def _no_tempo(activation: np.ndarray) -> TempoEstimate:
