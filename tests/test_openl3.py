@@ -218,3 +218,32 @@ def test_unpinned_openl3_and_uncached_vggish_say_why(tmp_path, monkeypatch, caps
     assert music_embeddings(args + ["vggish"]) == 1
     assert capsys.readouterr().err.startswith(
         f"error: model 'audioset-vggish-3' is not in the model cache ({tmp_path / 'cache'}")
+
+
+def test_a_model_served_by_its_stand_in_is_written_under_the_name_asked(openl3_env, tmp_path,
+                                                                       monkeypatch):
+    """A lock entry that `provides` another model serves it when the other is not in the cache
+    (as the musicnn converted from PyPI serves MTG's msd-musicnn-1): music-embeddings writes
+    the stand-in's frames under the name asked for, and the manifest names the files and licence
+    that made them (each file failed with a KeyError before)."""
+    table = json.loads((openl3_env / "mine.lock.json").read_text())
+    wanted = dict(table["models"]["tiny-vggish"], license="MTG's",
+                  files=[{"name": f"mtg.{ext}", "url": f"https://example.invalid/mtg.{ext}",
+                          "sha256": "0" * 64} for ext in ("pb", "json")],
+                  graph="mtg.pb", metadata="mtg.json")
+    table["models"]["tiny-vggish"]["provides"] = ["mtg-vggish"]
+    table["models"]["mtg-vggish"] = wanted
+    (tmp_path / "standin.lock.json").write_text(json.dumps(table))
+    monkeypatch.setenv("EXTRACTOR_MODELS_LOCK", str(tmp_path / "standin.lock.json"))
+    music = tmp_path / "music"
+    music.mkdir()
+    write_audio(music / "one.wav", piano_clip(2.0))
+    for name in ("mtg-vggish", "tiny-vggish"):
+        assert music_embeddings([str(music), "--output-base", str(tmp_path / name), "--models",
+                                 name, "-j", "1", "--quiet"]) == 0
+    served = np.load(tmp_path / "mtg-vggish" / "mtg-vggish" / "one.npy")
+    np.testing.assert_array_equal(served, np.load(tmp_path / "tiny-vggish" / "tiny-vggish" /
+                                                  "one.npy"))
+    manifest = json.loads((tmp_path / "mtg-vggish" / "mtg-vggish" / "model.json").read_text())
+    assert (manifest["model"], manifest["license"], sorted(manifest["files"])) == (
+        "mtg-vggish", "test", ["tiny-vggish.json", "tiny-vggish.pb"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,19 @@ class Request:
         from runner.models.framewise import tags_key
 
         return self.model if self.output == "embeddings" else tags_key(self.model)
+
+    def served_by(self, present: Iterable[str]) -> str:
+        """The model whose frames and files answer this request among ``present`` (arrays or
+        pins of a run): its own, or those of the model standing in for it (a lock entry that
+        ``provides`` it, as the musicnn converted from PyPI does MTG's msd-musicnn-1)."""
+        present = list(present)
+        if self.key in present or self.output != "embeddings":
+            return self.key
+        from runner.models.supply import lock
+
+        table = lock.models()
+        return next((other for other in present
+                     if other in table and self.model in table[other].provides), self.key)
 
 
 def overrides(requests: list[Request]) -> list[str]:
@@ -95,7 +109,7 @@ class EmbeddingsWork:
         doc, analysis = self.extractor.analyse(src)
         relative = Path(dst).relative_to(self.base / self.requests[0].name)
         for request in self.requests:
-            frames = analysis.models.embeddings[request.key]
+            frames = analysis.models.embeddings[request.served_by(analysis.models.embeddings)]
             write_npy_atomic(self.base / request.name / relative, pooled(frames, self.pool))
         if self.midi is not None:
             from runner.models.basic_pitch import notes

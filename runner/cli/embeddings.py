@@ -168,8 +168,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("no audio files found")
     base = Path(args.output_base)
     write.prepare_folder(str(base))
-    manifests = {r.name: manifest(r, stage.pins.get(r.model, {}) if stage else {}, args.pool,
-                                  plan.digest, lock.get(r.model).license,
+    pins = stage.pins if stage else {}
+    served = {r.name: r.model if r.output != "embeddings" else r.served_by(pins) for r in wanted}
+    manifests = {r.name: manifest(r, pins.get(served[r.name], {}), args.pool, plan.digest,
+                                  lock.get(served[r.name]).license,
                                   tag_labels(lock.get(r.model)) if r.output == "tags" else ())
                  for r in wanted}
     if midi is not None:
