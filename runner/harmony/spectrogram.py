@@ -31,13 +31,16 @@ BATCH = 256
 SILENT_DBFS = -90.0  # as the runner's silence warning (runner.analysis.audio_input)
 
 
-def as_mono_44k(signal: np.ndarray, sample_rate: float) -> np.ndarray:
-    """Mono float32 at 44.1 kHz (polyphase resampling where the rate differs)."""
+def as_mono_44k(signal: np.ndarray, sample_rate: float, who: str = "madmom's networks"
+                ) -> np.ndarray:
+    """Mono float32 at 44.1 kHz (polyphase resampling where the rate differs): the input of
+    every madmom network here (key, chords, and runner.tempo's beats and downbeats); ``who``
+    names them in the error for a signal of another shape."""
     audio = np.asarray(signal, dtype=np.float32)
     if audio.ndim == 2:
         audio = audio.mean(axis=1, dtype=np.float32)
     if audio.ndim != 1:
-        raise ModelError(f"madmom's networks: expected a mono or (samples, channels) signal, "
+        raise ModelError(f"{who}: expected a mono or (samples, channels) signal, "
                          f"got shape {audio.shape}")
     rate = int(round(sample_rate))
     if rate != MODEL_SR and len(audio):

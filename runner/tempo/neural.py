@@ -93,21 +93,9 @@ def _require() -> None:
 
 def as_model_input(signal: np.ndarray, sample_rate: float) -> np.ndarray:
     """Mono float32 at 44.1 kHz (polyphase resampling where the rate differs)."""
-    audio = np.asarray(signal, dtype=np.float32)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1, dtype=np.float32)
-    if audio.ndim != 1:
-        raise ModelError(f"madmom tempo: expected a mono or (samples, channels) signal, "
-                         f"got shape {audio.shape}")
-    if int(sample_rate) != MODEL_SR:
-        from math import gcd
+    from runner.harmony.spectrogram import as_mono_44k
 
-        from scipy.signal import resample_poly
-
-        rate = int(round(sample_rate))
-        common = gcd(rate, MODEL_SR)
-        audio = resample_poly(audio, MODEL_SR // common, rate // common).astype(np.float32)
-    return audio
+    return as_mono_44k(signal, sample_rate, "madmom tempo")
 
 
 def _quiet_onnxruntime() -> None:
