@@ -4,4 +4,10 @@ Importing this package registers them with runner.derive, beside the built-in on
 compiler and the value stages import it (runner.compile.nodes, runner.analysis.values).
 """
 
-from runner.conditioning import features, rhythm, timbral, true_peak  # noqa: F401  (registers the functions)
+from runner.conditioning import (  # noqa: F401  (registers the functions)
+    beats_and_onsets,
+    features,
+    rhythm,
+    timbral,
+    true_peak,
+)
