@@ -310,3 +310,23 @@ def test_the_plan_keeps_the_profile_with_its_options_substituted(write_profile):
     plan = compile_profile(profile)
     assert plan.profile.data["summary"]["descriptors"] == {"bpm": "rhythm.bpm"}
     assert profile.data["summary"]["descriptors"] == {"bpm": "${tempo}"}
+
+
+@pytest.mark.parametrize("rate, words", [(48000, "its times read 8.8% late and its tempo and rates "
+                                                 "8.1% low"),
+                                         (32000, "its times read 27.4% early and its tempo and "
+                                                 "rates 37.8% high")])
+def test_algorithms_that_assume_44100_hz_are_named_at_other_rates(rate, words):
+    """RhythmExtractor2013 and OnsetRate take 44100 Hz whatever the signal: at another analysis
+    rate every output says so (metadata.warnings); the conditioning profile's derive functions
+    take the rate, so it says nothing."""
+    plan = compile_profile(load_profile("rhythm", [f"options.analysisSampleRate={rate}"]))
+    assert plan.warnings == [
+        f"graph.rhythm_extractor: Essentia's RhythmExtractor2013 assumes 44100 Hz: at an analysis "
+        f"rate of {rate} Hz {words}",
+        f"graph.onsets: Essentia's OnsetRate assumes 44100 Hz: at an analysis rate of {rate} Hz "
+        f"{words}"]
+    assert compile_profile(load_profile("rhythm")).warnings == []
+    if rate == 48000:  # (its air band, up to 20 kHz, needs more than 32000)
+        conditioning = load_profile("conditioning", [f"options.analysisSampleRate={rate}"])
+        assert compile_profile(conditioning).warnings == []

@@ -61,6 +61,24 @@ def test_click_track_tempo_and_regular_beats(analyse):
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
 
 
+def test_the_tempo_at_an_analysis_rate_of_48000(tmp_path):
+    """With analysisSampleRate 48000, a 120 BPM click track made at 48 kHz reads 120 BPM with
+    beats 0.5 s apart (Essentia's RhythmExtractor2013 and OnsetRate assume 44.1 kHz: 110.25
+    BPM, every time 8.8 % late)."""
+    t = np.arange(8 * 48000)
+    signal = (0.05 * np.sin(2 * np.pi * 220.0 * t / 48000)).astype(np.float32)
+    burst = np.random.default_rng(2).standard_normal(960) * np.exp(-np.arange(960) / 120.0)
+    for start in range(0, len(signal) - 960, 24000):
+        signal[start:start + 960] += (0.5 * burst).astype(np.float32)
+    path = write_audio(tmp_path / "clicks48k.wav", signal, sr=48000)
+    doc, _ = Extractor("conditioning", ["options.analysisSampleRate=48000"]).analyse(str(path))
+    cond = doc["conditioning"]
+    assert cond["bpm"] == pytest.approx(120.0, abs=1.0)
+    assert np.allclose(np.diff(doc["rhythm"]["beats_position"]), 0.5, atol=0.03)
+    assert cond["onset_density"] == pytest.approx(2.0, abs=0.3)
+    assert cond["duration"] == pytest.approx(8.0, abs=0.02)
+
+
 def test_sine_levels(analyse):
     """A 1 kHz sine with a peak of -20 dBFS in both channels: EBU R128 calibrates a stereo
     1 kHz sine at -23 dBFS to -23 LUFS, so this one is -20 LUFS; its RMS is 3.01 dB below its

@@ -110,14 +110,14 @@ def test_beats_tempo_and_onsets_are_essentias_to_the_bit(name):
               "5 samples": lambda: np.full(5, 0.3, np.float32),
               "a tenth of a second": lambda: click_track(0.1)}.get(name, SIGNALS.get(name))()
     bpm, ticks, confidence, estimates, intervals = es.RhythmExtractor2013(method="degara")(signal)
-    ours = bo.rhythm_extractor_2013(signal, method="degara", minTempo=40, maxTempo=208)
+    ours = bo.rhythm_extractor_2013(signal, method="degara", minTempo=40, maxTempo=208, sampleRate=44100.0)
     assert np.array_equal(ours["ticks"], ticks)
     assert ours["bpm"] == pytest.approx(float(bpm), rel=0, abs=0)
     assert ours["confidence"] == confidence
     assert np.array_equal(ours["estimates"], estimates)
     assert np.array_equal(ours["bpmIntervals"], intervals)
     times, rate = _streaming_onset_rate(signal)
-    onsets = bo.onset_rate(signal)
+    onsets = bo.onset_rate(signal, sampleRate=44100.0)
     assert np.array_equal(onsets["onsetTimes"], times)
     assert onsets["onsetRate"] == rate
     if name in ("demo", "clicks 93 BPM", "clicks 140 BPM"):  # signals with a beat
@@ -129,7 +129,7 @@ def test_the_tempo_range_reaches_the_tracker():
     150 BPM read with maxTempo 100."""
     signal = click_track(10.0, bpm=150.0)
     theirs = es.RhythmExtractor2013(method="degara", maxTempo=100)(signal)
-    ours = bo.rhythm_extractor_2013(signal, method="degara", minTempo=40, maxTempo=100)
+    ours = bo.rhythm_extractor_2013(signal, method="degara", minTempo=40, maxTempo=100, sampleRate=44100.0)
     assert np.array_equal(ours["ticks"], theirs[1]) and ours["bpm"] == float(theirs[0])
     assert ours["bpm"] < 110
 
@@ -137,7 +137,7 @@ def test_the_tempo_range_reaches_the_tracker():
 def test_multifeature_is_essentias_algorithm():
     signal = click_track(6.0, bpm=120.0)
     theirs = es.RhythmExtractor2013(method="multifeature")(signal)
-    ours = bo.rhythm_extractor_2013(signal, method="multifeature", minTempo=40, maxTempo=208)
+    ours = bo.rhythm_extractor_2013(signal, method="multifeature", minTempo=40, maxTempo=208, sampleRate=44100.0)
     assert ours["bpm"] == float(theirs[0]) and np.array_equal(ours["ticks"], theirs[1])
     assert ours["confidence"] == float(theirs[2])
 
@@ -153,3 +153,35 @@ def test_tempo_from_ticks(ticks, bpm):
         assert found == pytest.approx(bpm, abs=1e-3)
     else:
         assert found == pytest.approx(120.0, abs=1e-3) and len(estimates) == 3
+
+
+def _clicks_at(rate: int, bpm: float, seconds: float) -> np.ndarray:
+    """Short noise bursts every beat, made at ``rate`` (the first on sample 0)."""
+    rng = np.random.default_rng(11)
+    signal = np.zeros(int(seconds * rate), np.float32)
+    burst = (rng.standard_normal(rate // 100) * np.exp(-np.arange(rate // 100) / (rate / 1000)))
+    for beat in np.arange(0.0, seconds - 0.1, 60.0 / bpm):
+        start = int(round(beat * rate))
+        signal[start:start + burst.size] += 0.5 * burst.astype(np.float32)
+    return signal
+
+
+@pytest.mark.parametrize("method", ["degara", "multifeature"])
+def test_the_analysis_rate_is_honoured(method):
+    """At 48 kHz, Essentia's algorithms read a 120 BPM click track as 110 BPM (they assume
+    44100 Hz); the derive functions read 120 BPM, beats on the clicks, onsets on the clicks,
+    as Essentia does on the same clicks made at 44.1 kHz."""
+    signal = _clicks_at(48000, 120.0, 12.0)
+    assert float(es.RhythmExtractor2013(method=method)(signal)[0]) == pytest.approx(110.25, abs=1)
+    ours = bo.rhythm_extractor_2013(signal, method=method, minTempo=40, maxTempo=208,
+                                    sampleRate=48000.0)
+    assert ours["bpm"] == pytest.approx(120.0, abs=0.6)
+    offsets = (ours["ticks"] + 0.25) % 0.5 - 0.25  # distance to the nearest click
+    # (multifeature's beats lag clicks by 20-35 ms, at 44.1 kHz too)
+    assert len(ours["ticks"]) >= 18 and np.abs(offsets).max() < 0.04
+    onsets = bo.onset_rate(signal, sampleRate=48000.0)
+    offsets = (onsets["onsetTimes"] + 0.25) % 0.5 - 0.25
+    assert len(onsets["onsetTimes"]) >= 20 and np.abs(offsets).max() < 0.03
+    assert onsets["onsetRate"] == pytest.approx(2.0, abs=0.15)
+    native = es.RhythmExtractor2013(method=method)(_clicks_at(44100, 120.0, 12.0))
+    assert float(native[0]) == pytest.approx(ours["bpm"], abs=0.6)

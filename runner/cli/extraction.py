@@ -101,13 +101,13 @@ def announce(plan: Plan, notes: list[str], quiet: bool, workers: batch.Workers |
     survey = getattr(workers, "survey", None)
     if survey is not None:
         prepare(plan, warn=False, load=False)  # plan.digest as this client computes it
-        print_notes(plan.profile.notes + notes + survey(), quiet)
+        print_notes(plan.profile.notes + plan.warnings + notes + survey(), quiet)
         return
     if plan.models is not None and plan.models.outputs:
         stage = prepare(plan, warn=False, load=False)
         if stage is not None and stage.missing:
             notes.append(stage.note())
-    print_notes(plan.profile.notes + notes, quiet)
+    print_notes(plan.profile.notes + plan.warnings + notes, quiet)
 
 
 def failures_file(args: argparse.Namespace, folder: Path) -> tuple[Path, bool]:

@@ -36,7 +36,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     profile = load.load_profile(args.profile, args.overrides)
     plan = compile.compile_profile(profile)  # Essentia's configure checks included
-    notes = list(profile.notes)
+    notes = list(profile.notes) + plan.warnings  # plan.warnings: in every output, too
     if plan.models is not None:  # each output through its model's family, as a run does
         from runner.models.stage import prepare
         from runner.models.supply.cache import MissingModel

@@ -103,7 +103,7 @@ def compile_profile(profile: Profile) -> Plan:
         recorded=recorded_streams(nodes),
         profile=resolved,
         models=compile_models(settings),
-        warnings=_plan_warnings(data),
+        warnings=_plan_warnings(data) + _rate_warnings(nodes, audio_config(settings).sample_rate),
     )
 
 
@@ -114,6 +114,25 @@ def _plan_warnings(data: dict[str, Any]) -> list[str]:
         return []
     return [f"{models['section']}: {', '.join(map(str, unavailable))} left out: Essentia's "
             "SVM classifiers, with no model here (docs/drop-in.md)"]
+
+
+# Essentia's algorithms that take their frame sizes and times for 44100 Hz whatever the signal
+# (BeatTrackerDegara, BeatTrackerMultiFeature and OnsetRate set it in code; the others use them)
+ASSUMES_44100 = ("RhythmExtractor2013", "RhythmDescriptors", "BeatTrackerDegara",
+                 "BeatTrackerMultiFeature", "OnsetRate")
+
+
+def _rate_warnings(nodes: dict[str, Node], sample_rate: float) -> list[str]:
+    """What an analysis rate other than 44100 Hz does to the algorithms that assume it: their
+    tempo and times are off by the ratio, in every output (metadata.warnings)."""
+    if sample_rate == 44100.0:
+        return []
+    ratio = sample_rate / 44100.0
+    return [f"graph.{node.id}: Essentia's {node.algorithm} assumes 44100 Hz: at an analysis rate "
+            f"of {sample_rate:g} Hz its times read {abs(ratio - 1):.1%} "
+            f"{'late' if ratio > 1 else 'early'} and its tempo and rates "
+            f"{abs(1 - 1 / ratio):.1%} {'low' if ratio > 1 else 'high'}"
+            for node in nodes.values() if node.algorithm in ASSUMES_44100]
 
 
 def result_digest(profile: Profile, models: dict[str, Any] | None = None) -> str:
