@@ -321,11 +321,19 @@ def test_algorithms_that_assume_44100_hz_are_named_at_other_rates(rate, words):
     rate every output says so (metadata.warnings); the conditioning profile's derive functions
     take the rate, so it says nothing."""
     plan = compile_profile(load_profile("rhythm", [f"options.analysisSampleRate={rate}"]))
-    assert plan.warnings == [
+    assert plan.warnings[:2] == [
         f"graph.rhythm_extractor: Essentia's RhythmExtractor2013 assumes 44100 Hz: at an analysis "
         f"rate of {rate} Hz {words}",
         f"graph.onsets: Essentia's OnsetRate assumes 44100 Hz: at an analysis rate of {rate} Hz "
         f"{words}"]
+    # and the nodes left at Essentia's default sampleRate, as its extractor leaves them
+    assert plan.warnings[2:] == [
+        f"at an analysis rate of {rate} Hz, 1 nodes keep Essentia's default sampleRate of 44100 "
+        f"Hz (as Essentia's extractors do), so the frequencies they compute read "
+        f"{'8.1% low' if rate == 48000 else '37.8% high'} and their times "
+        f"{'8.8% late' if rate == 48000 else '27.4% early'}: graph.replay_gain"]
+    music = compile_profile(load_profile("music", [f"options.analysisSampleRate={rate}"]))
+    assert all(f"graph.{node}" in music.warnings[-1] for node in ("hpcp_key", "mfcc", "hfc"))
     assert compile_profile(load_profile("rhythm")).warnings == []
     if rate == 48000:  # (its air band, up to 20 kHz, needs more than 32000)
         conditioning = load_profile("conditioning", [f"options.analysisSampleRate={rate}"])

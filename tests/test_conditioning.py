@@ -62,11 +62,13 @@ def test_click_track_tempo_and_regular_beats(analyse):
 
 
 def test_the_tempo_at_an_analysis_rate_of_48000(tmp_path):
-    """With analysisSampleRate 48000, a 120 BPM click track made at 48 kHz reads 120 BPM with
-    beats 0.5 s apart (Essentia's RhythmExtractor2013 and OnsetRate assume 44.1 kHz: 110.25
-    BPM, every time 8.8 % late)."""
-    t = np.arange(8 * 48000)
-    signal = (0.05 * np.sin(2 * np.pi * 220.0 * t / 48000)).astype(np.float32)
+    """With analysisSampleRate 48000, a 120 BPM click track over an A minor chord made at 48 kHz
+    reads 120 BPM with beats 0.5 s apart, in A minor (Essentia's RhythmExtractor2013 and
+    OnsetRate assume 44.1 kHz: 110.25 BPM, every time 8.8 % late; SpectralPeaks and HPCP at
+    their default 44100 Hz read it a semitone and a half flat, Ab major)."""
+    t = np.arange(8 * 48000) / 48000
+    signal = sum(0.05 * np.sin(2 * np.pi * f * (k + 1) * t) * 0.5 ** k
+                 for f in (220.0, 261.63, 329.63) for k in range(3)).astype(np.float32)
     burst = np.random.default_rng(2).standard_normal(960) * np.exp(-np.arange(960) / 120.0)
     for start in range(0, len(signal) - 960, 24000):
         signal[start:start + 960] += (0.5 * burst).astype(np.float32)
@@ -77,6 +79,9 @@ def test_the_tempo_at_an_analysis_rate_of_48000(tmp_path):
     assert np.allclose(np.diff(doc["rhythm"]["beats_position"]), 0.5, atol=0.03)
     assert cond["onset_density"] == pytest.approx(2.0, abs=0.3)
     assert cond["duration"] == pytest.approx(8.0, abs=0.02)
+    assert (cond["key"], cond["scale"]) == ("A", "minor")
+    assert max(CHROMA_NAMES, key=cond.get) in ("chroma_A", "chroma_C", "chroma_E")
+    assert doc["metadata"]["warnings"] == []
 
 
 def test_sine_levels(analyse):

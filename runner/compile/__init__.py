@@ -123,16 +123,30 @@ ASSUMES_44100 = ("RhythmExtractor2013", "RhythmDescriptors", "BeatTrackerDegara"
 
 
 def _rate_warnings(nodes: dict[str, Node], sample_rate: float) -> list[str]:
-    """What an analysis rate other than 44100 Hz does to the algorithms that assume it: their
-    tempo and times are off by the ratio, in every output (metadata.warnings)."""
+    """What an analysis rate other than 44100 Hz does to the algorithms that assume it (their
+    times and tempo are off by the ratio) and to the nodes that keep Essentia's default
+    ``sampleRate`` of 44100 (Essentia's extractors leave many so: their frequencies and times
+    are off by it): said in every output (metadata.warnings), and by validate and run."""
     if sample_rate == 44100.0:
         return []
     ratio = sample_rate / 44100.0
-    return [f"graph.{node.id}: Essentia's {node.algorithm} assumes 44100 Hz: at an analysis rate "
-            f"of {sample_rate:g} Hz its times read {abs(ratio - 1):.1%} "
-            f"{'late' if ratio > 1 else 'early'} and its tempo and rates "
-            f"{abs(1 - 1 / ratio):.1%} {'low' if ratio > 1 else 'high'}"
-            for node in nodes.values() if node.algorithm in ASSUMES_44100]
+    late, low = f"{abs(ratio - 1):.1%}", f"{abs(1 - 1 / ratio):.1%}"
+    warnings = [f"graph.{node.id}: Essentia's {node.algorithm} assumes 44100 Hz: at an analysis "
+                f"rate of {sample_rate:g} Hz its times read {late} "
+                f"{'late' if ratio > 1 else 'early'} and its tempo and rates {low} "
+                f"{'low' if ratio > 1 else 'high'}"
+                for node in nodes.values() if node.algorithm in ASSUMES_44100]
+    default = [node.id for node in nodes.values()
+               if node.algorithm is not None and node.algorithm not in ASSUMES_44100
+               and "sampleRate" not in node.params and "sampleRate" not in node.param_refs
+               and "sampleRate" in registry.info(node.algorithm, standard=node.standard).params]
+    if default:
+        warnings.append(
+            f"at an analysis rate of {sample_rate:g} Hz, {len(default)} nodes keep Essentia's "
+            f"default sampleRate of 44100 Hz (as Essentia's extractors do), so the frequencies "
+            f"they compute read {low} {'low' if ratio > 1 else 'high'} and their times {late} "
+            f"{'late' if ratio > 1 else 'early'}: {', '.join(f'graph.{n}' for n in default)}")
+    return warnings
 
 
 def result_digest(profile: Profile, models: dict[str, Any] | None = None) -> str:
