@@ -17,8 +17,8 @@ tests/test_onset_functions.py compares them on signals made in the test.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -60,13 +60,21 @@ def _frames(signal: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
     return frames
 
 
-@lru_cache(maxsize=4)
+# Each thread keeps its own FFTs (a Dask worker runs tasks in several): Essentia's Python calls
+# hold the GIL today, but its algorithm objects are not documented as safe to share.
+_THREAD = threading.local()
+
+
 def _essentia_fft(size: int) -> tuple[Any, np.ndarray]:
-    """Essentia's FFT of ``size`` (its plan made once per process) and its normalised Hann
-    window, unrotated."""
-    standard = quiet_essentia().standard
-    window = standard.Windowing(type="hann", zeroPhase=False)(np.ones(size, dtype=np.float32))
-    return standard.FFT(size=size), window
+    """This thread's Essentia FFT of ``size`` (its plan made once) and Essentia's normalised
+    Hann window of that size, unrotated."""
+    ffts = _THREAD.__dict__.setdefault("ffts", {})
+    if size not in ffts:
+        standard = quiet_essentia().standard
+        window = standard.Windowing(type="hann", zeroPhase=False)(
+            np.ones(size, dtype=np.float32))
+        ffts[size] = (standard.FFT(size=size), window)
+    return ffts[size]
 
 
 def spectra(signal: np.ndarray, size: int, hop: int, start_from_zero: bool
