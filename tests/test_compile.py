@@ -328,7 +328,7 @@ def test_algorithms_that_assume_44100_hz_are_named_at_other_rates(rate, words):
         f"{words}"]
     # and the nodes left at Essentia's default sampleRate, as its extractor leaves them
     assert plan.warnings[2:] == [
-        f"at an analysis rate of {rate} Hz, 1 nodes keep Essentia's default sampleRate of 44100 "
+        f"at an analysis rate of {rate} Hz, 1 node keeps Essentia's default sampleRate of 44100 "
         f"Hz (as Essentia's extractors do), so the frequencies they compute read "
         f"{'8.1% low' if rate == 48000 else '37.8% high'} and their times "
         f"{'8.8% late' if rate == 48000 else '27.4% early'}: graph.replay_gain"]

@@ -142,7 +142,8 @@ def _rate_warnings(nodes: dict[str, Node], sample_rate: float) -> list[str]:
                and "sampleRate" in registry.info(node.algorithm, standard=node.standard).params]
     if default:
         warnings.append(
-            f"at an analysis rate of {sample_rate:g} Hz, {len(default)} nodes keep Essentia's "
+            f"at an analysis rate of {sample_rate:g} Hz, {len(default)} "
+            f"{'node keeps' if len(default) == 1 else 'nodes keep'} Essentia's "
             f"default sampleRate of 44100 Hz (as Essentia's extractors do), so the frequencies "
             f"they compute read {low} {'low' if ratio > 1 else 'high'} and their times {late} "
             f"{'late' if ratio > 1 else 'early'}: {', '.join(f'graph.{n}' for n in default)}")
