@@ -91,6 +91,7 @@ def compile_profile(profile: Profile) -> Plan:
     check_configuration(settings, nodes)
     assign_stages(nodes, order)
     order = single_replay_per_network(settings, nodes, order, descriptors)
+    audio = audio_config(settings)
     return Plan(
         name=resolved.name,
         digest=result_digest(resolved),
@@ -98,12 +99,12 @@ def compile_profile(profile: Profile) -> Plan:
         order=order,
         stages=assign_stages(nodes, order),
         descriptors=descriptors,
-        audio=audio_config(settings),
+        audio=audio,
         output=output_config(settings),
         recorded=recorded_streams(nodes),
         profile=resolved,
         models=compile_models(settings),
-        warnings=_plan_warnings(data) + _rate_warnings(nodes, audio_config(settings).sample_rate),
+        warnings=_plan_warnings(data) + _rate_warnings(nodes, audio.sample_rate),
     )
 
 

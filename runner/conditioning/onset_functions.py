@@ -43,12 +43,11 @@ def frame_starts(length: int, size: int, hop: int, start_from_zero: bool) -> np.
     return np.arange(-(-length // hop) + 1, dtype=np.int64) * hop - (size + 1) // 2
 
 
-def _frames(signal: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
-    """The frames at ``starts`` (consecutive, one hop apart), zero outside the signal: a view
+def _frames(signal: np.ndarray, starts: np.ndarray, size: int, hop: int) -> np.ndarray:
+    """The frames at ``starts`` (consecutive, ``hop`` apart), zero outside the signal: a view
     of the signal where they lie inside it."""
     first, last = int(starts[0]), int(starts[-1])
     if first >= 0 and last + size <= signal.size:
-        hop = int(starts[1] - starts[0]) if starts.size > 1 else size
         step = signal.strides[0]
         return as_strided(signal[first:], shape=(starts.size, size), strides=(hop * step, step),
                           writeable=False)
@@ -92,7 +91,7 @@ def spectra(signal: np.ndarray, size: int, hop: int, start_from_zero: bool
     half = size // 2
     starts = frame_starts(signal.size, size, hop, start_from_zero)
     for at in range(0, starts.size, BLOCK):
-        windowed = _frames(signal, starts[at:at + BLOCK], size) * window
+        windowed = _frames(signal, starts[at:at + BLOCK], size, hop) * window
         rotated = np.concatenate([windowed[:, half:], windowed[:, :half]], axis=1)
         yield np.array([compute(frame) for frame in rotated], dtype=np.complex64)
 
